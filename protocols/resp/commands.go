@@ -1,0 +1,121 @@
+package resp
+
+import "github.com/dynode/dynode-broadcaster/protocols"
+
+//go:generate go run ./internal/gencommands -o commands_table.go
+
+// commandFlags are the Redis command flags (and ACL categories) the classifier uses.
+type commandFlags uint16
+
+const (
+	flagWrite commandFlags = 1 << iota
+	flagReadonly
+	flagBlocking
+	flagPubSub
+	flagAdmin
+	flagMayReplicate
+	flagNoScript
+	flagDangerous
+	flagConnection
+	flagTransaction
+)
+
+// commandSpec is one row of the command table.
+type commandSpec struct {
+	name        string
+	flags       commandFlags
+	arity       int16 // Redis arity: n exact, -n at least n (the name counts)
+	firstKey    int8
+	subcommands bool // the class depends on the subcommand ("CLIENT SETNAME")
+}
+
+// classOverrides are the commands whose class does not follow from their flags.
+var classOverrides = map[string]protocols.Class{
+	// Answered by the gateway.
+	"PING": protocols.Local, "ECHO": protocols.Local, "QUIT": protocols.Local,
+	"HELLO": protocols.Local, "SELECT": protocols.Local,
+	"CLIENT|SETNAME": protocols.Local, "CLIENT|GETNAME": protocols.Local,
+	"CLIENT|SETINFO": protocols.Local, "CLIENT|ID": protocols.Local,
+
+	// Scripts must exist on every backend for EVALSHA to replay everywhere.
+	"SCRIPT|LOAD": protocols.Write, "SCRIPT|FLUSH": protocols.Write,
+	// Scripts and functions may write; Redis 7.0 flags them only "noscript".
+	"EVAL": protocols.Write, "EVALSHA": protocols.Write, "FCALL": protocols.Write,
+	// A message published through the gateway reaches subscribers of every backend.
+	"PUBLISH": protocols.Write, "SPUBLISH": protocols.Write,
+
+	// Transactions are not yet kept contiguous on the shared pipelines.
+	"MULTI": protocols.Unsupported, "EXEC": protocols.Unsupported,
+	"DISCARD": protocols.Unsupported, "WATCH": protocols.Unsupported,
+	"UNWATCH": protocols.Unsupported,
+
+	// Connection state that would leak into the shared backend pipelines.
+	"AUTH": protocols.Unsupported, "RESET": protocols.Unsupported,
+	"CLIENT|REPLY": protocols.Unsupported, "CLIENT|TRACKING": protocols.Unsupported,
+	"CLIENT|CACHING": protocols.Unsupported, "CLIENT|NO-EVICT": protocols.Unsupported,
+	"CLIENT|NO-TOUCH": protocols.Unsupported, "READONLY": protocols.Unsupported,
+	"READWRITE": protocols.Unsupported, "ASKING": protocols.Unsupported,
+	"WAIT": protocols.Unsupported, "WAITAOF": protocols.Unsupported,
+	"MONITOR": protocols.Unsupported, "SYNC": protocols.Unsupported,
+	"PSYNC": protocols.Unsupported, "REPLCONF": protocols.Unsupported,
+}
+
+// lookup finds the table row of a command; args[0] is the name in any case, args[1]
+// the subcommand for container commands. ok is false for commands Redis does not know.
+func lookup(args [][]byte) (spec commandSpec, ok bool) {
+	var buf [64]byte
+	name := upper(buf[:0], args[0])
+	spec, ok = commandTable[string(name)]
+	if !ok || !spec.subcommands || len(args) < 2 {
+		return spec, ok
+	}
+	full := upper(append(name, '|'), args[1])
+	if sub, found := commandTable[string(full)]; found {
+		return sub, true
+	}
+	return spec, true
+}
+
+// classify turns a table row into the gateway's class.
+func classify(spec commandSpec) protocols.Class {
+	if c, ok := classOverrides[spec.name]; ok {
+		return c
+	}
+	switch f := spec.flags; {
+	case f&flagPubSub != 0, f&flagBlocking != 0:
+		return protocols.Unsupported
+	case f&(flagWrite|flagMayReplicate) != 0:
+		return protocols.Write
+	case f&flagReadonly != 0:
+		return protocols.Read
+	case f&flagAdmin != 0, f&flagConnection != 0 && f&flagNoScript != 0:
+		// SHUTDOWN, DEBUG, CONFIG, REPLICAOF, CLIENT KILL...: operate on one server's
+		// process or connection, which a replicated gateway cannot express.
+		return protocols.Unsupported
+	}
+	return protocols.Read // INFO, TIME, COMMAND, ...: answered by the primary
+}
+
+// Classify returns the canonical name and class of a command from its arguments.
+// Unknown commands are writes: broadcasting is the safe default for a replicator.
+func Classify(args [][]byte) (name string, class protocols.Class) {
+	if len(args) == 0 {
+		return "", protocols.Unsupported
+	}
+	spec, ok := lookup(args)
+	if !ok {
+		return "UNKNOWN", protocols.Write
+	}
+	return spec.name, classify(spec)
+}
+
+// upper appends the ASCII upper-case form of s to dst.
+func upper(dst, s []byte) []byte {
+	for _, c := range s {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}

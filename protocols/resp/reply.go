@@ -1,0 +1,197 @@
+package resp
+
+import (
+	"bytes"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+)
+
+// Limits on what a reply may declare, so a broken or hostile backend cannot make the
+// gateway wait for, or account for, absurd sizes.
+const (
+	MaxBulkLen   = 512 << 20 // Redis's proto-max-bulk-len default
+	MaxArrayLen  = 1 << 30   // elements in one aggregate
+	MaxNesting   = 64        // nested aggregates in one reply
+	maxLineBytes = 64 << 10  // a simple string, error, number or header line
+)
+
+// ReplyScanner finds reply boundaries in a backend's byte stream. It understands
+// every RESP2 and RESP3 type:
+//
+//	+OK\r\n  -ERR x\r\n  :1\r\n  $3\r\nfoo\r\n  *2\r\n...  (RESP2)
+//	_\r\n  #t\r\n  ,1.5\r\n  (12345\r\n  !3\r\nerr\r\n  =7\r\ntxt:abc\r\n
+//	%1\r\n...  ~2\r\n...  >3\r\n...  |1\r\n... (attribute, then the reply)  (RESP3)
+//
+// It tells an incomplete reply (protocols.ErrIncomplete) from a malformed one
+// (*protocols.ProtocolError), and it resumes where it stopped: after ErrIncomplete,
+// call Scan again with the same reply start and more bytes, and elements already
+// scanned are not scanned again. The zero value is ready to use.
+type ReplyScanner struct {
+	pos   int     // bytes of the current reply scanned so far (whole elements only)
+	stack []int64 // elements still expected by each open aggregate
+}
+
+// Scan looks for the end of the reply that starts at buf[0]. It returns the reply's
+// length n once buf holds all of it; the scanner is then ready for the next reply
+// (which starts at buf[n]). isErr reports a top-level error reply ('-' or '!').
+func (s *ReplyScanner) Scan(buf []byte) (n int, isErr bool, err error) {
+	for {
+		if s.pos >= len(buf) {
+			return 0, false, protocols.ErrIncomplete
+		}
+		end, children, err := scanElement(buf, s.pos)
+		if err != nil {
+			if err != protocols.ErrIncomplete {
+				s.reset()
+			}
+			return 0, false, err
+		}
+		s.pos = end
+		if children > 0 {
+			if len(s.stack) >= MaxNesting {
+				s.reset()
+				return 0, false, &protocols.ProtocolError{Msg: "Protocol error: reply nested too deep"}
+			}
+			s.stack = append(s.stack, children)
+			continue
+		}
+		// A complete element closes every aggregate it completes.
+		for len(s.stack) > 0 {
+			top := len(s.stack) - 1
+			s.stack[top]--
+			if s.stack[top] > 0 {
+				break
+			}
+			s.stack = s.stack[:top]
+		}
+		if len(s.stack) == 0 {
+			n = s.pos
+			s.reset()
+			return n, buf[0] == '-' || buf[0] == '!', nil
+		}
+	}
+}
+
+func (s *ReplyScanner) reset() {
+	s.pos = 0
+	s.stack = s.stack[:0]
+}
+
+// ScanReply returns the length of the complete reply at the start of buf.
+func ScanReply(buf []byte) (n int, isErr bool, err error) {
+	var s ReplyScanner
+	return s.Scan(buf)
+}
+
+// scanElement scans one element header (and a bulk's payload) at buf[at:]. It returns
+// where the element ends and, for a non-empty aggregate, how many child elements follow.
+func scanElement(buf []byte, at int) (end int, children int64, err error) {
+	line, next, err := readLine(buf, at+1)
+	if err != nil {
+		return 0, 0, err
+	}
+	switch buf[at] {
+	case '+', '-', '_', '#', ',', '(':
+		// Simple types; the line is the value. Validate the few with fixed shapes.
+		if buf[at] == '_' && len(line) != 0 || buf[at] == '#' && !(len(line) == 1 && (line[0] == 't' || line[0] == 'f')) {
+			return 0, 0, malformed(buf[at])
+		}
+		return next, 0, nil
+	case ':':
+		if _, ok := parseInt(line); !ok {
+			return 0, 0, malformed(':')
+		}
+		return next, 0, nil
+	case '$', '!', '=':
+		n, ok := parseInt(line)
+		if !ok || n < -1 || n > MaxBulkLen || (n == -1 && buf[at] != '$') {
+			return 0, 0, malformed(buf[at])
+		}
+		if n == -1 {
+			return next, 0, nil
+		}
+		end = next + int(n) + 2
+		if end > len(buf) {
+			return 0, 0, protocols.ErrIncomplete
+		}
+		if buf[end-2] != '\r' || buf[end-1] != '\n' {
+			return 0, 0, malformed(buf[at])
+		}
+		return end, 0, nil
+	case '*', '%', '~', '>', '|':
+		n, ok := parseInt(line)
+		if !ok || n < -1 || n > MaxArrayLen || (n == -1 && buf[at] != '*') {
+			return 0, 0, malformed(buf[at])
+		}
+		switch buf[at] {
+		case '%':
+			n *= 2
+		case '|':
+			n = n*2 + 1 // the attribute map, then the reply it annotates
+		}
+		if n <= 0 {
+			return next, 0, nil
+		}
+		return next, n, nil
+	}
+	return 0, 0, &protocols.ProtocolError{Msg: "Protocol error: unknown reply type byte " + quoteByte(buf[at])}
+}
+
+// readLine returns the bytes of buf[from:] up to "\r\n" and the index after it.
+func readLine(buf []byte, from int) (line []byte, next int, err error) {
+	if from > len(buf) {
+		return nil, 0, protocols.ErrIncomplete
+	}
+	i := bytes.IndexByte(buf[from:], '\n')
+	if i < 0 {
+		if len(buf)-from > maxLineBytes {
+			return nil, 0, &protocols.ProtocolError{Msg: "Protocol error: reply line too long"}
+		}
+		return nil, 0, protocols.ErrIncomplete
+	}
+	if i == 0 || buf[from+i-1] != '\r' {
+		return nil, 0, &protocols.ProtocolError{Msg: "Protocol error: reply line not ended by CRLF"}
+	}
+	return buf[from : from+i-1], from + i + 1, nil
+}
+
+func malformed(typ byte) error {
+	return &protocols.ProtocolError{Msg: "Protocol error: malformed " + quoteByte(typ) + " reply"}
+}
+
+func quoteByte(b byte) string {
+	const hex = "0123456789abcdef"
+	if b >= 0x20 && b < 0x7f {
+		return "'" + string(rune(b)) + "'"
+	}
+	return "0x" + string([]byte{hex[b>>4], hex[b&15]})
+}
+
+// parseInt parses a decimal int64 with an optional minus sign; no spaces, no plus.
+func parseInt(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (1<<63-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	if neg {
+		return -n, true
+	}
+	return n, true
+}

@@ -1,0 +1,199 @@
+package resp
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+)
+
+func TestCommandParserNext(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		wantN     int
+		wantName  string
+		wantClass protocols.Class
+		wantFrame string
+		wantErr   string // "" ok, "incomplete", or the protocol error text
+	}{
+		{"set", "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", 27, "SET", protocols.Write, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", ""},
+		{"get lower case", "*2\r\n$3\r\nget\r\n$1\r\nk\r\n", 20, "GET", protocols.Read, "*2\r\n$3\r\nget\r\n$1\r\nk\r\n", ""},
+		{"pipelined keeps rest", "*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n", 14, "PING", protocols.Local, "*1\r\n$4\r\nPING\r\n", ""},
+		{"subcommand", "*3\r\n$6\r\nclient\r\n$7\r\nsetname\r\n$1\r\na\r\n", 36, "CLIENT|SETNAME", protocols.Local, "", ""},
+		{"unknown is write", "*1\r\n$5\r\nFOOBA\r\n", 15, "UNKNOWN", protocols.Write, "", ""},
+		{"blocking unsupported", "*3\r\n$5\r\nBLPOP\r\n$1\r\nl\r\n$1\r\n0\r\n", 29, "BLPOP", protocols.Unsupported, "", ""},
+		{"inline re-encoded", "SET k \"a b\"\r\n", 13, "SET", protocols.Write, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\na b\r\n", ""},
+		{"inline lf only", "PING\n", 5, "PING", protocols.Local, "*1\r\n$4\r\nPING\r\n", ""},
+		{"incomplete header", "*3\r\n$3\r\nSE", 0, "", 0, "", "incomplete"},
+		{"incomplete inline", "PIN", 0, "", 0, "", "incomplete"},
+		{"tile38 frame rejected", "$4 PING\r\n", 0, "", 0, "", "Protocol error: expected '*', got '$'"},
+		{"bad multibulk length", "*x\r\n", 0, "", 0, "", "Protocol error: invalid multibulk length"},
+		{"bad bulk length", "*1\r\n$-5\r\nabc\r\n", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"missing dollar", "*1\r\n+PING\r\n", 0, "", 0, "", "Protocol error: expected '$', got '+'"},
+		{"bulk not ended by crlf", "*1\r\n$4\r\nPINGxx", 0, "", 0, "", "Protocol error: invalid bulk length"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p CommandParser
+			cmd, n, err := p.Next([]byte(tt.in))
+			switch {
+			case tt.wantErr == "incomplete":
+				if !errors.Is(err, protocols.ErrIncomplete) {
+					t.Fatalf("err = %v, want ErrIncomplete", err)
+				}
+				return
+			case tt.wantErr != "":
+				if !protocols.IsProtocolError(err) || err.Error() != tt.wantErr {
+					t.Fatalf("err = %v, want protocol error %q", err, tt.wantErr)
+				}
+				return
+			case err != nil:
+				t.Fatalf("unexpected error %v", err)
+			}
+			if n != tt.wantN || cmd.Name != tt.wantName || cmd.Class != tt.wantClass {
+				t.Fatalf("got n=%d name=%q class=%v, want n=%d name=%q class=%v", n, cmd.Name, cmd.Class, tt.wantN, tt.wantName, tt.wantClass)
+			}
+			if tt.wantFrame != "" && string(cmd.Frame) != tt.wantFrame {
+				t.Fatalf("frame = %q, want %q", cmd.Frame, tt.wantFrame)
+			}
+		})
+	}
+}
+
+func TestCommandParserInlineTooBig(t *testing.T) {
+	var p CommandParser
+	_, _, err := p.Next(bytes.Repeat([]byte("a"), MaxInlineSize+1))
+	if !protocols.IsProtocolError(err) {
+		t.Fatalf("err = %v, want protocol error", err)
+	}
+}
+
+func TestCommandParserEmptyCommands(t *testing.T) {
+	var p CommandParser
+	for _, in := range []string{"\r\n", "*0\r\n"} {
+		cmd, n, err := p.Next([]byte(in))
+		if err != nil || n != len(in) || cmd.Args != nil {
+			t.Fatalf("%q: got n=%d args=%v err=%v, want an empty command of %d bytes", in, n, cmd.Args, err, len(in))
+		}
+	}
+}
+
+func TestClassifyTable(t *testing.T) {
+	for name, want := range map[string]protocols.Class{
+		"SET": protocols.Write, "INCR": protocols.Write, "FLUSHALL": protocols.Write,
+		"EVAL": protocols.Write, "PUBLISH": protocols.Write, "GET": protocols.Read,
+		"INFO": protocols.Read, "COMMAND": protocols.Read, "EVAL_RO": protocols.Read,
+		"SUBSCRIBE": protocols.Unsupported, "BLPOP": protocols.Unsupported,
+		"SHUTDOWN": protocols.Unsupported, "MULTI": protocols.Unsupported,
+		"MONITOR": protocols.Unsupported, "ECHO": protocols.Local, "SELECT": protocols.Local,
+	} {
+		if _, got := Classify([][]byte{[]byte(name)}); got != want {
+			t.Errorf("Classify(%s) = %v, want %v", name, got, want)
+		}
+	}
+	if name, got := Classify([][]byte{[]byte("command"), []byte("docs")}); name != "COMMAND|DOCS" || got != protocols.Read {
+		t.Errorf("COMMAND DOCS = %s %v, want COMMAND|DOCS read", name, got)
+	}
+	if name, got := Classify([][]byte{[]byte("script"), []byte("load")}); name != "SCRIPT|LOAD" || got != protocols.Write {
+		t.Errorf("SCRIPT LOAD = %s %v, want write", name, got)
+	}
+}
+
+func TestScanReply(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantN   int
+		wantErr string // "", "incomplete", "malformed"
+		isErr   bool
+	}{
+		{"+OK\r\n", 5, "", false},
+		{"-ERR boom\r\n", 11, "", true},
+		{":42\r\n", 5, "", false},
+		{":-1\r\n", 5, "", false},
+		{"$3\r\nfoo\r\n", 9, "", false},
+		{"$-1\r\n", 5, "", false},
+		{"$0\r\n\r\n", 6, "", false},
+		{"*-1\r\n", 5, "", false},
+		{"*0\r\n", 4, "", false},
+		{"*2\r\n$1\r\na\r\n:1\r\n+next\r\n", 15, "", false},
+		{"*2\r\n*1\r\n$1\r\na\r\n*0\r\n", 19, "", false},
+		{"_\r\n", 3, "", false},
+		{"#t\r\n", 4, "", false},
+		{",3.14\r\n", 7, "", false},
+		{"(12345678901234567890\r\n", 23, "", false},
+		{"!3\r\nerr\r\n", 9, "", true},
+		{"=7\r\ntxt:abc\r\n", 13, "", false},
+		{"%1\r\n+k\r\n:1\r\n", 12, "", false},
+		{"~2\r\n:1\r\n:2\r\n", 12, "", false},
+		{">2\r\n+message\r\n+x\r\n", 18, "", false},
+		{"|1\r\n+key\r\n+val\r\n:7\r\n", 20, "", false},
+		{"$3\r\nfo", 0, "incomplete", false},
+		{"*2\r\n:1\r\n", 0, "incomplete", false},
+		{"+OK", 0, "incomplete", false},
+		{"", 0, "incomplete", false},
+		{"?x\r\n", 0, "malformed", false},
+		{"$3\r\nfoox\r\n", 0, "malformed", false},
+		{"$-2\r\n", 0, "malformed", false},
+		{"!-1\r\n", 0, "malformed", false},
+		{"%-1\r\n", 0, "malformed", false},
+		{":abc\r\n", 0, "malformed", false},
+		{"#x\r\n", 0, "malformed", false},
+		{"+OK\n", 0, "malformed", false},
+		{"$999999999999\r\n", 0, "malformed", false},
+	}
+	for _, tt := range tests {
+		n, isErr, err := ScanReply([]byte(tt.in))
+		switch tt.wantErr {
+		case "incomplete":
+			if !errors.Is(err, protocols.ErrIncomplete) {
+				t.Errorf("%q: err = %v, want incomplete", tt.in, err)
+			}
+		case "malformed":
+			if !protocols.IsProtocolError(err) {
+				t.Errorf("%q: err = %v, want protocol error", tt.in, err)
+			}
+		default:
+			if err != nil || n != tt.wantN || isErr != tt.isErr {
+				t.Errorf("%q: got n=%d isErr=%v err=%v, want n=%d isErr=%v", tt.in, n, isErr, err, tt.wantN, tt.isErr)
+			}
+		}
+	}
+}
+
+// TestReplyScannerResumes feeds a reply one byte at a time and checks the scanner
+// finds exactly its end, resuming instead of restarting.
+func TestReplyScannerResumes(t *testing.T) {
+	reply := "*3\r\n$5\r\nhello\r\n%1\r\n+k\r\n*2\r\n:1\r\n_\r\n-ERR x\r\n"
+	stream := []byte(reply + "+NEXT\r\n")
+	var s ReplyScanner
+	for i := 1; i <= len(stream); i++ {
+		n, _, err := s.Scan(stream[:i])
+		if errors.Is(err, protocols.ErrIncomplete) {
+			continue
+		}
+		if err != nil || n != len(reply) || i != len(reply) {
+			t.Fatalf("at %d bytes: n=%d err=%v, want n=%d at %d bytes", i, n, err, len(reply), len(reply))
+		}
+		n2, _, err := s.Scan(stream[n:])
+		if err != nil || n2 != len("+NEXT\r\n") {
+			t.Fatalf("next reply: n=%d err=%v", n2, err)
+		}
+		return
+	}
+	t.Fatal("reply never completed")
+}
+
+func TestScanReplyNestingLimit(t *testing.T) {
+	deep := bytes.Repeat([]byte("*1\r\n"), MaxNesting+1)
+	if _, _, err := ScanReply(append(deep, ":1\r\n"...)); !protocols.IsProtocolError(err) {
+		t.Fatalf("err = %v, want protocol error", err)
+	}
+}
+
+func TestAppendSelect(t *testing.T) {
+	if got := string(AppendSelect(nil, 13)); got != "*2\r\n$6\r\nSELECT\r\n$2\r\n13\r\n" {
+		t.Fatalf("AppendSelect = %q", got)
+	}
+}
