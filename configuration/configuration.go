@@ -1,0 +1,342 @@
+package configuration
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/magiconair/properties"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the gateway's effective configuration. Field names follow the keys of the
+// original Dynode Broadcaster (servers_autoupdate_url -> ServersAutoupdateURL).
+type Config struct {
+	Servers                     []string      // static backend list, host:port
+	ServersAutoupdate           bool          // load backends from an HTTP endpoint
+	ServersAutoupdateMethod     string        // GET, POST, PUT, PATCH or DELETE
+	ServersAutoupdateURL        string        // endpoint returning a JSON array of addresses
+	ServersAutoupdateParameters string        // URL-encoded request parameters
+	ServersAutoupdateRefresh    time.Duration // 0 = fetch once
+	Host                        string        // listen host
+	Port                        int           // listen port
+	LogLevel                    string        // TRACE, DEBUG, INFO, WARN or ERROR
+	BacklogSize                 int           // listen backlog
+	ReuseAddr                   bool          // SO_REUSEADDR on the listener
+	DiscardResponses            bool          // write-and-forget: clients get no replies
+	ConnectTimeout              time.Duration // backend dial timeout
+	ReconnectDelayTimeout       time.Duration // first delay between reconnection attempts
+	ReadIdleTimeout             time.Duration // idle client timeout; 0 = never
+
+	Protocol            string        // redis, memcache or raw
+	WriteReply          string        // primary, first, quorum or all
+	ReadFrom            string        // primary or any
+	Primary             string        // primary backend; "" = Servers[0]
+	BackendTimeout      time.Duration // longest wait for a backend reply
+	BackendBacklogBytes int64         // queued write bytes per backend before out of sync
+	MaxRequestBytes     int64         // largest client request
+	MaxClients          int           // 0 = unlimited
+	Databases           int           // Redis databases per backend
+}
+
+// EnvPrefix is the prefix of environment variables that override settings.
+const EnvPrefix = "DYNODE_"
+
+// Problem is one invalid setting.
+type Problem struct {
+	Key    string // the setting's key, or the environment variable / file
+	Line   int    // line in the configuration file, 0 when unknown or not from the file
+	Reason string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", p.Key, p.Line, p.Reason)
+	}
+	return fmt.Sprintf("%s: %s", p.Key, p.Reason)
+}
+
+// Problems is every problem found in a configuration; Load returns it as its error.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return "invalid configuration:\n  " + strings.Join(lines, "\n  ")
+}
+
+// Sources are where settings come from, later ones winning: defaults, the file at
+// Path (if any), environment variables DYNODE_<KEY> from Environ, then Flags.
+type Sources struct {
+	Path    string
+	Environ []string       // os.Environ() in production
+	Flags   *pflag.FlagSet // flags registered by RegisterFlags; may be nil
+}
+
+// RegisterFlags adds a --<key> flag for every setting to fs.
+func RegisterFlags(fs *pflag.FlagSet) {
+	for _, s := range settings {
+		fs.String(s.key, s.def, s.help)
+	}
+}
+
+// Defaults returns the configuration with every key at its default.
+func Defaults() *Config {
+	c, err := Load(Sources{})
+	if err != nil {
+		panic("configuration: defaults do not validate: " + err.Error())
+	}
+	return c
+}
+
+// Load reads, merges and validates the settings. The error is a Problems listing
+// every invalid key, or an error reading the file.
+func Load(src Sources) (*Config, error) {
+	v := viper.NewWithOptions(viper.WithCodecRegistry(codecs()))
+	for _, s := range settings {
+		v.SetDefault(s.key, s.def)
+	}
+	var problems Problems
+	var fileText []byte
+	if src.Path != "" {
+		b, err := os.ReadFile(src.Path)
+		if err != nil {
+			return nil, fmt.Errorf("configuration: %w", err)
+		}
+		fileText = b
+		v.SetConfigType(configType(src.Path))
+		if err := v.ReadConfig(strings.NewReader(string(b))); err != nil {
+			return nil, fmt.Errorf("configuration: parse %s: %w", src.Path, err)
+		}
+	}
+	problems = append(problems, envOverrides(v, src.Environ)...)
+	if src.Flags != nil {
+		src.Flags.VisitAll(func(f *pflag.Flag) {
+			if f.Changed && isKey(f.Name) {
+				v.Set(f.Name, f.Value.String())
+			}
+		})
+	}
+	for _, k := range v.AllKeys() {
+		if !isKey(k) {
+			problems = append(problems, Problem{Key: k, Line: lineOf(fileText, k), Reason: "unknown setting" + suggest(k)})
+		}
+	}
+	c := &Config{}
+	for _, s := range settings {
+		if err := s.apply(c, valueText(v.Get(s.key))); err != nil {
+			problems = append(problems, Problem{Key: s.key, Line: lineOf(fileText, s.key), Reason: err.Error()})
+		}
+	}
+	for _, p := range c.crossCheck() {
+		p.Line = lineOf(fileText, p.Key)
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return c, nil
+}
+
+// crossCheck validates relations between keys.
+func (c *Config) crossCheck() Problems {
+	var ps Problems
+	if len(c.Servers) == 0 && !c.ServersAutoupdate {
+		ps = append(ps, Problem{Key: "servers", Reason: "no backend servers: set servers, or servers_autoupdate=true"})
+	}
+	if c.Primary != "" && !c.ServersAutoupdate && !slices.Contains(c.Servers, c.Primary) {
+		ps = append(ps, Problem{Key: "primary", Reason: fmt.Sprintf("%q is not one of servers", c.Primary)})
+	}
+	return ps
+}
+
+// envOverrides applies DYNODE_<KEY> variables and reports unknown ones.
+func envOverrides(v *viper.Viper, environ []string) Problems {
+	var ps Problems
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+		if !isKey(key) {
+			ps = append(ps, Problem{Key: name, Reason: "unknown setting" + suggest(key)})
+			continue
+		}
+		v.Set(key, val)
+	}
+	return ps
+}
+
+// WriteEffective writes the configuration as a .properties file that Load accepts.
+func (c *Config) WriteEffective(w io.Writer) error {
+	vals := c.values()
+	for _, s := range settings {
+		if _, err := fmt.Fprintf(w, "# %s\n%s=%s\n", s.help, s.key, vals[s.key]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// values renders each setting as text.
+func (c *Config) values() map[string]string {
+	secs := func(d time.Duration) string {
+		if d%time.Second == 0 {
+			return fmt.Sprint(int64(d / time.Second))
+		}
+		return d.String()
+	}
+	return map[string]string{
+		"servers": strings.Join(c.Servers, ", "), "servers_autoupdate": fmt.Sprint(c.ServersAutoupdate),
+		"servers_autoupdate_method": c.ServersAutoupdateMethod, "servers_autoupdate_url": c.ServersAutoupdateURL,
+		"servers_autoupdate_parameters": c.ServersAutoupdateParameters,
+		"servers_autoupdate_refresh":    secs(c.ServersAutoupdateRefresh),
+		"host":                          c.Host, "port": fmt.Sprint(c.Port), "log_level": c.LogLevel,
+		"backlog_size": fmt.Sprint(c.BacklogSize), "reuse_addr": fmt.Sprint(c.ReuseAddr),
+		"discard_responses": fmt.Sprint(c.DiscardResponses), "connect_timeout": secs(c.ConnectTimeout),
+		"reconnect_delay_timeout": secs(c.ReconnectDelayTimeout), "read_idle_timeout": secs(c.ReadIdleTimeout),
+		"protocol": c.Protocol, "write_reply": c.WriteReply, "read_from": c.ReadFrom, "primary": c.Primary,
+		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
+		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "max_clients": fmt.Sprint(c.MaxClients),
+		"databases": fmt.Sprint(c.Databases),
+	}
+}
+
+// PrimaryAddr is the primary backend: Primary, or the first server.
+func (c *Config) PrimaryAddr() string {
+	if c.Primary != "" || len(c.Servers) == 0 {
+		return c.Primary
+	}
+	return c.Servers[0]
+}
+
+// ListenAddr is host:port of the client listener.
+func (c *Config) ListenAddr() string {
+	return fmt.Sprintf("%s:%d", c.Host, c.Port)
+}
+
+func isKey(k string) bool {
+	for _, s := range settings {
+		if s.key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest names the known key closest to an unknown one, for typos.
+func suggest(k string) string {
+	best, bestDist := "", 4
+	for _, s := range settings {
+		if d := editDistance(k, s.key); d < bestDist {
+			best, bestDist = s.key, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// valueText turns a value from any source into the text the settings parse: lists
+// (YAML/TOML arrays) become comma-separated.
+func valueText(v any) string {
+	switch t := v.(type) {
+	case nil:
+		return ""
+	case []any:
+		parts := make([]string, len(t))
+		for i, e := range t {
+			parts[i] = fmt.Sprint(e)
+		}
+		return strings.Join(parts, ",")
+	case []string:
+		return strings.Join(t, ",")
+	}
+	return fmt.Sprint(v)
+}
+
+// lineOf finds the line of a key in a configuration file (1-based), 0 if absent.
+func lineOf(text []byte, key string) int {
+	for i, line := range strings.Split(string(text), "\n") {
+		line = strings.TrimSpace(line)
+		rest, ok := strings.CutPrefix(line, key)
+		if !ok {
+			rest, ok = strings.CutPrefix(line, `"`+key+`"`)
+		}
+		if ok && (rest == "" || strings.ContainsAny(rest[:1], "=: \t")) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// configType picks the file format from the extension; no or unknown extension means
+// the original's .properties format.
+func configType(path string) string {
+	switch ext := strings.ToLower(strings.TrimPrefix(filepath.Ext(path), ".")); ext {
+	case "yaml", "yml", "toml", "json":
+		return ext
+	}
+	return "properties"
+}
+
+// codecs is viper's codec registry plus Java .properties, which viper no longer ships.
+func codecs() viper.CodecRegistry {
+	r := viper.NewCodecRegistry()
+	for _, name := range []string{"properties", "props", "prop"} {
+		if err := r.RegisterCodec(name, propertiesCodec{}); err != nil {
+			panic(err)
+		}
+	}
+	return r
+}
+
+// propertiesCodec reads Java .properties files (magiconair/properties) without
+// ${...} expansion: values are taken literally, as the original does.
+type propertiesCodec struct{}
+
+func (propertiesCodec) Decode(b []byte, out map[string]any) error {
+	l := &properties.Loader{Encoding: properties.UTF8, DisableExpansion: true}
+	p, err := l.LoadBytes(b)
+	if err != nil {
+		return err
+	}
+	for _, k := range p.Keys() {
+		out[strings.ToLower(k)] = p.GetString(k, "")
+	}
+	return nil
+}
+
+func (propertiesCodec) Encode(map[string]any) ([]byte, error) {
+	return nil, errors.New("configuration: writing .properties is not supported")
+}

@@ -1,0 +1,136 @@
+package configuration
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// TestSeedFileLoadsUnchanged loads the configuration block of the original README,
+// pasted verbatim, and checks every seed default.
+func TestSeedFileLoadsUnchanged(t *testing.T) {
+	c, err := Load(Sources{Path: "testdata/seed.properties"})
+	if err != nil {
+		t.Fatalf("seed file: %v", err)
+	}
+	want := Config{
+		Servers: []string{"127.0.0.1:6379"}, ServersAutoupdate: false, ServersAutoupdateMethod: "POST",
+		ServersAutoupdateURL: "http://example.com", ServersAutoupdateParameters: "",
+		ServersAutoupdateRefresh: 10 * time.Second, Host: "localhost", Port: 9000, LogLevel: "INFO",
+		BacklogSize: 128, ReuseAddr: true, DiscardResponses: false, ConnectTimeout: 5 * time.Second,
+		ReconnectDelayTimeout: 10 * time.Second, ReadIdleTimeout: 60 * time.Second,
+		Protocol: "redis", WriteReply: "primary", ReadFrom: "primary", Primary: "",
+		BackendTimeout: 30 * time.Second, BackendBacklogBytes: 64 << 20, MaxRequestBytes: 512 << 20,
+		MaxClients: 10000, Databases: 16,
+	}
+	if got := *c; !equalConfig(got, want) {
+		t.Fatalf("seed config:\n got %+v\nwant %+v", got, want)
+	}
+	if d := Defaults(); !equalConfig(*d, want) {
+		t.Fatalf("defaults differ from the seed file:\n got %+v\nwant %+v", *d, want)
+	}
+	if c.PrimaryAddr() != "127.0.0.1:6379" {
+		t.Fatalf("PrimaryAddr = %q", c.PrimaryAddr())
+	}
+}
+
+func equalConfig(a, b Config) bool {
+	if strings.Join(a.Servers, ",") != strings.Join(b.Servers, ",") {
+		return false
+	}
+	a.Servers, b.Servers = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
+func write(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFormatsAndOverrides(t *testing.T) {
+	yaml := write(t, "c.yaml", "servers: [\"10.0.0.1:6379\", \"10.0.0.2:6380\"]\nport: 7000\nwrite_reply: quorum\nconnect_timeout: 1500ms\n")
+	toml := write(t, "c.toml", "servers = \"10.0.0.1:6379,10.0.0.2:6380\"\nport = 7000\nwrite_reply = \"quorum\"\nconnect_timeout = \"1500ms\"\n")
+	for _, p := range []string{yaml, toml} {
+		c, err := Load(Sources{Path: p})
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if len(c.Servers) != 2 || c.Port != 7000 || c.WriteReply != "quorum" || c.ConnectTimeout != 1500*time.Millisecond {
+			t.Fatalf("%s: got %+v", p, c)
+		}
+	}
+
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	if err := fs.Parse([]string{"--port", "7002"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(Sources{Path: yaml, Environ: []string{"DYNODE_PORT=7001", "DYNODE_DISCARD_RESPONSES=true", "HOME=/x"}, Flags: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 7002 || !c.DiscardResponses {
+		t.Fatalf("flag must beat env, env must beat file: port=%d discard=%v", c.Port, c.DiscardResponses)
+	}
+}
+
+func TestEveryProblemReportedWithLine(t *testing.T) {
+	p := write(t, "bad.properties", strings.Join([]string{
+		"# comment",
+		"servers=127.0.0.1:6379, nohost",
+		"port=99999",
+		"write_reply=majority",
+		"discard_respones=true",
+		"connect_timeout=-3",
+	}, "\n"))
+	_, err := Load(Sources{Path: p, Environ: []string{"DYNODE_PROTOCL=raw"}})
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("err = %v, want Problems", err)
+	}
+	text := err.Error()
+	for _, want := range []string{
+		"servers (line 2):", "port (line 3):", "write_reply (line 4):",
+		"discard_respones (line 5): unknown setting (did you mean discard_responses?)",
+		"connect_timeout (line 6):", "DYNODE_PROTOCL: unknown setting (did you mean protocol?)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("problems do not mention %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestCrossChecks(t *testing.T) {
+	_, err := Load(Sources{Environ: []string{"DYNODE_SERVERS=", "DYNODE_PRIMARY=1.2.3.4:5"}})
+	if err == nil || !strings.Contains(err.Error(), "no backend servers") || !strings.Contains(err.Error(), "primary") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWriteEffectiveRoundTrips(t *testing.T) {
+	c, err := Load(Sources{Environ: []string{"DYNODE_SERVERS=a:1,b:2", "DYNODE_BACKEND_TIMEOUT=1500ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := c.WriteEffective(&b); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(Sources{Path: write(t, "eff.properties", b.String())})
+	if err != nil {
+		t.Fatalf("effective output does not load: %v\n%s", err, b.String())
+	}
+	if !equalConfig(*c, *again) {
+		t.Fatalf("round trip changed config:\n%+v\n%+v", *c, *again)
+	}
+}

@@ -1,0 +1,201 @@
+package configuration
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// setting is one configuration key: its default (as text, as it would appear in a
+// .properties file), a one-line description, and how its text is applied to a Config.
+type setting struct {
+	key   string
+	def   string
+	help  string
+	apply func(c *Config, v string) error
+}
+
+// settings lists every key, the original's first and in its order, then ours.
+var settings = []setting{
+	{"servers", "127.0.0.1:6379", "backend servers, comma separated host:port", func(c *Config, v string) (err error) {
+		c.Servers, err = parseAddrList(v)
+		return err
+	}},
+	{"servers_autoupdate", "false", "load the backend list from an HTTP endpoint", boolInto(func(c *Config) *bool { return &c.ServersAutoupdate })},
+	{"servers_autoupdate_method", "POST", "HTTP method of the auto-update request: GET, POST, PUT, PATCH, DELETE", func(c *Config, v string) error {
+		v = strings.ToUpper(strings.TrimSpace(v))
+		switch v {
+		case "GET", "POST", "PUT", "PATCH", "DELETE":
+			c.ServersAutoupdateMethod = v
+			return nil
+		}
+		return fmt.Errorf("%q is not one of GET, POST, PUT, PATCH, DELETE", v)
+	}},
+	{"servers_autoupdate_url", "http://example.com", "URL returning a JSON array of \"host:port\" strings", func(c *Config, v string) error {
+		u, err := url.Parse(strings.TrimSpace(v))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%q is not an http(s) URL", v)
+		}
+		c.ServersAutoupdateURL = u.String()
+		return nil
+	}},
+	{"servers_autoupdate_parameters", "", "URL-encoded parameters sent with the auto-update request", func(c *Config, v string) error {
+		if _, err := url.ParseQuery(v); err != nil {
+			return fmt.Errorf("not URL-encoded parameters: %v", err)
+		}
+		c.ServersAutoupdateParameters = v
+		return nil
+	}},
+	{"servers_autoupdate_refresh", "10", "seconds between auto-update requests; 0 = only once", durationInto(func(c *Config) *time.Duration { return &c.ServersAutoupdateRefresh })},
+	{"host", "localhost", "address the gateway listens on", func(c *Config, v string) error {
+		c.Host = strings.TrimSpace(v)
+		return nil
+	}},
+	{"port", "9000", "port the gateway listens on", func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%q is not a port number (0-65535)", v)
+		}
+		c.Port = n
+		return nil
+	}},
+	{"log_level", "INFO", "TRACE, DEBUG, INFO, WARN or ERROR", func(c *Config, v string) error {
+		v = strings.ToUpper(strings.TrimSpace(v))
+		switch v {
+		case "TRACE", "DEBUG", "INFO", "WARN", "ERROR":
+			c.LogLevel = v
+			return nil
+		}
+		return fmt.Errorf("%q is not one of TRACE, DEBUG, INFO, WARN, ERROR", v)
+	}},
+	{"backlog_size", "128", "listen backlog of the client socket", intInto(1, 1<<20, func(c *Config) *int { return &c.BacklogSize })},
+	{"reuse_addr", "true", "set SO_REUSEADDR on the listening socket", boolInto(func(c *Config) *bool { return &c.ReuseAddr })},
+	{"discard_responses", "false", "send clients no replies at all (write-and-forget); backend replies are still read and checked", boolInto(func(c *Config) *bool { return &c.DiscardResponses })},
+	{"connect_timeout", "5", "seconds to wait for a backend connection", durationInto(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
+	{"reconnect_delay_timeout", "10", "seconds between reconnection attempts to a backend (capped backoff starts here)", durationInto(func(c *Config) *time.Duration { return &c.ReconnectDelayTimeout })},
+	{"read_idle_timeout", "60", "seconds without data after which a client is disconnected; 0 = never", durationInto(func(c *Config) *time.Duration { return &c.ReadIdleTimeout })},
+
+	{"protocol", "redis", "client and backend protocol: redis, memcache or raw", func(c *Config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		switch v {
+		case "redis", "memcache", "raw":
+			c.Protocol = v
+			return nil
+		}
+		return fmt.Errorf("%q is not one of redis, memcache, raw", v)
+	}},
+	{"write_reply", "primary", "which reply a write returns: primary, first, quorum or all", func(c *Config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		switch v {
+		case "primary", "first", "quorum", "all":
+			c.WriteReply = v
+			return nil
+		}
+		return fmt.Errorf("%q is not one of primary, first, quorum, all", v)
+	}},
+	{"read_from", "primary", "where reads go: primary, or any in-sync backend (round robin)", func(c *Config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		switch v {
+		case "primary", "any":
+			c.ReadFrom = v
+			return nil
+		}
+		return fmt.Errorf("%q is not one of primary, any", v)
+	}},
+	{"primary", "", "host:port of the primary backend; empty = the first of servers", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v != "" {
+			if err := checkAddr(v); err != nil {
+				return err
+			}
+		}
+		c.Primary = v
+		return nil
+	}},
+	{"backend_timeout", "30", "seconds a backend may leave a command unanswered before its connection is reset", durationInto(func(c *Config) *time.Duration { return &c.BackendTimeout })},
+	{"backend_backlog_bytes", "67108864", "bytes of writes kept per backend while it is down or slow; beyond, it is marked out of sync", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.BackendBacklogBytes })},
+	{"max_request_bytes", "536870912", "largest client request accepted", int64Into(1<<10, 4<<30, func(c *Config) *int64 { return &c.MaxRequestBytes })},
+	{"max_clients", "10000", "client connections accepted at once; 0 = no limit", intInto(0, 1<<24, func(c *Config) *int { return &c.MaxClients })},
+	{"databases", "16", "Redis databases the backends have (SELECT range)", intInto(1, 1<<20, func(c *Config) *int { return &c.Databases })},
+}
+
+func boolInto(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*field(c) = b
+		return nil
+	}
+}
+
+func intInto(lo, hi int, field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("%q is not a whole number from %d to %d", v, lo, hi)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func int64Into(lo, hi int64, field func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("%q is not a whole number from %d to %d", v, lo, hi)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+// durationInto accepts whole seconds, as the original does ("5"), or a Go duration
+// ("1500ms", "2m").
+func durationInto(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 && n < 1<<31 {
+			*field(c) = time.Duration(n) * time.Second
+			return nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%q is not a number of seconds or a duration like 1500ms", v)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func parseAddrList(v string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if err := checkAddr(part); err != nil {
+			return nil, err
+		}
+		out = append(out, part)
+	}
+	return out, nil
+}
+
+// checkAddr requires "host:port" with both parts, as the original does.
+func checkAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return fmt.Errorf("%q is not host:port", a)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has no valid port", a)
+	}
+	return nil
+}
