@@ -39,6 +39,10 @@ var classOverrides = map[string]protocols.Class{
 
 	// Scripts must exist on every backend for EVALSHA to replay everywhere.
 	"SCRIPT|LOAD": protocols.Write, "SCRIPT|FLUSH": protocols.Write,
+	// Configuration: read from the primary, changed on every backend.
+	"CONFIG|GET": protocols.Read, "CONFIG|SET": protocols.Write,
+	"CONFIG|RESETSTAT": protocols.Write, "CONFIG|REWRITE": protocols.Write,
+
 	// Scripts and functions may write; Redis 7.0 flags them only "noscript".
 	"EVAL": protocols.Write, "EVALSHA": protocols.Write, "FCALL": protocols.Write,
 	// A message published through the gateway reaches subscribers of every backend.

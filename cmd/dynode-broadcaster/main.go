@@ -1,0 +1,68 @@
+// Command dynode-broadcaster is a replication gateway for Redis: clients talk to it as
+// to one server, and it replicates every write to all backends in one order.
+//
+//	dynode-broadcaster -c ./configuration          run with a configuration file
+//	dynode-broadcaster check-config -c FILE        print the effective settings, or every problem
+//	dynode-broadcaster demo                        gateway + two local backends
+//	dynode-broadcaster version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dynode/dynode-broadcaster/configuration"
+	"github.com/dynode/dynode-broadcaster/gateway"
+	"github.com/spf13/pflag"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dynode-broadcaster:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub := "run"
+	if len(args) > 0 && (args[0] == "run" || args[0] == "demo" || args[0] == "check-config" || args[0] == "version") {
+		sub, args = args[0], args[1:]
+	}
+	fs := pflag.NewFlagSet("dynode-broadcaster "+sub, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.StringP("config", "c", "", "configuration file (.properties as the original, or .yaml/.toml/.json)")
+	configuration.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if sub == "version" {
+		_, err := fmt.Fprintln(stdout, "dynode-broadcaster", gateway.Version)
+		return err
+	}
+	if sub == "demo" {
+		return runDemo(ctx, fs, stdout, stderr)
+	}
+	cfg, err := configuration.Load(configuration.Sources{Path: *path, Environ: os.Environ(), Flags: fs})
+	if err != nil {
+		return err
+	}
+	if sub == "check-config" {
+		return cfg.WriteEffective(stdout)
+	}
+	g, err := gateway.New(cfg, newLogger(stderr, cfg.LogLevel))
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx)
+}

@@ -1,0 +1,458 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+	"github.com/dynode/dynode-broadcaster/protocols/resp"
+)
+
+// BackendState is where a backend is in its life cycle.
+type BackendState int32
+
+const (
+	// StateConnecting: no connection yet, or reconnecting after a failure.
+	StateConnecting BackendState = iota
+	// StateUp: connected; commands are written and replies read.
+	StateUp
+	// StateDown: the connection failed; writes queue in the backlog until it is back.
+	StateDown
+	// StateStopped: the gateway closed the backend.
+	StateStopped
+)
+
+func (s BackendState) String() string {
+	return [...]string{"connecting", "up", "down", "stopped"}[s]
+}
+
+// pending is a command queued to or in flight on a backend, waiting for its reply.
+type pending struct {
+	b     *batch // nil: nobody waits (backlog written while down, injected SELECT)
+	idx   int32  // command index in b
+	write bool   // the command changes data (its loss puts the backend out of sync)
+}
+
+// backend is one backend server reached through one pipelined TCP connection.
+//
+//	sequencer ──append(frame, pending)──> out + queue ──writer──> conn
+//	                                                    conn ──reader──> pop queue ─> batch.deliver
+//
+// The run goroutine owns the connection: it dials, starts one writer and one reader
+// goroutine per connection, waits for both to exit, and dials again. While the
+// backend is down, writes accumulate in out (the backlog, bounded by backlogLimit)
+// and are written in order once it is back.
+type backend struct {
+	addr  string
+	index int
+	gw    *Gateway
+	log   *slog.Logger
+
+	wake chan struct{} // cap 1: out has bytes for the writer
+
+	up        atomic.Bool  // connected (readable without mu, for the sequencer's pre-pass)
+	outOfSync atomic.Bool  // a write was lost: the data may differ from the others
+	queued    atomic.Int64 // bytes in out (for metrics)
+	connects  atomic.Int64 // successful connections so far
+
+	mu         sync.Mutex // guards everything below
+	state      BackendState
+	conn       net.Conn
+	out        []byte // bytes for the writer, in order
+	queue      ring   // pending replies: the first inflight entries are written
+	inflight   int
+	db         int // database the stream selects after everything in out
+	writtenDB  int // database selected after the bytes already given to the writer
+	lostWrites int // writes dropped or unacknowledged since the last report
+}
+
+func newBackend(gw *Gateway, index int, addr string) *backend {
+	return &backend{
+		addr:  addr,
+		index: index,
+		gw:    gw,
+		log:   gw.log.With("backend", addr),
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+// appendLocked queues one frame (the caller holds mu). It returns false, and queues
+// nothing, when the backlog limit would be exceeded: the write is lost for this
+// backend, which is then out of sync.
+func (be *backend) appendLocked(frame []byte, db int, p pending) bool {
+	need := len(frame)
+	if db != be.db {
+		need += 32
+	}
+	if int64(len(be.out)+need) > be.gw.cfg.BackendBacklogBytes && len(be.out) > 0 {
+		if p.write {
+			be.lostWrites++
+			be.markOutOfSync("backlog full (backend_backlog_bytes)")
+		}
+		return false
+	}
+	if db != be.db {
+		be.out = resp.AppendSelect(be.out, db)
+		be.queue.push(pending{write: true})
+		be.db = db
+	}
+	be.out = append(be.out, frame...)
+	be.queue.push(p)
+	be.queued.Store(int64(len(be.out)))
+	return true
+}
+
+// kick wakes the writer after appends.
+func (be *backend) kick() {
+	select {
+	case be.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (be *backend) markOutOfSync(reason string) {
+	if be.outOfSync.CompareAndSwap(false, true) {
+		be.gw.stats.OutOfSyncEvents.Add(1)
+		be.log.Error("backend out of sync: writes were lost; its data may differ from the other backends", "reason", reason)
+	}
+}
+
+// State returns the backend's state.
+func (be *backend) State() BackendState {
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	return be.state
+}
+
+// run dials and serves connections until ctx ends.
+func (be *backend) run(ctx context.Context) {
+	defer func() {
+		be.mu.Lock()
+		be.state = StateStopped
+		be.mu.Unlock()
+	}()
+	failures := 0
+	for ctx.Err() == nil {
+		conn, err := be.dial(ctx)
+		if err != nil {
+			failures++
+			lvl := slog.LevelDebug
+			if failures == 1 {
+				lvl = slog.LevelError
+			}
+			be.log.Log(ctx, lvl, "backend unreachable; writes are kept in its backlog", "err", err, "retry_in", be.gw.cfg.ReconnectDelayTimeout)
+			if !sleep(ctx, be.gw.cfg.ReconnectDelayTimeout) {
+				return
+			}
+			continue
+		}
+		if failures > 0 || be.connects.Load() > 0 {
+			be.log.Info("backend connected", "replaying_bytes", be.queued.Load())
+		}
+		failures = 0
+		be.connects.Add(1)
+		be.serve(ctx, conn)
+	}
+}
+
+func (be *backend) dial(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: be.gw.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", be.addr)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: connect: %w", be.addr, err)
+	}
+	return conn, nil
+}
+
+// serve runs one connection's writer and reader until either fails or ctx ends.
+func (be *backend) serve(ctx context.Context, conn net.Conn) {
+	be.mu.Lock()
+	be.conn = conn
+	be.state = StateUp
+	// A new connection starts in database 0: reselect the database the queued bytes
+	// were built for. The SELECT goes in front of the backlog.
+	if be.writtenDB != 0 {
+		sel := resp.AppendSelect(nil, be.writtenDB)
+		be.out = append(sel, be.out...)
+		be.queue.pushFront(pending{write: true}, be.inflight)
+	}
+	be.up.Store(true)
+	be.mu.Unlock()
+	be.kick()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); be.writeLoop(conn, stop) }()
+	go func() { defer wg.Done(); be.readLoop(conn) }()
+	select {
+	case <-ctx.Done():
+		be.fail(conn, ctx.Err())
+	case <-stop:
+	}
+	wg.Wait()
+}
+
+// fail closes conn (once) and fails every command in flight on it. Writes queued but
+// not yet written stay in the backlog; their waiting clients stop waiting.
+func (be *backend) fail(conn net.Conn, err error) {
+	be.mu.Lock()
+	if be.conn != conn {
+		be.mu.Unlock()
+		return
+	}
+	be.conn = nil
+	be.state = StateDown
+	be.up.Store(false)
+	lost := be.queue.popInto(nil, be.inflight)
+	be.inflight = 0
+	// Queued commands stay, but nobody waits for them any more.
+	var detached []pending
+	be.queue.each(func(p *pending) {
+		if p.b != nil {
+			detached = append(detached, *p)
+			p.b = nil
+		}
+	})
+	unacked := 0
+	for _, p := range lost {
+		if p.write {
+			unacked++
+		}
+	}
+	be.lostWrites += unacked
+	be.mu.Unlock()
+	be.kick() // let the writer see the connection is gone
+
+	_ = conn.Close()
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	be.log.Error("backend connection lost", "err", err, "in_flight", len(lost), "unacknowledged_writes", unacked)
+	if unacked > 0 {
+		be.markOutOfSync(fmt.Sprintf("%d writes unacknowledged when the connection was lost", unacked))
+	}
+	for _, p := range append(lost, detached...) {
+		if p.b != nil {
+			p.b.deliver(int(p.idx), be.index, nil, be.gw.noReply)
+		}
+	}
+}
+
+// writeLoop writes everything queued, one write per wake-up.
+func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
+	defer close(stop)
+	var buf []byte
+	for range be.wake {
+		be.mu.Lock()
+		if be.conn != conn {
+			be.mu.Unlock()
+			return
+		}
+		buf, be.out = be.out, buf[:0]
+		be.inflight = be.queue.len()
+		be.writtenDB = be.db
+		be.mu.Unlock()
+		be.queued.Store(0)
+		if len(buf) == 0 {
+			continue
+		}
+		if _, err := conn.Write(buf); err != nil {
+			be.fail(conn, fmt.Errorf("backend %s: write: %w", be.addr, err))
+			return
+		}
+		be.gw.stats.BackendBytesOut.Add(int64(len(buf)))
+		if cap(buf) > 4<<20 {
+			buf = nil // keep no huge backlog buffer around
+		}
+	}
+}
+
+// readLoop reads replies and hands each to the command waiting for it, in order.
+func (be *backend) readLoop(conn net.Conn) {
+	buf := make([]byte, 0, 16<<10)
+	var scan resp.ReplyScanner
+	var ends []int // reply end offsets in buf of this read
+	var isErrs []bool
+	var popped []pending
+	timeout := be.gw.cfg.BackendTimeout
+	start := 0 // start of the first unconsumed reply in buf
+	for {
+		if timeout > 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(timeout))
+		}
+		if len(buf) == cap(buf) {
+			buf = grow(buf, start)
+			start = 0
+		}
+		n, err := conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && be.idle(conn) {
+				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("no reply for %v (backend_timeout)", timeout)
+			}
+			be.fail(conn, fmt.Errorf("backend %s: read: %w", be.addr, err))
+			return
+		}
+		ends, isErrs = ends[:0], isErrs[:0]
+		pos := start
+		for pos < len(buf) {
+			m, isErr, err := scan.Scan(buf[pos:])
+			if errors.Is(err, protocols.ErrIncomplete) {
+				break
+			}
+			if err != nil {
+				be.fail(conn, fmt.Errorf("backend %s: bad reply: %w", be.addr, err))
+				return
+			}
+			pos += m
+			ends = append(ends, pos)
+			isErrs = append(isErrs, isErr)
+		}
+		if len(ends) > 0 {
+			var ok bool
+			if popped, ok = be.dispatch(conn, buf, start, ends, isErrs, popped[:0]); !ok {
+				return
+			}
+		}
+		start = pos
+		if start == len(buf) {
+			buf, start = buf[:0], 0
+		}
+	}
+}
+
+// dispatch pops one pending entry per reply and delivers the replies.
+// ps is scratch space, returned for reuse.
+func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, isErrs []bool, ps []pending) ([]pending, bool) {
+	be.mu.Lock()
+	if be.conn != conn {
+		be.mu.Unlock()
+		return ps, false
+	}
+	if len(ends) > be.inflight {
+		be.mu.Unlock()
+		be.fail(conn, fmt.Errorf("backend %s: %d replies for %d commands in flight", be.addr, len(ends), be.inflight))
+		return ps, false
+	}
+	ps = be.queue.popInto(ps, len(ends))
+	be.inflight -= len(ends)
+	be.mu.Unlock()
+	be.gw.stats.BackendBytesIn.Add(int64(ends[len(ends)-1] - start))
+	from := start
+	for i, p := range ps {
+		reply := buf[from:ends[i]]
+		from = ends[i]
+		if p.b != nil {
+			p.b.deliver(int(p.idx), be.index, reply, be.gw.noReply)
+			continue
+		}
+		if isErrs[i] {
+			// Nobody waits for this reply (backlog replay or an injected SELECT): the
+			// error is the only trace of a write that failed here.
+			be.gw.stats.BackendErrors.Add(1)
+			be.log.Warn("backend returned an error for a write no client waits for", "reply", truncate(reply, 80))
+		}
+	}
+	return ps, true
+}
+
+// idle reports whether nothing is in flight on conn (a read deadline is then no failure).
+func (be *backend) idle(conn net.Conn) bool {
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	return be.conn == conn && be.inflight == 0
+}
+
+// grow returns a buffer with buf[start:] at its front and free room after it.
+func grow(buf []byte, start int) []byte {
+	live := len(buf) - start
+	if start > 0 && live < cap(buf)/2 {
+		n := copy(buf, buf[start:])
+		return buf[:n]
+	}
+	nb := make([]byte, live, 2*cap(buf))
+	copy(nb, buf[start:])
+	return nb
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ring is a FIFO of pending entries.
+type ring struct {
+	buf        []pending
+	head, size int
+}
+
+func (r *ring) len() int { return r.size }
+
+func (r *ring) push(p pending) {
+	if r.size == len(r.buf) {
+		r.resize()
+	}
+	r.buf[(r.head+r.size)%len(r.buf)] = p
+	r.size++
+}
+
+// pushFront inserts p at position at (0 = the head).
+func (r *ring) pushFront(p pending, at int) {
+	r.push(p)
+	for i := r.size - 1; i > at; i-- {
+		r.buf[(r.head+i)%len(r.buf)] = r.buf[(r.head+i-1)%len(r.buf)]
+	}
+	r.buf[(r.head+at)%len(r.buf)] = p
+}
+
+func (r *ring) resize() {
+	nb := make([]pending, max(16, 2*len(r.buf)))
+	for i := 0; i < r.size; i++ {
+		nb[i] = r.buf[(r.head+i)%len(r.buf)]
+	}
+	r.buf, r.head = nb, 0
+}
+
+// popInto removes the first n entries and appends them to dst.
+func (r *ring) popInto(dst []pending, n int) []pending {
+	for i := 0; i < n; i++ {
+		j := (r.head + i) % len(r.buf)
+		dst = append(dst, r.buf[j])
+		r.buf[j] = pending{}
+	}
+	if n > 0 {
+		r.head = (r.head + n) % len(r.buf)
+		r.size -= n
+	}
+	return dst
+}
+
+func (r *ring) each(f func(p *pending)) {
+	for i := 0; i < r.size; i++ {
+		f(&r.buf[(r.head+i)%len(r.buf)])
+	}
+}

@@ -1,0 +1,301 @@
+package gateway
+
+import (
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// ReplyPolicy decides which backend reply a client receives for a write (the names
+// follow mcrouter's route handles: primary ~ AllInitial, first ~ AllFastest,
+// quorum ~ AllMajority, all ~ AllSync).
+type ReplyPolicy uint8
+
+const (
+	// ReplyPrimary returns the primary's reply (or, if the primary fails, the first
+	// reply of another backend).
+	ReplyPrimary ReplyPolicy = iota
+	// ReplyFirst returns the first reply to arrive.
+	ReplyFirst
+	// ReplyQuorum returns the reply a majority of the addressed backends agree on;
+	// without a majority, the primary's once all have answered.
+	ReplyQuorum
+	// ReplyAll waits for every addressed backend, then returns the primary's reply.
+	ReplyAll
+)
+
+// ParseReplyPolicy maps the write_reply setting to a policy.
+func ParseReplyPolicy(s string) (ReplyPolicy, bool) {
+	switch s {
+	case "primary":
+		return ReplyPrimary, true
+	case "first":
+		return ReplyFirst, true
+	case "quorum":
+		return ReplyQuorum, true
+	case "all":
+		return ReplyAll, true
+	}
+	return 0, false
+}
+
+// maxVariants is how many different replies to one command are told apart; more
+// than that is still counted as divergence, the extra variants are not kept.
+const maxVariants = 4
+
+// variant is one distinct reply to a command, with how many backends sent it.
+type variant struct {
+	hash  uint64
+	off   int32 // reply bytes in batch.arena
+	n     int32
+	count int16
+	from  int16 // the first backend (index) that sent it
+}
+
+// command is the reply state of one command of a batch.
+type command struct {
+	name      string
+	expect    int16 // replies expected from backends that were up when it was queued
+	got       int16
+	failed    int16
+	source    int16 // preferred backend (the primary, or the first one up); -1 none
+	srcFailed bool
+	srcVar    int8  // variant the source sent; -1 until it replies
+	srcQueued bool  // the source was up and the command was queued to it
+	decided   bool  // the client reply is chosen
+	chosen    int8  // variant index of the client reply; -1 = local reply at off/n
+	off, n    int32 // local reply bytes in arena (chosen == -1)
+	variants  [maxVariants]variant
+	nvariants uint8
+	extra     bool // more variants than maxVariants
+}
+
+// batch holds the commands of one client read burst and collects their replies.
+// Backend readers deliver into it concurrently; the session waits on done, then
+// writes the chosen replies in order. It is recycled once the session and every
+// addressed backend are finished with it.
+type batch struct {
+	mu        sync.Mutex // guards everything below
+	cmds      []command
+	arena     []byte // reply bytes: local replies and one copy of each variant
+	undecided int    // commands whose client reply is not chosen yet
+	refs      int    // the session + every backend reply still expected
+	sealed    bool   // all commands are queued; done may fire
+	policy    ReplyPolicy
+	onFinish  func(b *batch, c *command) // every expected reply arrived
+	done      chan struct{}              // one signal when undecided reaches 0 after sealing
+}
+
+var batchPool = sync.Pool{New: func() any { return &batch{done: make(chan struct{}, 1)} }}
+
+// newBatch returns an empty batch owned by the caller (refs = 1).
+func newBatch(policy ReplyPolicy, onFinish func(*batch, *command)) *batch {
+	b := batchPool.Get().(*batch)
+	b.cmds = b.cmds[:0]
+	b.arena = b.arena[:0]
+	b.undecided = 0
+	b.refs = 1
+	b.sealed = false
+	b.policy = policy
+	b.onFinish = onFinish
+	return b
+}
+
+// add appends a command expecting backend replies; the caller holds b.mu or owns b alone.
+func (b *batch) add(name string, source int) int {
+	b.cmds = append(b.cmds, command{name: name, source: int16(source), chosen: -1, srcVar: -1})
+	b.undecided++
+	return len(b.cmds) - 1
+}
+
+// addLocal appends a command whose reply is already known.
+func (b *batch) addLocal(name string, reply []byte) {
+	off := len(b.arena)
+	b.arena = append(b.arena, reply...)
+	b.cmds = append(b.cmds, command{name: name, decided: true, chosen: -1, off: int32(off), n: int32(len(reply))})
+}
+
+// expectFrom records that backend will reply to command i; caller holds b.mu.
+func (b *batch) expectFrom(i int) {
+	b.cmds[i].expect++
+	b.refs++
+}
+
+// seal ends queueing: commands no backend was addressed for get errReply, the
+// preferred source counts as failed if it was not addressed, and done fires if
+// everything is already decided.
+func (b *batch) seal(errReply []byte) {
+	b.mu.Lock()
+	for i := range b.cmds {
+		c := &b.cmds[i]
+		if c.decided {
+			continue
+		}
+		if c.expect == 0 {
+			b.decideLocal(c, errReply)
+			continue
+		}
+		if !c.srcQueued {
+			c.srcFailed = true
+			b.decide(c, errReply)
+		}
+	}
+	b.sealed = true
+	b.signalIfDone()
+	b.mu.Unlock()
+}
+
+func (b *batch) decideLocal(c *command, reply []byte) {
+	c.off, c.n = int32(len(b.arena)), int32(len(reply))
+	b.arena = append(b.arena, reply...)
+	c.chosen = -1
+	c.decided = true
+	b.undecided--
+}
+
+func (b *batch) signalIfDone() {
+	if b.sealed && b.undecided == 0 {
+		select {
+		case b.done <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// deliver records backend's reply (or its failure, reply == nil) to command i.
+// noReply is the client reply used when every addressed backend failed.
+func (b *batch) deliver(i int, backend int, reply []byte, noReply []byte) {
+	b.mu.Lock()
+	c := &b.cmds[i]
+	if reply == nil {
+		c.failed++
+		if int(c.source) == backend {
+			c.srcFailed = true
+		}
+	} else {
+		c.got++
+		if v := b.record(c, backend, reply); int(c.source) == backend {
+			c.srcVar = v
+		}
+	}
+	if !c.decided {
+		b.decide(c, noReply)
+	}
+	finished := c.got+c.failed == c.expect
+	if finished && b.onFinish != nil {
+		b.onFinish(b, c)
+	}
+	b.refs--
+	release := b.refs == 0
+	b.mu.Unlock()
+	if release {
+		b.recycle()
+	}
+}
+
+// record adds a reply to the command's variants and returns its variant index
+// (-1 when it is one variant too many to keep).
+func (b *batch) record(c *command, backend int, reply []byte) int8 {
+	h := xxhash.Sum64(reply)
+	for v := range c.variants[:c.nvariants] {
+		if c.variants[v].hash == h {
+			c.variants[v].count++
+			return int8(v)
+		}
+	}
+	if int(c.nvariants) == maxVariants {
+		c.extra = true
+		return -1
+	}
+	off := len(b.arena)
+	b.arena = append(b.arena, reply...)
+	c.variants[c.nvariants] = variant{hash: h, off: int32(off), n: int32(len(reply)), count: 1, from: int16(backend)}
+	c.nvariants++
+	return int8(c.nvariants - 1)
+}
+
+// decide chooses the client reply if the policy allows it yet.
+func (b *batch) decide(c *command, noReply []byte) {
+	complete := c.got+c.failed == c.expect
+	pick := int8(-1)
+	switch b.policy {
+	case ReplyFirst:
+		if c.nvariants > 0 {
+			pick = 0
+		}
+	case ReplyQuorum:
+		for v := range c.variants[:c.nvariants] {
+			if int(c.variants[v].count) > int(c.expect)/2 {
+				pick = int8(v)
+			}
+		}
+	case ReplyPrimary:
+		if pick = c.sourceVariant(); pick < 0 && c.srcFailed && c.nvariants > 0 {
+			pick = 0 // the primary failed: the first reply of another backend
+		}
+	}
+	if pick < 0 && complete {
+		if pick = c.sourceVariant(); pick < 0 {
+			pick = c.mostCommon()
+		}
+	}
+	if pick < 0 {
+		if complete {
+			b.decideLocal(c, noReply)
+			b.signalIfDone()
+		}
+		return
+	}
+	c.chosen = pick
+	c.decided = true
+	b.undecided--
+	b.signalIfDone()
+}
+
+// sourceVariant is the variant the preferred backend sent, or -1.
+func (c *command) sourceVariant() int8 { return c.srcVar }
+
+func (c *command) mostCommon() int8 {
+	best := int8(-1)
+	for v := range c.variants[:c.nvariants] {
+		if best < 0 || c.variants[v].count > c.variants[best].count {
+			best = int8(v)
+		}
+	}
+	return best
+}
+
+// reply returns the client reply bytes of a decided command.
+func (b *batch) reply(c *command) []byte {
+	if c.chosen < 0 {
+		return b.arena[c.off : c.off+c.n]
+	}
+	v := c.variants[c.chosen]
+	return b.arena[v.off : v.off+v.n]
+}
+
+// diverged reports whether the backends sent different replies.
+func (c *command) diverged() bool { return c.nvariants > 1 || c.extra }
+
+// release drops the caller's reference; the last one recycles the batch.
+func (b *batch) release() {
+	b.mu.Lock()
+	b.refs--
+	last := b.refs == 0
+	b.mu.Unlock()
+	if last {
+		b.recycle()
+	}
+}
+
+func (b *batch) recycle() {
+	select {
+	case <-b.done:
+	default:
+	}
+	if cap(b.arena) > 1<<20 {
+		b.arena = nil // do not keep a huge reply's memory in the pool
+	}
+	b.onFinish = nil
+	batchPool.Put(b)
+}

@@ -1,0 +1,15 @@
+// Package gateway is the replication engine: it accepts client connections, decodes
+// their commands, sends every write to every backend in one global order, sends reads
+// to one backend, and answers each command with one reply chosen by the write_reply
+// policy.
+//
+// The walk of a write: session (one goroutine per client: read burst, decode, local
+// commands) -> sequencer (the one lock: append the batch to every backend's queue) ->
+// backend (one connection each: a writer goroutine coalesces queued frames into one
+// write, a reader goroutine matches replies FIFO) -> batch (collects replies, counts
+// divergence, chooses the client reply) -> session (writes the burst's replies in
+// request order, one write).
+//
+// It knows backends only by address; where the list comes from is the discovery
+// package's business, and wire formats are the protocols packages'.
+package gateway

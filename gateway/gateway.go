@@ -1,0 +1,197 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/dynode/dynode-broadcaster/configuration"
+	"github.com/dynode/dynode-broadcaster/protocols/resp"
+)
+
+// Gateway is a running replication gateway. Create it with New, run it with Run.
+type Gateway struct {
+	cfg    *configuration.Config
+	log    *slog.Logger
+	policy ReplyPolicy
+	stats  Stats
+	seq    sequencer
+
+	backends []*backend // fixed at New; discovery updates come in a later step
+
+	noReply   []byte // client reply when every addressed backend failed
+	noBackend []byte // client reply when no backend is up
+
+	ready chan struct{} // closed once the listener is bound
+	ln    net.Listener
+
+	mu       sync.Mutex // guards sessions
+	sessions map[*session]struct{}
+	nextID   int64 // guarded by mu
+}
+
+// New validates what the engine needs from cfg and builds a gateway.
+func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
+	if cfg.Protocol != "redis" {
+		return nil, fmt.Errorf("gateway: protocol %q is not implemented yet", cfg.Protocol)
+	}
+	policy, ok := ParseReplyPolicy(cfg.WriteReply)
+	if !ok {
+		return nil, fmt.Errorf("gateway: write_reply %q: unknown policy", cfg.WriteReply)
+	}
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("gateway: no backend servers")
+	}
+	g := &Gateway{
+		cfg:       cfg,
+		log:       log,
+		policy:    policy,
+		noReply:   resp.AppendError(nil, "ERR dynode-broadcaster: no backend replied"),
+		noBackend: resp.AppendError(nil, "ERR dynode-broadcaster: no backend available"),
+		ready:     make(chan struct{}),
+		sessions:  map[*session]struct{}{},
+	}
+	for i, addr := range cfg.Servers {
+		g.backends = append(g.backends, newBackend(g, i, addr))
+	}
+	g.seq = sequencer{
+		backends:         g.backends,
+		primary:          slices.Index(cfg.Servers, cfg.PrimaryAddr()),
+		readAny:          cfg.ReadFrom == "any",
+		queueWhenAllDown: cfg.DiscardResponses,
+	}
+	return g, nil
+}
+
+// Run listens and serves until ctx ends, then closes every client and backend
+// connection and returns once all goroutines have exited.
+func (g *Gateway) Run(ctx context.Context) error {
+	ln, err := listen(g.cfg.ListenAddr(), g.cfg.BacklogSize, g.cfg.ReuseAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s: %w", g.cfg.ListenAddr(), err)
+	}
+	g.ln = ln
+	close(g.ready)
+	g.log.Info("dynode-broadcaster listening", "addr", ln.Addr().String(), "protocol", g.cfg.Protocol,
+		"backends", strings.Join(g.cfg.Servers, ","), "primary", g.cfg.PrimaryAddr(),
+		"write_reply", g.cfg.WriteReply, "discard_responses", g.cfg.DiscardResponses)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, be := range g.backends {
+		wg.Go(func() { be.run(ctx) })
+	}
+	wg.Go(func() {
+		<-ctx.Done()
+		_ = ln.Close()
+		g.closeSessions()
+	})
+	err = g.accept(ctx, ln, &wg)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (g *Gateway) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("gateway: accept: %w", err)
+		}
+		s, ok := g.register(conn)
+		if !ok {
+			g.stats.ClientsRejected.Add(1)
+			_, _ = conn.Write(resp.AppendError(nil, "ERR max number of clients reached"))
+			_ = conn.Close()
+			continue
+		}
+		wg.Go(func() {
+			defer g.unregister(s)
+			s.serve(ctx)
+		})
+	}
+}
+
+func (g *Gateway) register(conn net.Conn) (*session, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cfg.MaxClients > 0 && len(g.sessions) >= g.cfg.MaxClients {
+		return nil, false
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	g.nextID++
+	s := &session{gw: g, conn: conn, id: g.nextID, log: g.log.With("client", conn.RemoteAddr().String())}
+	g.sessions[s] = struct{}{}
+	g.stats.ClientsConnected.Add(1)
+	g.stats.ClientsAccepted.Add(1)
+	return s, true
+}
+
+func (g *Gateway) unregister(s *session) {
+	_ = s.conn.Close()
+	g.mu.Lock()
+	delete(g.sessions, s)
+	g.mu.Unlock()
+	g.stats.ClientsConnected.Add(-1)
+}
+
+func (g *Gateway) closeSessions() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for s := range g.sessions {
+		_ = s.conn.Close()
+	}
+}
+
+// finish runs when every addressed backend has answered a command (under the
+// batch's lock): it counts and logs divergent replies, never their values.
+func (g *Gateway) finish(b *batch, c *command) {
+	if !c.diverged() {
+		return
+	}
+	g.stats.Divergences.Add(1)
+	groups := make([]string, 0, c.nvariants)
+	for _, v := range c.variants[:c.nvariants] {
+		groups = append(groups, fmt.Sprintf("%s(+%d)", g.backends[v.from].addr, v.count-1))
+	}
+	g.log.Warn("backends replied differently", "cmd", c.name, "reply_groups", strings.Join(groups, " vs "))
+}
+
+// Ready is closed once the gateway listens.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Addr is the listening address; valid after Ready.
+func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// Stats returns the gateway's live counters.
+func (g *Gateway) Stats() *Stats { return &g.stats }
+
+// Backends returns a snapshot of every backend.
+func (g *Gateway) Backends() []BackendStatus {
+	out := make([]BackendStatus, 0, len(g.backends))
+	for _, be := range g.backends {
+		be.mu.Lock()
+		out = append(out, BackendStatus{
+			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.state.String(),
+			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(len(be.out)), InFlight: be.inflight,
+			Connects: be.connects.Load(),
+		})
+		be.mu.Unlock()
+	}
+	return out
+}

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+	"github.com/dynode/dynode-broadcaster/protocols/resp"
+)
+
+// Version is the gateway version reported by HELLO and the version subcommand.
+const Version = "0.1.0"
+
+// local answers a command the gateway handles itself, appending its reply to dst.
+// quit reports that the connection closes after the reply.
+func (s *session) local(dst []byte, cmd protocols.Command) (reply []byte, quit bool) {
+	args := cmd.Args
+	switch cmd.Name {
+	case "PING":
+		switch len(args) {
+		case 1:
+			return resp.AppendSimple(dst, "PONG"), false
+		case 2:
+			return resp.AppendBulk(dst, args[1]), false
+		}
+	case "ECHO":
+		if len(args) == 2 {
+			return resp.AppendBulk(dst, args[1]), false
+		}
+	case "QUIT":
+		return resp.AppendOK(dst), true
+	case "SELECT":
+		if len(args) == 2 {
+			db, err := strconv.Atoi(string(args[1]))
+			if err != nil {
+				return resp.AppendError(dst, "ERR value is not an integer or out of range"), false
+			}
+			if db < 0 || db >= s.gw.cfg.Databases {
+				return resp.AppendError(dst, "ERR DB index is out of range"), false
+			}
+			s.db = db
+			return resp.AppendOK(dst), false
+		}
+	case "HELLO":
+		return s.hello(dst, args), false
+	case "CLIENT|ID":
+		if len(args) == 2 {
+			return resp.AppendInt(dst, s.id), false
+		}
+	case "CLIENT|GETNAME":
+		if len(args) == 2 {
+			if s.name == "" {
+				return resp.AppendNull(dst), false
+			}
+			return resp.AppendBulkString(dst, s.name), false
+		}
+	case "CLIENT|SETNAME":
+		if len(args) == 3 {
+			if strings.ContainsAny(string(args[2]), " \n") {
+				return resp.AppendError(dst, "ERR Client names cannot contain spaces, newlines or special characters."), false
+			}
+			s.name = string(args[2])
+			return resp.AppendOK(dst), false
+		}
+	case "CLIENT|SETINFO":
+		if len(args) == 4 {
+			switch strings.ToUpper(string(args[2])) {
+			case "LIB-NAME", "LIB-VER":
+				return resp.AppendOK(dst), false
+			}
+			return resp.AppendError(dst, "ERR Unrecognized option '"+string(args[2])+"'"), false
+		}
+	default:
+		return resp.AppendError(dst, "ERR unknown command '"+strings.ToLower(cmd.Name)+"'"), false
+	}
+	return wrongArity(dst, cmd.Name), false
+}
+
+func wrongArity(dst []byte, name string) []byte {
+	name = strings.ToLower(strings.ReplaceAll(name, "|", " "))
+	return resp.AppendError(dst, "ERR wrong number of arguments for '"+name+"' command")
+}
+
+// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] for RESP2. RESP3 is
+// refused with NOPROTO, so clients such as go-redis fall back to RESP2.
+func (s *session) hello(dst []byte, args [][]byte) []byte {
+	if len(args) >= 2 {
+		v, err := strconv.Atoi(string(args[1]))
+		if err != nil {
+			return resp.AppendError(dst, "ERR Protocol version is not an integer or out of range")
+		}
+		if v != 2 {
+			return resp.AppendError(dst, "NOPROTO sorry, this protocol version is not supported")
+		}
+		for i := 2; i < len(args); i++ {
+			switch opt := strings.ToUpper(string(args[i])); {
+			case opt == "AUTH" && i+2 < len(args):
+				return resp.AppendError(dst, "ERR AUTH is not supported by dynode-broadcaster")
+			case opt == "SETNAME" && i+1 < len(args):
+				s.name = string(args[i+1])
+				i++
+			default:
+				return resp.AppendError(dst, "ERR Syntax error in HELLO option '"+string(args[i])+"'")
+			}
+		}
+	}
+	dst = resp.AppendArray(dst, 14)
+	for _, kv := range [][2]string{{"server", "dynode-broadcaster"}, {"version", Version}} {
+		dst = resp.AppendBulkString(dst, kv[0])
+		dst = resp.AppendBulkString(dst, kv[1])
+	}
+	dst = resp.AppendBulkString(dst, "proto")
+	dst = resp.AppendInt(dst, 2)
+	dst = resp.AppendBulkString(dst, "id")
+	dst = resp.AppendInt(dst, s.id)
+	for _, kv := range [][2]string{{"mode", "standalone"}, {"role", "master"}} {
+		dst = resp.AppendBulkString(dst, kv[0])
+		dst = resp.AppendBulkString(dst, kv[1])
+	}
+	dst = resp.AppendBulkString(dst, "modules")
+	return resp.AppendArray(dst, 0)
+}
+
+// unsupported is the reply to a command the gateway cannot replicate correctly.
+func unsupported(dst []byte, name string) []byte {
+	name = strings.ToLower(strings.ReplaceAll(name, "|", " "))
+	return resp.AppendError(dst, "ERR command '"+name+"' is not supported by dynode-broadcaster (it cannot be replicated through a shared pipeline)")
+}

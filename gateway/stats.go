@@ -1,0 +1,35 @@
+package gateway
+
+import (
+	"sync/atomic"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+)
+
+// Stats are the gateway's counters. All fields are safe for concurrent use.
+type Stats struct {
+	ClientsConnected atomic.Int64 // client connections open now
+	ClientsAccepted  atomic.Int64 // client connections accepted since start
+	ClientsRejected  atomic.Int64 // connections refused by max_clients
+	ProtocolErrors   atomic.Int64 // client connections closed for malformed input
+	Divergences      atomic.Int64 // commands whose backends replied differently
+	OutOfSyncEvents  atomic.Int64 // backends that went out of sync
+	BackendErrors    atomic.Int64 // error replies to writes no client waited for
+	BackendBytesOut  atomic.Int64 // bytes written to backends
+	BackendBytesIn   atomic.Int64 // reply bytes read from backends
+	Commands         [4]atomic.Int64
+}
+
+// CommandsOf returns how many commands of a class clients sent.
+func (s *Stats) CommandsOf(c protocols.Class) int64 { return s.Commands[c].Load() }
+
+// BackendStatus is a snapshot of one backend.
+type BackendStatus struct {
+	Addr        string
+	Primary     bool
+	State       string
+	OutOfSync   bool
+	QueuedBytes int64 // bytes waiting to be written (the backlog while down)
+	InFlight    int   // commands written, reply not yet read
+	Connects    int64
+}
