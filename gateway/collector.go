@@ -208,7 +208,9 @@ func (b *batch) record(c *command, backend int, reply []byte) int8 {
 		return -1
 	}
 	off := len(b.arena)
-	b.arena = append(b.arena, reply...)
+	if !c.decided { // once decided, a new variant only needs its hash
+		b.arena = append(b.arena, reply...)
+	}
 	c.variants[c.nvariants] = variant{hash: h, off: int32(off), n: int32(len(reply)), count: 1, from: int16(backend)}
 	c.nvariants++
 	return int8(c.nvariants - 1)
@@ -265,7 +267,18 @@ func (c *command) mostCommon() int8 {
 	return best
 }
 
-// reply returns the client reply bytes of a decided command.
+// appendReplies appends the client replies of every command, in order, to dst.
+// Backends may still deliver late replies, so it holds the lock.
+func (b *batch) appendReplies(dst []byte) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range b.cmds {
+		dst = append(dst, b.reply(&b.cmds[i])...)
+	}
+	return dst
+}
+
+// reply returns the client reply bytes of a decided command; caller holds mu.
 func (b *batch) reply(c *command) []byte {
 	if c.chosen < 0 {
 		return b.arena[c.off : c.off+c.n]

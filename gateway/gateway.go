@@ -164,12 +164,12 @@ func (g *Gateway) finish(b *batch, c *command) {
 	if !c.diverged() {
 		return
 	}
-	g.stats.Divergences.Add(1)
 	groups := make([]string, 0, c.nvariants)
 	for _, v := range c.variants[:c.nvariants] {
 		groups = append(groups, fmt.Sprintf("%s(+%d)", g.backends[v.from].addr, v.count-1))
 	}
 	g.log.Warn("backends replied differently", "cmd", c.name, "reply_groups", strings.Join(groups, " vs "))
+	g.stats.Divergences.Add(1)
 }
 
 // Ready is closed once the gateway listens.

@@ -136,9 +136,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	}
 	s.out = s.out[:0]
 	if !gw.cfg.DiscardResponses {
-		for i := range b.cmds {
-			s.out = append(s.out, b.reply(&b.cmds[i])...)
-		}
+		s.out = b.appendReplies(s.out)
 	}
 	if perr != nil {
 		gw.stats.ProtocolErrors.Add(1)
