@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
+	"github.com/dynode/dynode-broadcaster/discovery"
 	"github.com/dynode/dynode-broadcaster/protocols/resp"
 )
 
@@ -44,8 +45,12 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 	if !ok {
 		return nil, fmt.Errorf("gateway: write_reply %q: unknown policy", cfg.WriteReply)
 	}
-	if len(cfg.Servers) == 0 {
-		return nil, errors.New("gateway: no backend servers")
+	servers, err := discovery.NewStatic(cfg.Servers)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if len(servers) == 0 {
+		return nil, errors.New("gateway: no backend servers (servers_autoupdate is not implemented yet)")
 	}
 	g := &Gateway{
 		cfg:       cfg,
@@ -56,7 +61,7 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		ready:     make(chan struct{}),
 		sessions:  map[*session]struct{}{},
 	}
-	for i, addr := range cfg.Servers {
+	for i, addr := range servers {
 		g.backends = append(g.backends, newBackend(g, i, addr))
 	}
 	g.seq = sequencer{

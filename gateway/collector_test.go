@@ -1,0 +1,83 @@
+package gateway
+
+import "testing"
+
+// TestCollectorPolicies drives one command's replies through each policy without
+// sockets: backend 0 is the preferred source, 3 backends addressed.
+func TestCollectorPolicies(t *testing.T) {
+	noReply := []byte("-ERR none\r\n")
+	type event struct {
+		backend int
+		reply   string // "" = the backend failed
+	}
+	tests := []struct {
+		name     string
+		policy   ReplyPolicy
+		events   []event
+		decideAt int    // index of the event after which the reply is chosen
+		want     string // the client reply
+		diverged bool
+	}{
+		{"primary waits for the primary", ReplyPrimary, []event{{1, ":1"}, {2, ":1"}, {0, ":2"}}, 2, ":2", true},
+		{"primary failed: first other reply", ReplyPrimary, []event{{0, ""}, {1, ":1"}, {2, ":1"}}, 1, ":1", false},
+		{"first", ReplyFirst, []event{{2, ":3"}, {0, ":2"}, {1, ":2"}}, 0, ":3", true},
+		{"quorum of 2", ReplyQuorum, []event{{0, ":2"}, {1, ":1"}, {2, ":1"}}, 2, ":1", true},
+		{"quorum early", ReplyQuorum, []event{{1, ":1"}, {2, ":1"}, {0, ":2"}}, 1, ":1", true},
+		{"quorum none: primary's", ReplyQuorum, []event{{0, ":0"}, {1, ":1"}, {2, ":2"}}, 2, ":0", true},
+		{"all waits for all", ReplyAll, []event{{0, ":5"}, {1, ":5"}, {2, ":5"}}, 2, ":5", false},
+		{"all, everyone failed", ReplyAll, []event{{0, ""}, {1, ""}, {2, ""}}, 2, "-ERR none", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var finished *command
+			b := newBatch(tt.policy, func(_ *batch, c *command) { finished = c })
+			i := b.add("INCR", 0)
+			b.mu.Lock()
+			for range 3 {
+				b.expectFrom(i)
+			}
+			b.cmds[i].srcQueued = true
+			b.mu.Unlock()
+			b.seal(noReply)
+			for n, ev := range tt.events {
+				var reply []byte
+				if ev.reply != "" {
+					reply = []byte(ev.reply + "\r\n")
+				}
+				b.deliver(i, ev.backend, reply, noReply)
+				decided := len(b.done) == 1
+				if decided != (n >= tt.decideAt) {
+					t.Fatalf("after event %d: decided=%v, want decision after event %d", n, decided, tt.decideAt)
+				}
+			}
+			if got := string(b.appendReplies(nil)); got != tt.want+"\r\n" {
+				t.Fatalf("client reply %q, want %q", got, tt.want+"\r\n")
+			}
+			if finished == nil || finished.diverged() != tt.diverged {
+				t.Fatalf("finished=%v diverged=%v, want diverged=%v", finished != nil, finished != nil && finished.diverged(), tt.diverged)
+			}
+		})
+	}
+}
+
+func TestRingOrder(t *testing.T) {
+	var r ring
+	for i := range 40 {
+		r.push(pending{idx: int32(i)})
+	}
+	got := r.popInto(nil, 30)
+	for i := range 30 {
+		r.push(pending{idx: int32(40 + i)})
+	}
+	r.pushFront(pending{idx: -1}, 0)
+	got = r.popInto(got, r.len())
+	if got[30].idx != -1 {
+		t.Fatalf("pushFront not at the head: %d", got[30].idx)
+	}
+	got = append(got[:30], got[31:]...)
+	for i, p := range got {
+		if int(p.idx) != i {
+			t.Fatalf("entry %d has idx %d", i, p.idx)
+		}
+	}
+}
