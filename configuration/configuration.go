@@ -42,6 +42,7 @@ type Config struct {
 	BackendBacklogBytes int64         // queued write bytes per backend before out of sync
 	MaxRequestBytes     int64         // largest client request
 	MaxClients          int           // 0 = unlimited
+	Threads             int           // GOMAXPROCS; 0 = half the CPUs, at least 1
 	Databases           int           // Redis databases per backend
 }
 
@@ -207,7 +208,7 @@ func (c *Config) values() map[string]string {
 		"protocol": c.Protocol, "write_reply": c.WriteReply, "read_from": c.ReadFrom, "primary": c.Primary,
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "max_clients": fmt.Sprint(c.MaxClients),
-		"databases": fmt.Sprint(c.Databases),
+		"threads": fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
 	}
 }
 
@@ -217,6 +218,17 @@ func (c *Config) PrimaryAddr() string {
 		return c.Primary
 	}
 	return c.Servers[0]
+}
+
+// EffectiveThreads is the GOMAXPROCS to run with for a machine of numCPU CPUs. The
+// default leaves half the CPUs to the kernel's network stack and to co-located
+// clients and backends: on a 2-CPU machine one thread beats two (measured in
+// bench/RESULTS.md), as it avoids cross-thread wake-ups on every command.
+func (c *Config) EffectiveThreads(numCPU int) int {
+	if c.Threads > 0 {
+		return c.Threads
+	}
+	return max(1, numCPU/2)
 }
 
 // ListenAddr is host:port of the client listener.

@@ -119,6 +119,7 @@ var settings = []setting{
 	{"backend_backlog_bytes", "67108864", "bytes of writes kept per backend while it is down or slow; beyond, it is marked out of sync", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.BackendBacklogBytes })},
 	{"max_request_bytes", "536870912", "largest client request accepted", int64Into(1<<10, 4<<30, func(c *Config) *int64 { return &c.MaxRequestBytes })},
 	{"max_clients", "10000", "client connections accepted at once; 0 = no limit", intInto(0, 1<<24, func(c *Config) *int { return &c.MaxClients })},
+	{"threads", "0", "CPU threads running Go code (GOMAXPROCS); 0 = half the CPUs, at least 1", intInto(0, 1024, func(c *Config) *int { return &c.Threads })},
 	{"databases", "16", "Redis databases the backends have (SELECT range)", intInto(1, 1<<20, func(c *Config) *int { return &c.Databases })},
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,9 @@ type backend struct {
 	db         int // database the stream selects after everything in out
 	writtenDB  int // database selected after the bytes already given to the writer
 	lostWrites int // writes dropped or unacknowledged since the last report
+	// progressAt is when the backend last made progress while commands were in flight:
+	// the first write after idling, or the last reply read.
+	progressAt time.Time
 }
 
 func newBackend(gw *Gateway, index int, addr string) *backend {
@@ -251,12 +255,18 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 	defer close(stop)
 	var buf []byte
 	for range be.wake {
+		// Let the sessions that are runnable now append their commands first, so one
+		// write carries many clients' commands (twemproxy's writev of its send chain).
+		runtime.Gosched()
 		be.mu.Lock()
 		if be.conn != conn {
 			be.mu.Unlock()
 			return
 		}
 		buf, be.out = be.out, buf[:0]
+		if be.inflight == 0 && len(buf) > 0 {
+			be.progressAt = time.Now()
+		}
 		be.inflight = be.queue.len()
 		be.writtenDB = be.db
 		be.mu.Unlock()
@@ -283,11 +293,10 @@ func (be *backend) readLoop(conn net.Conn) {
 	var isErrs []bool
 	var popped []pending
 	timeout := be.gw.cfg.BackendTimeout
+	var dl deadline
 	start := 0 // start of the first unconsumed reply in buf
 	for {
-		if timeout > 0 {
-			_ = conn.SetReadDeadline(time.Now().Add(timeout))
-		}
+		dl.extend(conn, timeout)
 		if len(buf) == cap(buf) {
 			buf = grow(buf, start)
 			start = 0
@@ -295,10 +304,11 @@ func (be *backend) readLoop(conn net.Conn) {
 		n, err := conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && be.idle(conn) {
-				continue
-			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if !be.stalled(conn, timeout) {
+					dl = deadline{}
+					continue
+				}
 				err = fmt.Errorf("no reply for %v (backend_timeout)", timeout)
 			}
 			be.fail(conn, fmt.Errorf("backend %s: read: %w", be.addr, err))
@@ -347,6 +357,9 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 	}
 	ps = be.queue.popInto(ps, len(ends))
 	be.inflight -= len(ends)
+	if be.inflight > 0 {
+		be.progressAt = time.Now()
+	}
 	be.mu.Unlock()
 	be.gw.stats.BackendBytesIn.Add(int64(ends[len(ends)-1] - start))
 	from := start
@@ -367,11 +380,13 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 	return ps, true
 }
 
-// idle reports whether nothing is in flight on conn (a read deadline is then no failure).
-func (be *backend) idle(conn net.Conn) bool {
+// stalled reports whether conn has had commands in flight and made no progress for
+// timeout. A read deadline that passes otherwise is no failure, so a stalled backend
+// is detected between one and two timeouts after its last progress.
+func (be *backend) stalled(conn net.Conn, timeout time.Duration) bool {
 	be.mu.Lock()
 	defer be.mu.Unlock()
-	return be.conn == conn && be.inflight == 0
+	return be.conn == conn && be.inflight > 0 && time.Since(be.progressAt) >= timeout
 }
 
 // grow returns a buffer with buf[start:] at its front and free room after it.
@@ -455,4 +470,23 @@ func (r *ring) each(f func(p *pending)) {
 	for i := 0; i < r.size; i++ {
 		f(&r.buf[(r.head+i)%len(r.buf)])
 	}
+}
+
+// deadline keeps a connection's read deadline about timeout ahead without setting it
+// on every read: it is moved only once a sixteenth of timeout has passed, so the
+// effective timeout lies between 15/16 and 16/16 of the setting.
+type deadline struct {
+	set time.Time // when the deadline was last moved
+}
+
+func (d *deadline) extend(conn net.Conn, timeout time.Duration) {
+	if timeout <= 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(d.set) < timeout/16 {
+		return
+	}
+	d.set = now
+	_ = conn.SetReadDeadline(now.Add(timeout))
 }

@@ -25,8 +25,9 @@ type Gateway struct {
 
 	backends []*backend // fixed at New; discovery updates come in a later step
 
-	noReply   []byte // client reply when every addressed backend failed
-	noBackend []byte // client reply when no backend is up
+	finishFn  func(*batch, *command) // g.finish, bound once (a method value allocates)
+	noReply   []byte                 // client reply when every addressed backend failed
+	noBackend []byte                 // client reply when no backend is up
 
 	ready chan struct{} // closed once the listener is bound
 	ln    net.Listener
@@ -61,6 +62,7 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		ready:     make(chan struct{}),
 		sessions:  map[*session]struct{}{},
 	}
+	g.finishFn = g.finish
 	for i, addr := range servers {
 		g.backends = append(g.backends, newBackend(g, i, addr))
 	}

@@ -42,7 +42,7 @@ type harness struct {
 }
 
 // startRedisBackends starts n redis-server processes.
-func startRedisBackends(t *testing.T, n int) []*testserver.Redis {
+func startRedisBackends(t testing.TB, n int) []*testserver.Redis {
 	t.Helper()
 	out := make([]*testserver.Redis, n)
 	for i := range out {
@@ -53,13 +53,13 @@ func startRedisBackends(t *testing.T, n int) []*testserver.Redis {
 
 // startGateway runs a gateway in front of addrs with settings changed by env
 // ("key=value"), until the test ends.
-func startGateway(t *testing.T, addrs []string, settings ...string) *harness {
+func startGateway(t testing.TB, addrs []string, settings ...string) *harness {
 	t.Helper()
 	return startGatewayPartial(t, addrs, len(addrs), settings...)
 }
 
 // startGatewayPartial is startGateway waiting for only wantUp backends to connect.
-func startGatewayPartial(t *testing.T, addrs []string, wantUp int, settings ...string) *harness {
+func startGatewayPartial(t testing.TB, addrs []string, wantUp int, settings ...string) *harness {
 	t.Helper()
 	env := []string{"DYNODE_HOST=127.0.0.1", "DYNODE_PORT=0", "DYNODE_SERVERS=" + strings.Join(addrs, ","),
 		"DYNODE_RECONNECT_DELAY_TIMEOUT=100ms", "DYNODE_CONNECT_TIMEOUT=1"}
@@ -104,7 +104,7 @@ func startGatewayPartial(t *testing.T, addrs []string, wantUp int, settings ...s
 }
 
 // withRedis starts n backends and a gateway in front of them.
-func withRedis(t *testing.T, n int, settings ...string) *harness {
+func withRedis(t testing.TB, n int, settings ...string) *harness {
 	t.Helper()
 	backends := startRedisBackends(t, n)
 	addrs := make([]string, n)
@@ -117,7 +117,7 @@ func withRedis(t *testing.T, n int, settings ...string) *harness {
 }
 
 // waitUp waits until want backends are connected.
-func waitUp(t *testing.T, g *gateway.Gateway, want int) {
+func waitUp(t testing.TB, g *gateway.Gateway, want int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -138,14 +138,14 @@ func waitUp(t *testing.T, g *gateway.Gateway, want int) {
 }
 
 // client returns a go-redis client of the gateway (RESP2, as the gateway speaks).
-func (h *harness) client(t *testing.T, db int) *redis.Client {
+func (h *harness) client(t testing.TB, db int) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: h.addr, DB: db, Protocol: 2, PoolSize: 4})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
 // eachBackend runs f against a direct client of every backend.
-func (h *harness) eachBackend(t *testing.T, db int, f func(i int, c *redis.Client)) {
+func (h *harness) eachBackend(t testing.TB, db int, f func(i int, c *redis.Client)) {
 	t.Helper()
 	for i, b := range h.backends {
 		f(i, b.Client(db))
@@ -154,7 +154,7 @@ func (h *harness) eachBackend(t *testing.T, db int, f func(i int, c *redis.Clien
 
 // converged waits until no backend has queued or in-flight commands, then checks
 // DEBUG DIGEST is the same on every backend.
-func (h *harness) converged(t *testing.T) {
+func (h *harness) converged(t testing.TB) {
 	t.Helper()
 	h.drained(t)
 	first := h.backends[0].Digest(t)
@@ -166,7 +166,7 @@ func (h *harness) converged(t *testing.T) {
 }
 
 // drained waits until every backend has answered everything sent to it.
-func (h *harness) drained(t *testing.T) {
+func (h *harness) drained(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -196,7 +196,7 @@ var (
 )
 
 // eventually polls cond for up to 10 s; what describes the awaited condition.
-func eventually(t *testing.T, cond func() bool, what string) {
+func eventually(t testing.TB, cond func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
 	"github.com/dynode/dynode-broadcaster/protocols/resp"
@@ -31,6 +30,7 @@ type session struct {
 	name string
 	db   int
 
+	idle    deadline
 	parser  resp.CommandParser
 	rbuf    []byte
 	items   []queuedCmd
@@ -73,9 +73,7 @@ func (s *session) readMore() error {
 		copy(nb, s.rbuf)
 		s.rbuf = nb
 	}
-	if t := s.gw.cfg.ReadIdleTimeout; t > 0 {
-		_ = s.conn.SetReadDeadline(time.Now().Add(t))
-	}
+	s.idle.extend(s.conn, s.gw.cfg.ReadIdleTimeout)
 	n, err := s.conn.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
 	s.rbuf = s.rbuf[:len(s.rbuf)+n]
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -88,7 +86,7 @@ func (s *session) readMore() error {
 // returns how many bytes it consumed and whether the connection must close.
 func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter bool, err error) {
 	gw := s.gw
-	b := newBatch(gw.policy, gw.finish)
+	b := newBatch(gw.policy, gw.finishFn)
 	s.items = s.items[:0]
 	var perr error
 	pos := 0

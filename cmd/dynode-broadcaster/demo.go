@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -57,6 +58,7 @@ func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	runtime.GOMAXPROCS(cfg.EffectiveThreads(runtime.NumCPU()))
 	g, err := gateway.New(cfg, newLogger(stderr, cfg.LogLevel))
 	if err != nil {
 		return err

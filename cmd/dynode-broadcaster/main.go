@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
@@ -60,6 +61,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if sub == "check-config" {
 		return cfg.WriteEffective(stdout)
 	}
+	return serve(ctx, cfg, stderr)
+}
+
+// serve runs a gateway with cfg until ctx ends.
+func serve(ctx context.Context, cfg *configuration.Config, stderr io.Writer) error {
+	runtime.GOMAXPROCS(cfg.EffectiveThreads(runtime.NumCPU()))
 	g, err := gateway.New(cfg, newLogger(stderr, cfg.LogLevel))
 	if err != nil {
 		return err

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Benchmarks the gateway against direct Redis and twemproxy (nutcracker), all
+# measured in the same run on loopback, and prints one table:
+#   median ops/s of 3 rounds, ratio to direct Redis, ratio to twemproxy, and CPU
+#   microseconds per operation of the proxy process and of the redis-server processes.
+# Then it measures RSS with 10,000 idle client connections.
+#
+# Not part of the test run. Needs redis-server, redis-benchmark (redis-tools) and
+# nutcracker; installs them with apt-get when missing. Usage: bench/run.sh [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+N=${BENCH_REQUESTS:-200000}
+CLIENTS=50
+OUT=bench/out
+mkdir -p "$OUT"
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v nutcracker >/dev/null || need+=(nutcracker)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+ulimit -n "$(ulimit -Hn)" # 10,000 idle clients need as many descriptors
+
+go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
+go build -o "$OUT/idleconns" ./bench/idleconns
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+# Three redis-servers: A serves direct, twemproxy and every gateway; B and C are the
+# extra backends of the 2- and 3-backend gateways.
+declare -a RPORT RPID
+for i in 0 1 2; do
+  RPORT[$i]=$(free_port)
+  redis-server --port "${RPORT[$i]}" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning --dir "$OUT" &
+  RPID[$i]=$!; pids+=("${RPID[$i]}")
+  wait_port "${RPORT[$i]}"
+done
+
+TWEM_PORT=$(free_port)
+cat > "$OUT/nutcracker.yml" <<YML
+bench:
+  listen: 127.0.0.1:${TWEM_PORT}
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  auto_eject_hosts: false
+  server_connections: 1
+  servers:
+   - 127.0.0.1:${RPORT[0]}:1
+YML
+nutcracker -c "$OUT/nutcracker.yml" -o "$OUT/nutcracker.log" &
+TWEM_PID=$!; pids+=("$TWEM_PID")
+wait_port "$TWEM_PORT"
+
+start_gateway() { # $1 = number of backends; sets GW_PORT GW_PID
+  local servers="127.0.0.1:${RPORT[0]}"
+  for ((i = 1; i < $1; i++)); do servers+=",127.0.0.1:${RPORT[$i]}"; done
+  GW_PORT=$(free_port)
+  DYNODE_SERVERS="$servers" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=WARN \
+    DYNODE_MAX_CLIENTS=20000 "$OUT/dynode-broadcaster" &
+  GW_PID=$!; pids+=("$GW_PID")
+  wait_port "$GW_PORT"
+}
+
+cpu_ticks() { # utime+stime of the given pids, in clock ticks
+  local t=0
+  for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
+# bench NAME PORT PROXY_PID PIPELINE BACKEND_PIDS...: one line per test and round.
+results="$OUT/raw.tsv"
+: > "$results"
+bench() {
+  local name=$1 port=$2 proxy=$3 pipeline=$4; shift 4
+  local backends=("$@")
+  for round in $(seq "$ROUNDS"); do
+    for test in set get; do
+      local p0 b0 p1 b1 rps
+      p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
+      rps=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$N" -c "$CLIENTS" -P "$pipeline" --csv 2>/dev/null \
+        | awk -F'","' 'NR>1 {gsub(/"/,"",$2); print $2}')
+      p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$pipeline" "$test" "$rps" \
+        "$(awk -v t=$((p1 - p0)) -v hz="$HZ" -v n="$N" 'BEGIN{printf "%.2f", t/hz*1e6/n}')" \
+        "$(awk -v t=$((b1 - b0)) -v hz="$HZ" -v n="$N" 'BEGIN{printf "%.2f", t/hz*1e6/n}')" >> "$results"
+      echo "  $name -P $pipeline $test round $round: $rps ops/s" >&2
+    done
+  done
+}
+
+for P in 1 16; do
+  bench "redis (direct)" "${RPORT[0]}" - "$P" "${RPID[0]}"
+  bench "twemproxy" "$TWEM_PORT" "$TWEM_PID" "$P" "${RPID[0]}"
+done
+for nb in 1 2 3; do
+  start_gateway "$nb"
+  bps=("${RPID[@]:0:$nb}")
+  for P in 1 16; do bench "dynode, $nb backend(s)" "$GW_PORT" "$GW_PID" "$P" "${bps[@]}"; done
+  if [ "$nb" = 1 ]; then
+    "$OUT/idleconns" -addr "127.0.0.1:$GW_PORT" -n 10000 -hold 4s > "$OUT/idle.out" &
+    idle=$!
+    for _ in $(seq 600); do grep -q ready "$OUT/idle.out" 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+    GW_IDLE_RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$GW_PID/status")
+    wait "$idle"
+    "$OUT/idleconns" -addr "127.0.0.1:$TWEM_PORT" -n 10000 -hold 4s > "$OUT/idle-twem.out" &
+    idle=$!
+    for _ in $(seq 600); do grep -q ready "$OUT/idle-twem.out" 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+    TWEM_IDLE_RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$TWEM_PID/status")
+    wait "$idle"
+  fi
+  kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
+done
+
+# Table: medians per (name, pipeline, test), ratios against direct and twemproxy.
+python3 - "$results" "$N" "$CLIENTS" "$ROUNDS" "${GW_IDLE_RSS:-?}" "${TWEM_IDLE_RSS:-?}" <<'PY' | tee "$OUT/results.md"
+import sys, statistics, collections, platform, os
+path, n, clients, rounds, gw_rss, twem_rss = sys.argv[1:]
+rows = collections.defaultdict(list)
+order = []
+for line in open(path):
+    name, p, test, rps, pcpu, bcpu = line.rstrip("\n").split("\t")
+    key = (name, int(p), test)
+    if key not in rows: order.append(key)
+    rows[key].append((float(rps), float(pcpu), float(bcpu)))
+def med(key, i):
+    return statistics.median(r[i] for r in rows[key])
+print(f"redis-benchmark -n {n} -c {clients}, median of {rounds} rounds; {os.cpu_count()} CPUs, loopback; CPU = user+system microseconds per operation\n")
+print("| target | -P | test | ops/s | vs direct | vs twemproxy | proxy CPU us/op | redis CPU us/op |")
+print("|---|---|---|---|---|---|---|---|")
+for key in order:
+    name, p, test = key
+    rps = med(key, 0)
+    direct = med(("redis (direct)", p, test), 0)
+    twem = med(("twemproxy", p, test), 0)
+    pcpu = "-" if name.startswith("redis") else f"{med(key, 1):.2f}"
+    print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {pcpu} | {med(key, 2):.2f} |")
+print(f"\nRSS with 10,000 idle client connections: dynode {gw_rss} MiB, twemproxy {twem_rss} MiB")
+PY
