@@ -39,7 +39,7 @@ wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/nu
 declare -a RPORT RPID
 for i in 0 1 2; do
   RPORT[$i]=$(free_port)
-  redis-server --port "${RPORT[$i]}" --bind 127.0.0.1 --save '' --appendonly no --loglevel warning --dir "$OUT" &
+  redis-server --port "${RPORT[$i]}" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning --dir "$OUT" --logfile "$OUT/redis-$i.log" &
   RPID[$i]=$!; pids+=("${RPID[$i]}")
   wait_port "${RPORT[$i]}"
 done

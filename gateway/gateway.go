@@ -62,6 +62,9 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		ready:     make(chan struct{}),
 		sessions:  map[*session]struct{}{},
 	}
+	if cfg.ServersAutoupdate {
+		log.Warn("servers_autoupdate is not implemented yet: serving the static servers list only", "servers", strings.Join(servers, ","))
+	}
 	g.finishFn = g.finish
 	for i, addr := range servers {
 		g.backends = append(g.backends, newBackend(g, i, addr))
