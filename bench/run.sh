@@ -98,6 +98,16 @@ bench() {
   done
 }
 
+# idle_rss PORT PID: RSS in MiB of PID while 10,000 idle clients are connected to PORT.
+idle_rss() {
+  "$OUT/idleconns" -addr "127.0.0.1:$1" -n 10000 -hold 4s > "$OUT/idle-$1.out" &
+  local idle=$!
+  for _ in $(seq 600); do grep -q ready "$OUT/idle-$1.out" 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$2/status"
+  wait "$idle"
+}
+
 for P in 1 16; do
   bench "redis (direct)" "${RPORT[0]}" - "$P" "${RPID[0]}"
   bench "twemproxy" "$TWEM_PORT" "$TWEM_PID" "$P" "${RPID[0]}"
@@ -107,18 +117,8 @@ for nb in 1 2 3; do
   bps=("${RPID[@]:0:$nb}")
   for P in 1 16; do bench "dynode, $nb backend(s)" "$GW_PORT" "$GW_PID" "$P" "${bps[@]}"; done
   if [ "$nb" = 1 ]; then
-    "$OUT/idleconns" -addr "127.0.0.1:$GW_PORT" -n 10000 -hold 4s > "$OUT/idle.out" &
-    idle=$!
-    for _ in $(seq 600); do grep -q ready "$OUT/idle.out" 2>/dev/null && break; sleep 0.1; done
-    sleep 1
-    GW_IDLE_RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$GW_PID/status")
-    wait "$idle"
-    "$OUT/idleconns" -addr "127.0.0.1:$TWEM_PORT" -n 10000 -hold 4s > "$OUT/idle-twem.out" &
-    idle=$!
-    for _ in $(seq 600); do grep -q ready "$OUT/idle-twem.out" 2>/dev/null && break; sleep 0.1; done
-    sleep 1
-    TWEM_IDLE_RSS=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$TWEM_PID/status")
-    wait "$idle"
+    GW_IDLE_RSS=$(idle_rss "$GW_PORT" "$GW_PID")
+    TWEM_IDLE_RSS=$(idle_rss "$TWEM_PORT" "$TWEM_PID")
   fi
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 done

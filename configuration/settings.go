@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,15 +26,8 @@ var settings = []setting{
 		return err
 	}},
 	{"servers_autoupdate", "false", "load the backend list from an HTTP endpoint", boolInto(func(c *Config) *bool { return &c.ServersAutoupdate })},
-	{"servers_autoupdate_method", "POST", "HTTP method of the auto-update request: GET, POST, PUT, PATCH, DELETE", func(c *Config, v string) error {
-		v = strings.ToUpper(strings.TrimSpace(v))
-		switch v {
-		case "GET", "POST", "PUT", "PATCH", "DELETE":
-			c.ServersAutoupdateMethod = v
-			return nil
-		}
-		return fmt.Errorf("%q is not one of GET, POST, PUT, PATCH, DELETE", v)
-	}},
+	{"servers_autoupdate_method", "POST", "HTTP method of the auto-update request: GET, POST, PUT, PATCH, DELETE",
+		oneOf(strings.ToUpper, func(c *Config) *string { return &c.ServersAutoupdateMethod }, "GET", "POST", "PUT", "PATCH", "DELETE")},
 	{"servers_autoupdate_url", "http://example.com", "URL returning a JSON array of \"host:port\" strings", func(c *Config, v string) error {
 		u, err := url.Parse(strings.TrimSpace(v))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -62,15 +56,8 @@ var settings = []setting{
 		c.Port = n
 		return nil
 	}},
-	{"log_level", "INFO", "TRACE, DEBUG, INFO, WARN or ERROR", func(c *Config, v string) error {
-		v = strings.ToUpper(strings.TrimSpace(v))
-		switch v {
-		case "TRACE", "DEBUG", "INFO", "WARN", "ERROR":
-			c.LogLevel = v
-			return nil
-		}
-		return fmt.Errorf("%q is not one of TRACE, DEBUG, INFO, WARN, ERROR", v)
-	}},
+	{"log_level", "INFO", "TRACE, DEBUG, INFO, WARN or ERROR",
+		oneOf(strings.ToUpper, func(c *Config) *string { return &c.LogLevel }, "TRACE", "DEBUG", "INFO", "WARN", "ERROR")},
 	{"backlog_size", "128", "listen backlog of the client socket", intInto(1, 1<<20, func(c *Config) *int { return &c.BacklogSize })},
 	{"reuse_addr", "true", "set SO_REUSEADDR on the listening socket", boolInto(func(c *Config) *bool { return &c.ReuseAddr })},
 	{"discard_responses", "false", "send clients no replies at all (write-and-forget); backend replies are still read and checked", boolInto(func(c *Config) *bool { return &c.DiscardResponses })},
@@ -78,33 +65,12 @@ var settings = []setting{
 	{"reconnect_delay_timeout", "10", "seconds between reconnection attempts to a backend (capped backoff starts here)", durationInto(func(c *Config) *time.Duration { return &c.ReconnectDelayTimeout })},
 	{"read_idle_timeout", "60", "seconds without data after which a client is disconnected; 0 = never", durationInto(func(c *Config) *time.Duration { return &c.ReadIdleTimeout })},
 
-	{"protocol", "redis", "client and backend protocol: redis, memcache or raw", func(c *Config, v string) error {
-		v = strings.ToLower(strings.TrimSpace(v))
-		switch v {
-		case "redis", "memcache", "raw":
-			c.Protocol = v
-			return nil
-		}
-		return fmt.Errorf("%q is not one of redis, memcache, raw", v)
-	}},
-	{"write_reply", "primary", "which reply a write returns: primary, first, quorum or all", func(c *Config, v string) error {
-		v = strings.ToLower(strings.TrimSpace(v))
-		switch v {
-		case "primary", "first", "quorum", "all":
-			c.WriteReply = v
-			return nil
-		}
-		return fmt.Errorf("%q is not one of primary, first, quorum, all", v)
-	}},
-	{"read_from", "primary", "where reads go: primary, or any in-sync backend (round robin)", func(c *Config, v string) error {
-		v = strings.ToLower(strings.TrimSpace(v))
-		switch v {
-		case "primary", "any":
-			c.ReadFrom = v
-			return nil
-		}
-		return fmt.Errorf("%q is not one of primary, any", v)
-	}},
+	{"protocol", "redis", "client and backend protocol: redis, memcache or raw",
+		oneOf(strings.ToLower, func(c *Config) *string { return &c.Protocol }, "redis", "memcache", "raw")},
+	{"write_reply", "primary", "which reply a write returns: primary, first, quorum or all",
+		oneOf(strings.ToLower, func(c *Config) *string { return &c.WriteReply }, "primary", "first", "quorum", "all")},
+	{"read_from", "primary", "where reads go: primary, or any in-sync backend (round robin)",
+		oneOf(strings.ToLower, func(c *Config) *string { return &c.ReadFrom }, "primary", "any")},
 	{"primary", "", "host:port of the primary backend; empty = the first of servers", func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
 		if v != "" {
@@ -121,6 +87,18 @@ var settings = []setting{
 	{"max_clients", "10000", "client connections accepted at once; 0 = no limit", intInto(0, 1<<24, func(c *Config) *int { return &c.MaxClients })},
 	{"threads", "0", "CPU threads running Go code (GOMAXPROCS); 0 = half the CPUs, at least 1", intInto(0, 1024, func(c *Config) *int { return &c.Threads })},
 	{"databases", "16", "Redis databases the backends have (SELECT range)", intInto(1, 1<<20, func(c *Config) *int { return &c.Databases })},
+}
+
+// oneOf accepts one of choices after normalizing the case with norm.
+func oneOf(norm func(string) string, field func(*Config) *string, choices ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = norm(strings.TrimSpace(v))
+		if !slices.Contains(choices, v) {
+			return fmt.Errorf("%q is not one of %s", v, strings.Join(choices, ", "))
+		}
+		*field(c) = v
+		return nil
+	}
 }
 
 func boolInto(field func(*Config) *bool) func(*Config, string) error {

@@ -1,11 +1,9 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,30 +13,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// logBuffer collects the gateway's log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // harness is a gateway in front of real redis-server backends.
 type harness struct {
 	gw       *gateway.Gateway
 	addr     string
 	backends []*redisServer
-	logs     *logBuffer
+	logs     *testserver.Buffer
 }
 
 // startRedisBackends starts n redis-server processes.
@@ -71,7 +51,7 @@ func startGatewayPartial(t testing.TB, addrs []string, wantUp int, settings ...s
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &testserver.Buffer{}
 	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dynode/dynode-broadcaster/internal/testserver"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestCheckConfig(t *testing.T) {
@@ -38,5 +43,45 @@ func TestVersion(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"version"}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "dynode-broadcaster ") {
 		t.Fatalf("version: %q %v", out.String(), err)
+	}
+}
+
+// TestDemoEmbedded runs the demo without redis-server on PATH: two embedded backends,
+// a write through the gateway lands on both, and the demo stops when ctx ends.
+func TestDemoEmbedded(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	var out testserver.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"demo", "--port", "0", "--log_level", "ERROR"}, &out, &out) }()
+	re := regexp.MustCompile(`gateway on (\S+), backends (\S+) and (\S+) \(embedded`)
+	var m []string
+	for deadline := time.Now().Add(10 * time.Second); m == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo did not start:\n%s", out.String())
+		}
+		m = re.FindStringSubmatch(out.String())
+	}
+	gw := redis.NewClient(&redis.Options{Addr: m[1], Protocol: 2})
+	defer gw.Close()
+	if err := gw.Set(context.Background(), "greeting", "hello", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range m[2:] {
+		c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+		v, err := c.Get(context.Background(), "greeting").Result()
+		c.Close()
+		if err != nil || v != "hello" {
+			t.Fatalf("backend %s: greeting = %q, %v", addr, v, err)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("demo did not stop")
 	}
 }
