@@ -43,7 +43,11 @@ type Config struct {
 	MaxRequestBytes     int64         // largest client request
 	MaxClients          int           // 0 = unlimited
 	Threads             int           // GOMAXPROCS; 0 = half the CPUs, at least 1
-	Databases           int           // Redis databases per backend
+
+	RawReply              string // protocol=raw: all, primary or none
+	RawBackendBufferBytes int64  // protocol=raw: queued bytes per backend of a client
+	RawSlowBackend        string // protocol=raw: slow_client or cut
+	Databases             int    // Redis databases per backend
 }
 
 // EnvPrefix is the prefix of environment variables that override settings.
@@ -208,7 +212,9 @@ func (c *Config) values() map[string]string {
 		"protocol": c.Protocol, "write_reply": c.WriteReply, "read_from": c.ReadFrom, "primary": c.Primary,
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "max_clients": fmt.Sprint(c.MaxClients),
-		"threads": fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
+		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
+		"raw_slow_backend": c.RawSlowBackend,
+		"threads":          fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
 	}
 }
 

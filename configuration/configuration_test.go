@@ -28,6 +28,7 @@ func TestSeedFileLoadsUnchanged(t *testing.T) {
 		Protocol: "redis", WriteReply: "primary", ReadFrom: "primary", Primary: "",
 		BackendTimeout: 30 * time.Second, BackendBacklogBytes: 64 << 20, MaxRequestBytes: 512 << 20,
 		MaxClients: 10000, Databases: 16, Threads: 0,
+		RawReply: "all", RawBackendBufferBytes: 4 << 20, RawSlowBackend: "slow_client",
 	}
 	if got := *c; !equalConfig(got, want) {
 		t.Fatalf("seed config:\n got %+v\nwant %+v", got, want)

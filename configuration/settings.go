@@ -85,6 +85,11 @@ var settings = []setting{
 	{"backend_backlog_bytes", "67108864", "bytes of writes kept per backend while it is down or slow; beyond, it is marked out of sync", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.BackendBacklogBytes })},
 	{"max_request_bytes", "536870912", "largest client request accepted", int64Into(1<<10, 4<<30, func(c *Config) *int64 { return &c.MaxRequestBytes })},
 	{"max_clients", "10000", "client connections accepted at once; 0 = no limit", intInto(0, 1<<24, func(c *Config) *int { return &c.MaxClients })},
+	{"raw_reply", "all", "protocol=raw: which backend bytes clients receive: all (the original's), primary or none",
+		oneOf(strings.ToLower, func(c *Config) *string { return &c.RawReply }, "all", "primary", "none")},
+	{"raw_backend_buffer_bytes", "4194304", "protocol=raw: bytes queued per backend of a client before raw_slow_backend applies", int64Into(ChunkFloor, 1<<34, func(c *Config) *int64 { return &c.RawBackendBufferBytes })},
+	{"raw_slow_backend", "slow_client", "protocol=raw: when a backend's buffer is full, slow_client (wait for it) or cut (drop a backend whose buffer stays full for 1s, counting the bytes it misses)",
+		oneOf(strings.ToLower, func(c *Config) *string { return &c.RawSlowBackend }, "slow_client", "cut")},
 	{"threads", "0", "CPU threads running Go code (GOMAXPROCS); 0 = half the CPUs, at least 1", intInto(0, 1024, func(c *Config) *int { return &c.Threads })},
 	{"databases", "16", "Redis databases the backends have (SELECT range)", intInto(1, 1<<20, func(c *Config) *int { return &c.Databases })},
 }
@@ -100,6 +105,9 @@ func oneOf(norm func(string) string, field func(*Config) *string, choices ...str
 		return nil
 	}
 }
+
+// ChunkFloor is the smallest raw_backend_buffer_bytes: one client read must fit.
+const ChunkFloor = 32 << 10
 
 func boolInto(field func(*Config) *bool) func(*Config, string) error {
 	return func(c *Config, v string) error {

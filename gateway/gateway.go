@@ -12,6 +12,7 @@ import (
 
 	"github.com/dynode/dynode-broadcaster/configuration"
 	"github.com/dynode/dynode-broadcaster/discovery"
+	"github.com/dynode/dynode-broadcaster/protocols/raw"
 	"github.com/dynode/dynode-broadcaster/protocols/resp"
 )
 
@@ -23,7 +24,10 @@ type Gateway struct {
 	stats  Stats
 	seq    sequencer
 
-	backends []*backend // fixed at New; discovery updates come in a later step
+	backends     []*backend    // protocol=redis: shared pipelines, fixed at New
+	servers      []string      // backend addresses, in configuration order
+	primaryIndex int           // index of the primary in servers
+	rawReply     raw.ReplyMode // protocol=raw: what clients receive
 
 	finishFn  func(*batch, *command) // g.finish, bound once (a method value allocates)
 	noReply   []byte                 // client reply when every addressed backend failed
@@ -32,14 +36,14 @@ type Gateway struct {
 	ready chan struct{} // closed once the listener is bound
 	ln    net.Listener
 
-	mu       sync.Mutex // guards sessions
-	sessions map[*session]struct{}
-	nextID   int64 // guarded by mu
+	mu      sync.Mutex // guards clients and nextID
+	clients map[net.Conn]int64
+	nextID  int64
 }
 
 // New validates what the engine needs from cfg and builds a gateway.
 func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
-	if cfg.Protocol != "redis" {
+	if cfg.Protocol == "memcache" {
 		return nil, fmt.Errorf("gateway: protocol %q is not implemented yet", cfg.Protocol)
 	}
 	policy, ok := ParseReplyPolicy(cfg.WriteReply)
@@ -60,18 +64,29 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		noReply:   resp.AppendError(nil, "ERR dynode-broadcaster: no backend replied"),
 		noBackend: resp.AppendError(nil, "ERR dynode-broadcaster: no backend available"),
 		ready:     make(chan struct{}),
-		sessions:  map[*session]struct{}{},
+		clients:   map[net.Conn]int64{},
 	}
 	if cfg.ServersAutoupdate {
 		log.Warn("servers_autoupdate is not implemented yet: serving the static servers list only", "servers", strings.Join(servers, ","))
 	}
 	g.finishFn = g.finish
+	g.servers = servers
+	g.primaryIndex = slices.Index(servers, cfg.PrimaryAddr())
+	if cfg.Protocol == "raw" {
+		if g.rawReply, err = raw.ParseReplyMode(cfg.RawReply); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		if cfg.DiscardResponses {
+			g.rawReply = raw.ReplyNone
+		}
+		return g, nil
+	}
 	for i, addr := range servers {
 		g.backends = append(g.backends, newBackend(g, i, addr))
 	}
 	g.seq = sequencer{
 		backends:         g.backends,
-		primary:          slices.Index(cfg.Servers, cfg.PrimaryAddr()),
+		primary:          g.primaryIndex,
 		readAny:          cfg.ReadFrom == "any",
 		queueWhenAllDown: cfg.DiscardResponses,
 	}
@@ -100,7 +115,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() {
 		<-ctx.Done()
 		_ = ln.Close()
-		g.closeSessions()
+		g.closeClients()
 	})
 	err = g.accept(ctx, ln, &wg)
 	cancel()
@@ -121,50 +136,63 @@ func (g *Gateway) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGrou
 			}
 			return fmt.Errorf("gateway: accept: %w", err)
 		}
-		s, ok := g.register(conn)
+		log, ok := g.register(conn)
 		if !ok {
 			g.stats.ClientsRejected.Add(1)
-			_, _ = conn.Write(resp.AppendError(nil, "ERR max number of clients reached"))
+			if g.cfg.Protocol == "redis" {
+				_, _ = conn.Write(resp.AppendError(nil, "ERR max number of clients reached"))
+			}
 			_ = conn.Close()
 			continue
 		}
 		wg.Go(func() {
-			defer g.unregister(s)
-			s.serve(ctx)
+			defer g.unregister(conn)
+			if g.cfg.Protocol == "raw" {
+				g.newRawSession(conn, log).serve(ctx)
+				return
+			}
+			(&session{gw: g, conn: conn, id: g.clientID(conn), log: log}).serve(ctx)
 		})
 	}
 }
 
-func (g *Gateway) register(conn net.Conn) (*session, bool) {
+// register admits a client connection, or refuses it at max_clients.
+func (g *Gateway) register(conn net.Conn) (*slog.Logger, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.cfg.MaxClients > 0 && len(g.sessions) >= g.cfg.MaxClients {
+	if g.cfg.MaxClients > 0 && len(g.clients) >= g.cfg.MaxClients {
 		return nil, false
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
 	g.nextID++
-	s := &session{gw: g, conn: conn, id: g.nextID, log: g.log.With("client", conn.RemoteAddr().String())}
-	g.sessions[s] = struct{}{}
+	g.clients[conn] = g.nextID
 	g.stats.ClientsConnected.Add(1)
 	g.stats.ClientsAccepted.Add(1)
-	return s, true
+	return g.log.With("client", conn.RemoteAddr().String()), true
 }
 
-func (g *Gateway) unregister(s *session) {
-	_ = s.conn.Close()
+// clientID is the CLIENT ID of a registered connection.
+func (g *Gateway) clientID(conn net.Conn) int64 {
 	g.mu.Lock()
-	delete(g.sessions, s)
+	defer g.mu.Unlock()
+	return g.clients[conn]
+}
+
+func (g *Gateway) unregister(conn net.Conn) {
+	_ = conn.Close()
+	g.mu.Lock()
+	delete(g.clients, conn)
 	g.mu.Unlock()
 	g.stats.ClientsConnected.Add(-1)
 }
 
-func (g *Gateway) closeSessions() {
+func (g *Gateway) closeClients() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for s := range g.sessions {
-		_ = s.conn.Close()
+	for conn := range g.clients {
+		_ = conn.Close()
 	}
 }
 

@@ -18,6 +18,10 @@ type Stats struct {
 	BackendBytesOut  atomic.Int64 // bytes written to backends
 	BackendBytesIn   atomic.Int64 // reply bytes read from backends
 	Commands         [4]atomic.Int64
+	RawBytesIn       atomic.Int64 // protocol=raw: bytes read from clients
+	RawBytesOut      atomic.Int64 // protocol=raw: bytes written to backends
+	RawMissedBytes   atomic.Int64 // protocol=raw: client bytes a backend did not get (down or cut)
+	RawBackendsCut   atomic.Int64 // protocol=raw: connections cut by raw_slow_backend=cut
 }
 
 // CommandsOf returns how many commands of a class clients sent.
