@@ -3,7 +3,8 @@
 # measured in the same run on loopback, and prints one table:
 #   median ops/s of 3 rounds, ratio to direct Redis, ratio to twemproxy, and CPU
 #   microseconds per operation of the proxy process and of the redis-server processes.
-# Then it measures RSS with 10,000 idle client connections.
+# Then it measures RSS with 10,000 idle client connections, and protocol=raw
+# throughput (bench/raw.sh).
 #
 # Not part of the test run. Needs redis-server, redis-benchmark (redis-tools) and
 # nutcracker; installs them with apt-get when missing. Usage: bench/run.sh [rounds]
@@ -148,3 +149,6 @@ for key in order:
     print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {pcpu} | {med(key, 2):.2f} |")
 print(f"\nRSS with 10,000 idle client connections: dynode {gw_rss} MiB, twemproxy {twem_rss} MiB")
 PY
+
+echo
+bench/raw.sh

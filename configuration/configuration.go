@@ -43,6 +43,7 @@ type Config struct {
 	MaxRequestBytes     int64         // largest client request
 	MaxClients          int           // 0 = unlimited
 	Threads             int           // GOMAXPROCS; 0 = half the CPUs, at least 1
+	AdminPort           int           // admin HTTP port; 0 = off
 
 	RawReply              string // protocol=raw: all, primary or none
 	RawBackendBufferBytes int64  // protocol=raw: queued bytes per backend of a client

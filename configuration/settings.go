@@ -90,6 +90,7 @@ var settings = []setting{
 	{"raw_backend_buffer_bytes", "4194304", "protocol=raw: bytes queued per backend of a client before raw_slow_backend applies", int64Into(ChunkFloor, 1<<34, func(c *Config) *int64 { return &c.RawBackendBufferBytes })},
 	{"raw_slow_backend", "slow_client", "protocol=raw: when a backend's buffer is full, slow_client (wait for it) or cut (drop a backend whose buffer stays full for 1s, counting the bytes it misses)",
 		oneOf(strings.ToLower, func(c *Config) *string { return &c.RawSlowBackend }, "slow_client", "cut")},
+	{"admin_port", "0", "port of the admin HTTP server (/metrics, /backends, /healthz, /readyz) on host; 0 = off", intInto(0, 65535, func(c *Config) *int { return &c.AdminPort })},
 	{"threads", "0", "CPU threads running Go code (GOMAXPROCS); 0 = half the CPUs, at least 1", intInto(0, 1024, func(c *Config) *int { return &c.Threads })},
 	{"databases", "16", "Redis databases the backends have (SELECT range)", intInto(1, 1<<20, func(c *Config) *int { return &c.Databases })},
 }

@@ -1,7 +1,12 @@
 package gateway_test
 
 import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -63,5 +68,51 @@ func TestPrimaryDownAndBack(t *testing.T) {
 	}
 	if h.gw.Backends()[0].OutOfSync {
 		t.Fatalf("no write was in flight when the primary stopped, yet it is out of sync")
+	}
+}
+
+// TestAdminEndpoints checks /metrics, /backends, /healthz and /readyz, with a backend
+// down so the metrics show it.
+func TestAdminEndpoints(t *testing.T) {
+	live := startRedisBackends(t, 1)[0]
+	dead := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	admin := freePort(t)
+	h := startGatewayPartial(t, []string{live.Addr, dead}, 1, "admin_port="+strconv.Itoa(admin))
+	if err := h.client(t, 0).Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + h.gw.AdminAddr().String()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	code, metrics := get("/metrics")
+	for _, want := range []string{
+		`dynode_backend_up{backend="` + live.Addr + `"} 1`,
+		`dynode_backend_up{backend="` + dead + `"} 0`,
+		`dynode_commands_total{class="write"} 1`,
+		"dynode_divergence_total 0",
+		`dynode_backend_queued_bytes{backend="` + dead + `"}`,
+	} {
+		if code != 200 || !strings.Contains(metrics, want) {
+			t.Errorf("/metrics (%d) lacks %q", code, want)
+		}
+	}
+	code, body := get("/backends")
+	var backends []map[string]any
+	if err := json.Unmarshal([]byte(body), &backends); code != 200 || err != nil || len(backends) != 2 || backends[0]["State"] != "up" {
+		t.Fatalf("/backends = %d %s", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz = %d", code)
 	}
 }

@@ -33,8 +33,9 @@ type Gateway struct {
 	noReply   []byte                 // client reply when every addressed backend failed
 	noBackend []byte                 // client reply when no backend is up
 
-	ready chan struct{} // closed once the listener is bound
-	ln    net.Listener
+	ready          chan struct{} // closed once the listeners are bound
+	ln             net.Listener
+	adminAddrBound net.Addr // nil when admin_port is 0
 
 	mu      sync.Mutex // guards clients and nextID
 	clients map[net.Conn]int64
@@ -101,6 +102,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: listen on %s: %w", g.cfg.ListenAddr(), err)
 	}
 	g.ln = ln
+	var adminLn net.Listener
+	if g.cfg.AdminPort > 0 {
+		if adminLn, err = net.Listen("tcp", g.adminAddr()); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("gateway: admin listen on %s: %w", g.adminAddr(), err)
+		}
+		g.adminAddrBound = adminLn.Addr()
+	}
 	close(g.ready)
 	g.log.Info("dynode-broadcaster listening", "addr", ln.Addr().String(), "protocol", g.cfg.Protocol,
 		"backends", strings.Join(g.cfg.Servers, ","), "primary", g.cfg.PrimaryAddr(),
@@ -117,6 +126,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		_ = ln.Close()
 		g.closeClients()
 	})
+	if adminLn != nil {
+		wg.Go(func() {
+			if err := g.serveAdmin(ctx, adminLn); err != nil {
+				g.log.Error("admin server stopped", "err", err)
+			}
+		})
+	}
 	err = g.accept(ctx, ln, &wg)
 	cancel()
 	wg.Wait()
@@ -215,6 +231,9 @@ func (g *Gateway) Ready() <-chan struct{} { return g.ready }
 
 // Addr is the listening address; valid after Ready.
 func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// AdminAddr is the admin server's address, nil when admin_port is 0; valid after Ready.
+func (g *Gateway) AdminAddr() net.Addr { return g.adminAddrBound }
 
 // Stats returns the gateway's live counters.
 func (g *Gateway) Stats() *Stats { return &g.stats }

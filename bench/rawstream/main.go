@@ -1,0 +1,144 @@
+// Command rawstream measures protocol=raw: it starts N sink backends on loopback,
+// runs the gateway binary in front of them, streams SIZE bytes through it to all of
+// them, and prints throughput and the gateway's CPU per MiB. With -direct it streams
+// straight to one sink instead, as the baseline.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+func main() {
+	bin := flag.String("gateway", "bench/out/dynode-broadcaster", "gateway binary")
+	n := flag.Int("backends", 1, "sink backends")
+	size := flag.Int64("size", 1<<30, "bytes to stream")
+	direct := flag.Bool("direct", false, "stream straight to one sink (baseline)")
+	flag.Parse()
+
+	sinks, done := startSinks(*n)
+	target := sinks[0]
+	var gw *exec.Cmd
+	if !*direct {
+		port := freePort()
+		gw = exec.Command(*bin)
+		gw.Env = append(os.Environ(), "DYNODE_PROTOCOL=raw", "DYNODE_RAW_REPLY=none", "DYNODE_HOST=127.0.0.1",
+			"DYNODE_PORT="+strconv.Itoa(port), "DYNODE_LOG_LEVEL=WARN", "DYNODE_SERVERS="+strings.Join(sinks, ","))
+		gw.Stderr = os.Stderr
+		if err := gw.Start(); err != nil {
+			fail("start gateway: %v", err)
+		}
+		defer func() { _ = gw.Process.Kill(); _ = gw.Wait() }()
+		target = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		waitPort(target)
+	}
+	conn, err := net.Dial("tcp", target)
+	if err != nil {
+		fail("dial: %v", err)
+	}
+	cpu0 := cpuSeconds(gw)
+	start := time.Now()
+	buf := make([]byte, 256<<10)
+	for sent := int64(0); sent < *size; {
+		m := int(min(int64(len(buf)), *size-sent))
+		if _, err := conn.Write(buf[:m]); err != nil {
+			fail("write: %v", err)
+		}
+		sent += int64(m)
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	for range sinks {
+		if got := <-done; got != *size {
+			fail("a sink got %d bytes, want %d", got, *size)
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	mib := float64(*size) / (1 << 20)
+	name := fmt.Sprintf("dynode raw, %d backend(s)", *n)
+	cpu := "-"
+	if *direct {
+		name = "direct (no gateway)"
+	} else {
+		cpu = fmt.Sprintf("%.2f", (cpuSeconds(gw)-cpu0)*1000/mib)
+	}
+	fmt.Printf("| %s | %.0f | %.0f | %s |\n", name, mib/elapsed, mib*float64(*n)/elapsed, cpu)
+}
+
+// startSinks starts n listeners that count what each connection receives until EOF.
+func startSinks(n int) (addrs []string, done chan int64) {
+	done = make(chan int64, n)
+	var once sync.Once
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fail("listen: %v", err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					got, err := io.Copy(io.Discard, c)
+					if err != nil {
+						once.Do(func() { fmt.Fprintln(os.Stderr, "sink:", err) })
+					}
+					if got > 0 { // the gateway's readiness probe opens empty sessions
+						done <- got
+					}
+				}()
+			}
+		}()
+	}
+	return addrs, done
+}
+
+func cpuSeconds(cmd *exec.Cmd) float64 {
+	if cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitPort(addr string) {
+	for range 200 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	fail("%s never opened", addr)
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "rawstream: "+format+"\n", args...)
+	os.Exit(1)
+}

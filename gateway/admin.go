@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// serveAdmin runs the admin HTTP server until ctx ends:
+//
+//	/metrics   Prometheus metrics (dynode_*)
+//	/backends  JSON: every backend's state, queued bytes, commands in flight, sync
+//	/healthz   200 while the process serves
+//	/readyz    200 when clients can be served (a backend is up; always in raw mode)
+func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(statsCollector{g}, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(g.Backends())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !g.ready2serve() {
+			http.Error(w, "no backend up", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway: admin server: %w", err)
+	}
+	return nil
+}
+
+func (g *Gateway) ready2serve() bool {
+	if len(g.backends) == 0 {
+		return true // raw mode connects per client
+	}
+	for _, be := range g.backends {
+		if be.up.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// statsCollector exposes Stats and backend states as Prometheus metrics, read at
+// scrape time: the hot path only increments atomics.
+type statsCollector struct{ g *Gateway }
+
+var (
+	descClients    = prometheus.NewDesc("dynode_clients", "Client connections open now.", nil, nil)
+	descAccepted   = prometheus.NewDesc("dynode_clients_accepted_total", "Client connections accepted.", nil, nil)
+	descRejected   = prometheus.NewDesc("dynode_clients_rejected_total", "Client connections refused by max_clients.", nil, nil)
+	descProtoErr   = prometheus.NewDesc("dynode_protocol_errors_total", "Clients disconnected for malformed input.", nil, nil)
+	descCommands   = prometheus.NewDesc("dynode_commands_total", "Client commands by class.", []string{"class"}, nil)
+	descDivergence = prometheus.NewDesc("dynode_divergence_total", "Commands whose backends replied differently.", nil, nil)
+	descOutOfSync  = prometheus.NewDesc("dynode_out_of_sync_events_total", "Backends that lost writes.", nil, nil)
+	descBackendErr = prometheus.NewDesc("dynode_backend_unwaited_errors_total", "Error replies to writes no client waited for.", nil, nil)
+	descBytes      = prometheus.NewDesc("dynode_backend_bytes_total", "Bytes to and from backends.", []string{"direction"}, nil)
+	descRawBytes   = prometheus.NewDesc("dynode_raw_bytes_total", "protocol=raw: bytes from clients and to backends.", []string{"direction"}, nil)
+	descRawMissed  = prometheus.NewDesc("dynode_raw_missed_bytes_total", "protocol=raw: client bytes a backend did not get.", nil, nil)
+	descRawCut     = prometheus.NewDesc("dynode_raw_backends_cut_total", "protocol=raw: backend connections cut as too slow.", nil, nil)
+	descUp         = prometheus.NewDesc("dynode_backend_up", "1 if the backend is connected.", []string{"backend"}, nil)
+	descInSync     = prometheus.NewDesc("dynode_backend_in_sync", "0 once the backend lost writes.", []string{"backend"}, nil)
+	descQueued     = prometheus.NewDesc("dynode_backend_queued_bytes", "Bytes waiting to be written (the backlog while down).", []string{"backend"}, nil)
+	descInFlight   = prometheus.NewDesc("dynode_backend_in_flight", "Commands written, reply not yet read.", []string{"backend"}, nil)
+)
+
+func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descCommands,
+		descDivergence, descOutOfSync, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
+		descUp, descInSync, descQueued, descInFlight} {
+		ch <- d
+	}
+}
+
+func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := &c.g.stats
+	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descClients, s.ClientsConnected.Load())
+	counter(descAccepted, s.ClientsAccepted.Load())
+	counter(descRejected, s.ClientsRejected.Load())
+	counter(descProtoErr, s.ProtocolErrors.Load())
+	for _, class := range []protocols.Class{protocols.Write, protocols.Read, protocols.Local, protocols.Unsupported} {
+		counter(descCommands, s.CommandsOf(class), class.String())
+	}
+	counter(descDivergence, s.Divergences.Load())
+	counter(descOutOfSync, s.OutOfSyncEvents.Load())
+	counter(descBackendErr, s.BackendErrors.Load())
+	counter(descBytes, s.BackendBytesOut.Load(), "out")
+	counter(descBytes, s.BackendBytesIn.Load(), "in")
+	counter(descRawBytes, s.RawBytesIn.Load(), "in")
+	counter(descRawBytes, s.RawBytesOut.Load(), "out")
+	counter(descRawMissed, s.RawMissedBytes.Load())
+	counter(descRawCut, s.RawBackendsCut.Load())
+	for _, b := range c.g.Backends() {
+		up, inSync := int64(0), int64(1)
+		if b.State == StateUp.String() {
+			up = 1
+		}
+		if b.OutOfSync {
+			inSync = 0
+		}
+		gauge(descUp, up, b.Addr)
+		gauge(descInSync, inSync, b.Addr)
+		gauge(descQueued, b.QueuedBytes, b.Addr)
+		gauge(descInFlight, int64(b.InFlight), b.Addr)
+	}
+}
+
+// adminAddr is host:admin_port.
+func (g *Gateway) adminAddr() string {
+	return net.JoinHostPort(g.cfg.Host, strconv.Itoa(g.cfg.AdminPort))
+}
