@@ -215,7 +215,7 @@ func (c *Config) values() map[string]string {
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,
-		"threads":          fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
+		"admin_port":       fmt.Sprint(c.AdminPort), "threads": fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
 	}
 }
 

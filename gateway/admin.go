@@ -12,6 +12,7 @@ import (
 
 	"github.com/dynode/dynode-broadcaster/protocols"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -23,7 +24,7 @@ import (
 //	/readyz    200 when clients can be served (a backend is up; always in raw mode)
 func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(statsCollector{g}, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(statsCollector{g}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
