@@ -269,8 +269,8 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 		}
 		be.inflight = be.queue.len()
 		be.writtenDB = be.db
-		be.mu.Unlock()
 		be.queued.Store(0)
+		be.mu.Unlock()
 		if len(buf) == 0 {
 			continue
 		}

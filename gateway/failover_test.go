@@ -116,3 +116,26 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatalf("/readyz = %d", code)
 	}
 }
+
+// TestBackendTimeout: a backend that accepts commands but never answers. With the
+// primary stalled, the client gets the other backend's reply once backend_timeout
+// resets the stalled connection; the stalled backend is flagged out of sync (its
+// writes were never acknowledged) and reconnected.
+func TestBackendTimeout(t *testing.T) {
+	good := startRedisBackends(t, 1)[0]
+	stalled := newTCPBackend(t, "stall")
+	h := startGateway(t, []string{stalled.addr(), good.Addr}, "backend_timeout=300ms")
+	c := h.client(t, 0)
+	got, err := c.Incr(ctx, "n").Result()
+	if err != nil || got != 1 {
+		t.Fatalf("INCR with a stalled primary = %d, %v; want 1 from the other backend", got, err)
+	}
+	eventually(t, func() bool { return h.gw.Stats().OutOfSyncEvents.Load() == 1 }, "stalled backend flagged out of sync")
+	if logs := h.logs.String(); !strings.Contains(logs, "backend_timeout") {
+		t.Fatalf("timeout not logged:\n%s", logs)
+	}
+	stalled.conn(1) // the gateway reconnected
+	if v := good.Client(0).Get(ctx, "n").Val(); v != "1" {
+		t.Fatalf("good backend n = %q", v)
+	}
+}

@@ -26,6 +26,7 @@ type tcpBackend struct {
 	t    testing.TB
 	ln   net.Listener
 	mode string // "sink", "echo", "stall" (never reads), "close-after-read"
+	quit chan struct{} // closed when the test ends
 
 	mu    sync.Mutex
 	conns []*received
@@ -54,8 +55,8 @@ func newTCPBackend(t testing.TB, mode string) *tcpBackend {
 }
 
 func serveTCPBackend(t testing.TB, ln net.Listener, mode string) *tcpBackend {
-	b := &tcpBackend{t: t, ln: ln, mode: mode}
-	t.Cleanup(func() { ln.Close() })
+	b := &tcpBackend{t: t, ln: ln, mode: mode, quit: make(chan struct{})}
+	t.Cleanup(func() { ln.Close(); close(b.quit) })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -76,7 +77,7 @@ func (b *tcpBackend) handle(c net.Conn, r *received) {
 	defer c.Close()
 	defer close(r.done)
 	if b.mode == "stall" {
-		<-r.done // never reads; closed only when the test ends (listener closed)
+		<-b.quit // never reads; the connection closes when the test ends
 		return
 	}
 	buf := make([]byte, 64<<10)
