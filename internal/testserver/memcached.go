@@ -58,10 +58,5 @@ func (m *Memcached) Command(line string) (string, error) {
 
 // Stop kills the server (idempotent).
 func (m *Memcached) Stop() {
-	if m.cmd == nil || m.cmd.Process == nil {
-		return
-	}
-	_ = m.cmd.Process.Kill()
-	_ = m.cmd.Wait()
-	m.cmd = nil
+	kill(&m.cmd)
 }

@@ -85,12 +85,7 @@ func StartRedisOnPort(t testing.TB, port int) *Redis {
 
 // Stop kills the server (idempotent).
 func (r *Redis) Stop() {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
-	r.cmd = nil
+	kill(&r.cmd)
 }
 
 // Client returns a go-redis client connected directly to this server, closed at the end of the test.
@@ -108,4 +103,14 @@ func (r *Redis) Digest(t testing.TB) string {
 		t.Fatalf("DEBUG DIGEST on %s: %v", r.Addr, err)
 	}
 	return d
+}
+
+// kill ends a started process and forgets it, so a second call does nothing.
+func kill(cmd **exec.Cmd) {
+	if *cmd == nil || (*cmd).Process == nil {
+		return
+	}
+	_ = (*cmd).Process.Kill()
+	_ = (*cmd).Wait()
+	*cmd = nil
 }
