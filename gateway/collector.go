@@ -68,6 +68,7 @@ type command struct {
 	variants  [maxVariants]variant
 	nvariants uint8
 	extra     bool // more variants than maxVariants
+	hidden    bool // the client does not see this reply (MULTI and QUEUED inside EXEC)
 }
 
 // batch holds the commands of one client read burst and collects their replies.
@@ -273,7 +274,9 @@ func (b *batch) appendReplies(dst []byte) []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i := range b.cmds {
-		dst = append(dst, b.reply(&b.cmds[i])...)
+		if !b.cmds[i].hidden {
+			dst = append(dst, b.reply(&b.cmds[i])...)
+		}
 	}
 	return dst
 }

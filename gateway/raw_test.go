@@ -25,7 +25,7 @@ import (
 type tcpBackend struct {
 	t    testing.TB
 	ln   net.Listener
-	mode string // "sink", "echo", "stall" (never reads), "close-after-read"
+	mode string        // "sink", "echo", "stall" (never reads), "close-after-read"
 	quit chan struct{} // closed when the test ends
 
 	mu    sync.Mutex

@@ -399,3 +399,89 @@ func TestBackendDownAtStart(t *testing.T) {
 		t.Fatalf("revived backend holds %d keys, want 100", n)
 	}
 }
+
+// TestTransactions: MULTI/EXEC blocks from concurrent clients stay atomic and in the
+// same place of the order on every backend; errors follow Redis.
+func TestTransactions(t *testing.T) {
+	h := withRedis(t, 3)
+	const clients, rounds = 10, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for range clients {
+		wg.Go(func() {
+			c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
+			defer c.Close()
+			for range rounds {
+				var a, b *redis.IntCmd
+				_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					a = p.Incr(ctx, "a")
+					p.Ping(ctx)
+					b = p.Incr(ctx, "b")
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if a.Val() != b.Val() {
+					errs <- fmt.Errorf("transaction not atomic: a=%d b=%d", a.Val(), b.Val())
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	h.converged(t)
+	h.eachBackend(t, 0, func(i int, d *redis.Client) {
+		if a, b := d.Get(ctx, "a").Val(), d.Get(ctx, "b").Val(); a != strconv.Itoa(clients*rounds) || b != a {
+			t.Errorf("backend %d: a=%s b=%s, want %d each", i, a, b, clients*rounds)
+		}
+	})
+
+	conn, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	send := func(cmd string) string {
+		t.Helper()
+		_, _ = io.WriteString(conn, cmd+"\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	for _, step := range [][2]string{
+		{"EXEC", "-ERR EXEC without MULTI"},
+		{"DISCARD", "-ERR DISCARD without MULTI"},
+		{"MULTI", "+OK"},
+		{"MULTI", "-ERR MULTI calls can not be nested"},
+		{"SET t 1", "+QUEUED"},
+		{"DISCARD", "+OK"},
+		{"MULTI", "+OK"},
+		{"BLPOP l 0", "-ERR command 'BLPOP' cannot be used inside MULTI through dynode-broadcaster"},
+		{"SET t 2", "+QUEUED"},
+		{"EXEC", "-EXECABORT Transaction discarded because of previous errors."},
+		{"MULTI", "+OK"},
+		{"SET t 3", "+QUEUED"},
+		{"GET t", "+QUEUED"},
+		{"EXEC", "*2"},
+	} {
+		if got := send(step[0]); got != step[1] {
+			t.Fatalf("%s: got %q, want %q", step[0], got, step[1])
+		}
+	}
+	h.drained(t)
+	h.eachBackend(t, 0, func(i int, d *redis.Client) {
+		if v := d.Get(ctx, "t").Val(); v != "3" {
+			t.Errorf("backend %d: t = %q, want 3 (discarded and aborted transactions never ran)", i, v)
+		}
+	})
+}

@@ -30,12 +30,14 @@ type session struct {
 	name string
 	db   int
 
-	idle    deadline
-	parser  resp.CommandParser
-	rbuf    []byte
-	items   []queuedCmd
-	scratch []byte
-	out     []byte
+	idle       deadline
+	tx         transaction
+	execFrames []byte // frames of transactions executed in the current burst
+	parser     resp.CommandParser
+	rbuf       []byte
+	items      []queuedCmd
+	scratch    []byte
+	out        []byte
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -104,6 +106,9 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 			continue
 		}
 		gw.stats.Commands[cmd.Class].Add(1)
+		if s.transact(b, cmd) {
+			continue
+		}
 		switch cmd.Class {
 		case protocols.Local:
 			var quit bool
@@ -123,6 +128,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	} else {
 		b.seal(gw.noBackend)
 	}
+	s.execFrames = s.execFrames[:0] // submit copied them to the backends
 	s.parser.Reset()
 	defer b.release()
 	if len(b.cmds) > 0 {

@@ -48,10 +48,10 @@ var classOverrides = map[string]protocols.Class{
 	// A message published through the gateway reaches subscribers of every backend.
 	"PUBLISH": protocols.Write, "SPUBLISH": protocols.Write,
 
-	// Transactions are not yet kept contiguous on the shared pipelines.
-	"MULTI": protocols.Unsupported, "EXEC": protocols.Unsupported,
-	"DISCARD": protocols.Unsupported, "WATCH": protocols.Unsupported,
-	"UNWATCH": protocols.Unsupported,
+	// Transactions: the gateway queues MULTI ... EXEC and appends it whole to every
+	// backend. WATCH needs a connection of the client's own: not supported.
+	"MULTI": protocols.Local, "EXEC": protocols.Local, "DISCARD": protocols.Local,
+	"WATCH": protocols.Unsupported, "UNWATCH": protocols.Unsupported,
 
 	// Connection state that would leak into the shared backend pipelines.
 	"AUTH": protocols.Unsupported, "RESET": protocols.Unsupported,

@@ -86,7 +86,7 @@ func TestClassifyTable(t *testing.T) {
 		"EVAL": protocols.Write, "PUBLISH": protocols.Write, "GET": protocols.Read,
 		"INFO": protocols.Read, "COMMAND": protocols.Read, "EVAL_RO": protocols.Read,
 		"SUBSCRIBE": protocols.Unsupported, "BLPOP": protocols.Unsupported,
-		"SHUTDOWN": protocols.Unsupported, "MULTI": protocols.Unsupported,
+		"SHUTDOWN": protocols.Unsupported, "MULTI": protocols.Local, "WATCH": protocols.Unsupported,
 		"MONITOR": protocols.Unsupported, "ECHO": protocols.Local, "SELECT": protocols.Local,
 	} {
 		if _, got := Classify([][]byte{[]byte(name)}); got != want {

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"github.com/dynode/dynode-broadcaster/protocols"
+	"github.com/dynode/dynode-broadcaster/protocols/resp"
+)
+
+// multiFrame is MULTI as it goes to the backends in front of a queued transaction.
+var multiFrame = []byte("*1\r\n$5\r\nMULTI\r\n")
+
+// transaction is a client's MULTI ... EXEC being queued. The gateway answers MULTI and
+// QUEUED itself and keeps the commands; EXEC appends MULTI, the commands and EXEC in
+// one sequencer pass, so the block is contiguous and in the same place of the global
+// order on every backend, whatever other clients do meanwhile. The client sees the
+// backends' EXEC reply; their MULTI and QUEUED replies are checked, not forwarded.
+type transaction struct {
+	active  bool
+	aborted bool     // a command was refused while queuing: EXEC answers EXECABORT
+	write   bool     // a queued command writes: the block goes to every backend
+	frames  []byte   // queued commands' frames, back to back
+	ends    []int    // end of each frame in frames
+	names   []string // their command names
+}
+
+func (t *transaction) reset() {
+	t.active, t.aborted, t.write = false, false, false
+	t.frames, t.ends, t.names = t.frames[:0], t.ends[:0], t.names[:0]
+}
+
+// transact handles cmd if it belongs to transaction handling (MULTI, EXEC, DISCARD,
+// or any command while a transaction is open) and reports whether it did.
+func (s *session) transact(b *batch, cmd protocols.Command) bool {
+	tx := &s.tx
+	switch cmd.Name {
+	case "MULTI":
+		if tx.active {
+			b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR MULTI calls can not be nested"))
+			return true
+		}
+		tx.reset()
+		tx.active = true
+		b.addLocal(cmd.Name, resp.AppendOK(s.scratch[:0]))
+		return true
+	case "DISCARD":
+		if !tx.active {
+			b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR DISCARD without MULTI"))
+			return true
+		}
+		tx.reset()
+		b.addLocal(cmd.Name, resp.AppendOK(s.scratch[:0]))
+		return true
+	case "EXEC":
+		s.exec(b, cmd)
+		return true
+	}
+	if !tx.active {
+		return false
+	}
+	class := cmd.Class
+	if cmd.Name == "PING" || cmd.Name == "ECHO" {
+		class = protocols.Read // inside MULTI their replies belong in EXEC's array
+	}
+	if class != protocols.Read && class != protocols.Write {
+		tx.aborted = true
+		msg := "ERR command '" + cmd.Name + "' cannot be used inside MULTI through dynode-broadcaster"
+		b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], msg))
+		return true
+	}
+	tx.write = tx.write || class == protocols.Write
+	tx.frames = append(tx.frames, cmd.Frame...)
+	tx.ends = append(tx.ends, len(tx.frames))
+	tx.names = append(tx.names, cmd.Name)
+	b.addLocal(cmd.Name, resp.AppendSimple(s.scratch[:0], "QUEUED"))
+	return true
+}
+
+// exec queues the whole transaction into the batch: MULTI and the commands hidden,
+// EXEC's reply visible.
+func (s *session) exec(b *batch, cmd protocols.Command) {
+	tx := &s.tx
+	switch {
+	case !tx.active:
+		b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR EXEC without MULTI"))
+		return
+	case tx.aborted:
+		tx.reset()
+		b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "EXECABORT Transaction discarded because of previous errors."))
+		return
+	}
+	class := protocols.Read
+	if tx.write {
+		class = protocols.Write
+	}
+	queue := func(name string, frame []byte, hidden bool) {
+		idx := b.add(name, -1)
+		b.cmds[idx].hidden = hidden
+		s.items = append(s.items, queuedCmd{idx: idx, frame: frame, class: class, db: s.db})
+	}
+	// The frames move to execFrames, which lives until the batch is submitted: the
+	// same burst may open and queue another transaction after this EXEC.
+	queue("MULTI", multiFrame, true)
+	start := len(s.execFrames)
+	s.execFrames = append(s.execFrames, tx.frames...)
+	frames := s.execFrames
+	prev := 0
+	for i, end := range tx.ends {
+		queue(tx.names[i], frames[start+prev:start+end], true)
+		prev = end
+	}
+	queue(cmd.Name, cmd.Frame, false)
+	tx.reset()
+}
