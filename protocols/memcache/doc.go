@@ -1,6 +1,14 @@
-// Package memcache will hold the memcached codec: the text protocol (storage,
-// retrieval, incr/decr, touch, gat, delete, flush_all, stats, version, verbosity,
-// noreply) and the meta commands (mg ms md ma mn me). Like every codec it is pure:
-// bytes in, commands and reply boundaries out; no sockets, no goroutines. Until it
-// lands, protocol=memcache is refused at start-up with a clear error.
+// Package memcache is the memcached codec: the text protocol (storage, retrieval,
+// incr/decr, touch, gat/gats, delete, flush_all, verbosity, version, stats, noreply)
+// and the meta commands (mg ms md ma mn me). Like every codec it is pure: bytes in,
+// commands and reply boundaries out; no sockets, no goroutines.
+//
+// Replies of memcached are not self-describing (a get ends at END, a set is one line,
+// a meta get may carry a value), so a backend reply is scanned with the kind of the
+// command it answers (ScanReply). Quiet and noreply commands are rewritten toward the
+// backends without q / noreply, so that every command gets exactly one reply to match
+// and check; whether the client sees it is decided by ClientSees.
+//
+// The gateway engine does not use this package yet (protocol=memcache is refused at
+// start-up); it is built and tested on its own first.
 package memcache

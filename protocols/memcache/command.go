@@ -1,0 +1,334 @@
+package memcache
+
+import (
+	"bytes"
+	"encoding/base64"
+	"strconv"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+)
+
+// Limits.
+const (
+	MaxKeyLen   = 250     // memcached's KEY_MAX_LENGTH
+	MaxLineLen  = 8 << 10 // a command line longer than this closes the connection
+	MaxValueLen = 1 << 30 // a larger data block is refused before it is read
+)
+
+// ReplyKind tells how a backend's reply to a command ends.
+type ReplyKind uint8
+
+const (
+	// ReplyLine is one line: STORED, DELETED, a number, VERSION x, an error...
+	ReplyLine ReplyKind = iota
+	// ReplyValues is VALUE blocks up to END (get, gets, gat, gats).
+	ReplyValues
+	// ReplyStats is STAT lines up to END (stats), or one other line.
+	ReplyStats
+	// ReplyMeta is one meta line; a VA line is followed by its data block.
+	ReplyMeta
+)
+
+// Command is one decoded memcached command.
+type Command struct {
+	protocols.Command
+	Reply ReplyKind
+	// NoReply: the client sent noreply; the frame toward backends has it removed, and
+	// the client is sent nothing.
+	NoReply bool
+	// Quiet: a meta command with the q flag, removed toward backends; the client sees
+	// only replies ClientSees lets through.
+	Quiet bool
+	// Keys are the command's keys as sent (base64 for meta commands with b).
+	Keys [][]byte
+}
+
+// ClientError is input memcached answers with an error line and then goes on reading
+// the same connection: N bytes are consumed, Reply goes to the client, nothing to
+// backends.
+type ClientError struct {
+	Reply string // the line without CRLF, e.g. "CLIENT_ERROR bad data chunk"
+	N     int
+}
+
+func (e *ClientError) Error() string { return e.Reply }
+
+const (
+	errFormat    = "CLIENT_ERROR bad command line format"
+	errDataChunk = "CLIENT_ERROR bad data chunk"
+)
+
+// Parser splits a client's stream into commands. It reuses its buffers; Reset once
+// every Command returned since the last Reset has been consumed.
+type Parser struct {
+	rewritten []byte // frames rebuilt without noreply / q
+	tokens    [][]byte
+}
+
+// Reset makes the parser's buffers reusable.
+func (p *Parser) Reset() { p.rewritten = p.rewritten[:0] }
+
+// Next parses the first command of buf. Errors: protocols.ErrIncomplete (read more),
+// *ClientError (answer it, skip its N bytes, continue), *protocols.ProtocolError
+// (answer it, close the connection).
+func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
+	if len(buf) == 0 {
+		return cmd, 0, protocols.ErrIncomplete
+	}
+	if buf[0] == 0x80 {
+		return cmd, 0, &protocols.ProtocolError{Msg: "CLIENT_ERROR the binary protocol is not supported; use the text or meta protocol"}
+	}
+	eol := bytes.IndexByte(buf, '\n')
+	if eol < 0 {
+		if len(buf) > MaxLineLen {
+			return cmd, 0, &protocols.ProtocolError{Msg: "CLIENT_ERROR line too long"}
+		}
+		return cmd, 0, protocols.ErrIncomplete
+	}
+	line := buf[:eol]
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	lineEnd := eol + 1
+	p.tokens = splitTokens(p.tokens[:0], line)
+	toks := p.tokens
+	if len(toks) == 0 {
+		return cmd, lineEnd, &ClientError{Reply: "ERROR", N: lineEnd}
+	}
+	cmd.Args = toks
+	name := string(toks[0])
+	spec, ok := commands[name]
+	if !ok {
+		return cmd, lineEnd, &ClientError{Reply: "ERROR", N: lineEnd}
+	}
+	cmd.Name, cmd.Class, cmd.Reply = spec.name, spec.class, spec.reply
+	cmd.Frame = buf[:lineEnd]
+	switch spec.shape {
+	case shapeStorage:
+		return p.storage(cmd, buf, lineEnd)
+	case shapeRetrieval:
+		first := 1
+		if name == "gat" || name == "gats" {
+			if len(toks) < 3 || !isInt(toks[1]) {
+				return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+			}
+			first = 2
+		}
+		if len(toks) <= first {
+			return cmd, lineEnd, &ClientError{Reply: "ERROR", N: lineEnd}
+		}
+		for _, k := range toks[first:] {
+			if !validKey(k) {
+				return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+			}
+		}
+		cmd.Keys = toks[first:]
+	case shapeKeyed: // incr decr touch delete
+		if len(toks) < 2 || !validKey(toks[1]) {
+			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		}
+		args, noreply := trimNoreply(toks[2:])
+		if !keyedArgsOK(name, args) {
+			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		}
+		cmd.Keys = toks[1:2]
+		cmd = p.dropNoreply(cmd, noreply, nil)
+	case shapeAdmin: // flush_all verbosity
+		args, noreply := trimNoreply(toks[1:])
+		if len(args) > 1 || len(args) == 1 && !isInt(args[0]) || name == "verbosity" && len(args) != 1 {
+			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		}
+		cmd = p.dropNoreply(cmd, noreply, nil)
+	case shapeMeta:
+		return p.meta(cmd, buf, lineEnd)
+	}
+	return cmd, lineEnd, nil
+}
+
+// storage parses set/add/replace/append/prepend/cas and their data block.
+func (p *Parser) storage(cmd Command, buf []byte, lineEnd int) (Command, int, error) {
+	toks := cmd.Args
+	want := 5
+	if cmd.Name == "cas" {
+		want = 6
+	}
+	args, noreply := trimNoreply(toks[1:])
+	if len(args) != want-1 || !validKey(args[0]) || !isUint(args[1], 32) || !isInt(args[2]) || (want == 6 && !isUint(args[4], 64)) {
+		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+	}
+	size, err := strconv.Atoi(string(args[3]))
+	if err != nil || size < 0 || size > MaxValueLen {
+		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+	}
+	end := lineEnd + size + 2
+	if len(buf) < end {
+		return cmd, 0, protocols.ErrIncomplete
+	}
+	if buf[end-2] != '\r' || buf[end-1] != '\n' {
+		return cmd, end, &ClientError{Reply: errDataChunk, N: end}
+	}
+	cmd.Keys = args[:1]
+	cmd.Frame = buf[:end]
+	cmd = p.dropNoreply(cmd, noreply, buf[lineEnd:end])
+	return cmd, end, nil
+}
+
+// meta parses mg ms md ma mn me.
+func (p *Parser) meta(cmd Command, buf []byte, lineEnd int) (Command, int, error) {
+	toks := cmd.Args
+	if cmd.Name == "mn" {
+		return cmd, lineEnd, nil
+	}
+	if len(toks) < 2 {
+		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+	}
+	flagStart := 2
+	size := -1
+	if cmd.Name == "ms" {
+		if len(toks) < 3 {
+			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		}
+		n, err := strconv.Atoi(string(toks[2]))
+		if err != nil || n < 0 || n > MaxValueLen {
+			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		}
+		size, flagStart = n, 3
+	}
+	b64 := false
+	quiet := -1
+	for i, f := range toks[flagStart:] {
+		if len(f) == 0 || !isFlagChar(f[0]) {
+			return cmd, lineEnd, &ClientError{Reply: "CLIENT_ERROR invalid flag", N: lineEnd}
+		}
+		switch f[0] {
+		case 'b':
+			b64 = true
+		case 'q':
+			quiet = flagStart + i
+		case 'T', 'N', 'R':
+			if cmd.Name == "mg" {
+				cmd.Class = protocols.Write // touches or creates the item
+			}
+		}
+	}
+	if !validMetaKey(toks[1], b64) {
+		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+	}
+	cmd.Keys = toks[1:2]
+	end := lineEnd
+	if size >= 0 {
+		end = lineEnd + size + 2
+		if len(buf) < end {
+			return cmd, 0, protocols.ErrIncomplete
+		}
+		if buf[end-2] != '\r' || buf[end-1] != '\n' {
+			return cmd, end, &ClientError{Reply: errDataChunk, N: end}
+		}
+		cmd.Frame = buf[:end]
+	}
+	if quiet >= 0 {
+		cmd.Quiet = true
+		start := len(p.rewritten)
+		p.rewritten = appendTokens(p.rewritten, toks[:quiet], toks[quiet+1:])
+		p.rewritten = append(p.rewritten, buf[lineEnd:end]...)
+		cmd.Frame = p.rewritten[start:]
+	}
+	return cmd, end, nil
+}
+
+// dropNoreply rebuilds the frame without the trailing noreply token.
+func (p *Parser) dropNoreply(cmd Command, noreply bool, data []byte) Command {
+	if !noreply {
+		return cmd
+	}
+	cmd.NoReply = true
+	start := len(p.rewritten)
+	p.rewritten = appendTokens(p.rewritten, cmd.Args[:len(cmd.Args)-1], nil)
+	p.rewritten = append(p.rewritten, data...)
+	cmd.Frame = p.rewritten[start:]
+	return cmd
+}
+
+func appendTokens(dst []byte, a, b [][]byte) []byte {
+	for i, t := range a {
+		if i > 0 {
+			dst = append(dst, ' ')
+		}
+		dst = append(dst, t...)
+	}
+	for _, t := range b {
+		dst = append(dst, ' ')
+		dst = append(dst, t...)
+	}
+	return append(dst, '\r', '\n')
+}
+
+func trimNoreply(args [][]byte) ([][]byte, bool) {
+	if n := len(args); n > 0 && string(args[n-1]) == "noreply" {
+		return args[:n-1], true
+	}
+	return args, false
+}
+
+func keyedArgsOK(name string, args [][]byte) bool {
+	switch name {
+	case "incr", "decr":
+		return len(args) == 1 && isUint(args[0], 64)
+	case "touch":
+		return len(args) == 1 && isInt(args[0])
+	case "delete": // a legacy time argument must be 0
+		return len(args) == 0 || len(args) == 1 && string(args[0]) == "0"
+	}
+	return false
+}
+
+func splitTokens(dst [][]byte, line []byte) [][]byte {
+	for len(line) > 0 {
+		i := 0
+		for i < len(line) && line[i] == ' ' {
+			i++
+		}
+		line = line[i:]
+		j := 0
+		for j < len(line) && line[j] != ' ' {
+			j++
+		}
+		if j > 0 {
+			dst = append(dst, line[:j])
+		}
+		line = line[j:]
+	}
+	return dst
+}
+
+// validKey: 1 to 250 bytes, no control characters or spaces.
+func validKey(k []byte) bool {
+	if len(k) == 0 || len(k) > MaxKeyLen {
+		return false
+	}
+	for _, c := range k {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validMetaKey also accepts base64 keys (flag b) whose decoded form is a valid length.
+func validMetaKey(k []byte, b64 bool) bool {
+	if !b64 {
+		return validKey(k)
+	}
+	n, err := base64.StdEncoding.Decode(make([]byte, base64.StdEncoding.DecodedLen(len(k))), k)
+	return err == nil && n > 0 && n <= MaxKeyLen
+}
+
+func isFlagChar(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+func isInt(b []byte) bool {
+	_, err := strconv.ParseInt(string(b), 10, 64)
+	return err == nil
+}
+
+func isUint(b []byte, bits int) bool {
+	_, err := strconv.ParseUint(string(b), 10, bits)
+	return err == nil
+}
