@@ -85,12 +85,13 @@ var (
 	descInSync     = prometheus.NewDesc("dynode_backend_in_sync", "0 once the backend lost writes.", []string{"backend"}, nil)
 	descQueued     = prometheus.NewDesc("dynode_backend_queued_bytes", "Bytes waiting to be written (the backlog while down).", []string{"backend"}, nil)
 	descInFlight   = prometheus.NewDesc("dynode_backend_in_flight", "Commands written, reply not yet read.", []string{"backend"}, nil)
+	descLost       = prometheus.NewDesc("dynode_backend_lost_writes_total", "Writes a backend may not have applied (backlog full, or unacknowledged when its connection was lost).", []string{"backend"}, nil)
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descCommands,
 		descDivergence, descOutOfSync, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
-		descUp, descInSync, descQueued, descInFlight} {
+		descUp, descInSync, descQueued, descInFlight, descLost} {
 		ch <- d
 	}
 }
@@ -131,6 +132,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descInSync, inSync, b.Addr)
 		gauge(descQueued, b.QueuedBytes, b.Addr)
 		gauge(descInFlight, int64(b.InFlight), b.Addr)
+		counter(descLost, b.LostWrites, b.Addr)
 	}
 }
 

@@ -48,7 +48,7 @@ type pending struct {
 //
 // The run goroutine owns the connection: it dials, starts one writer and one reader
 // goroutine per connection, waits for both to exit, and dials again. While the
-// backend is down, writes accumulate in out (the backlog, bounded by backlogLimit)
+// backend is down, writes accumulate in out (the backlog, bounded by backend_backlog_bytes)
 // and are written in order once it is back.
 type backend struct {
 	addr  string
@@ -69,9 +69,9 @@ type backend struct {
 	out        []byte // bytes for the writer, in order
 	queue      ring   // pending replies: the first inflight entries are written
 	inflight   int
-	db         int // database the stream selects after everything in out
-	writtenDB  int // database selected after the bytes already given to the writer
-	lostWrites int // writes dropped or unacknowledged since the last report
+	db         int   // database the stream selects after everything in out
+	writtenDB  int   // database selected after the bytes already given to the writer
+	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	// progressAt is when the backend last made progress while commands were in flight:
 	// the first write after idling, or the last reply read.
 	progressAt time.Time
@@ -231,7 +231,7 @@ func (be *backend) fail(conn net.Conn, err error) {
 			unacked++
 		}
 	}
-	be.lostWrites += unacked
+	be.lostWrites += int64(unacked)
 	be.mu.Unlock()
 	be.kick() // let the writer see the connection is gone
 

@@ -131,6 +131,9 @@ func TestBackendTimeout(t *testing.T) {
 		t.Fatalf("INCR with a stalled primary = %d, %v; want 1 from the other backend", got, err)
 	}
 	eventually(t, func() bool { return h.gw.Stats().OutOfSyncEvents.Load() == 1 }, "stalled backend flagged out of sync")
+	if lost := h.gw.Backends()[0].LostWrites; lost != 1 {
+		t.Fatalf("stalled backend lost writes = %d, want the 1 unacknowledged INCR", lost)
+	}
 	if logs := h.logs.String(); !strings.Contains(logs, "backend_timeout") {
 		t.Fatalf("timeout not logged:\n%s", logs)
 	}

@@ -246,7 +246,7 @@ func (g *Gateway) Backends() []BackendStatus {
 		out = append(out, BackendStatus{
 			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.state.String(),
 			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(len(be.out)), InFlight: be.inflight,
-			Connects: be.connects.Load(),
+			Connects: be.connects.Load(), LostWrites: be.lostWrites,
 		})
 		be.mu.Unlock()
 	}

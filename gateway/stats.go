@@ -35,5 +35,6 @@ type BackendStatus struct {
 	OutOfSync   bool
 	QueuedBytes int64 // bytes waiting to be written (the backlog while down)
 	InFlight    int   // commands written, reply not yet read
+	LostWrites  int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	Connects    int64
 }
