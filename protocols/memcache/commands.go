@@ -33,7 +33,7 @@ var commands = map[string]spec{
 	"flush_all": {"flush_all", protocols.Write, ReplyLine, shapeAdmin}, "verbosity": {"verbosity", protocols.Write, ReplyLine, shapeAdmin},
 	"version": {"version", protocols.Read, ReplyLine, shapePlain}, "stats": {"stats", protocols.Read, ReplyStats, shapePlain},
 	"quit": {"quit", protocols.Local, ReplyLine, shapePlain},
-	"mg": {"mg", protocols.Read, ReplyMeta, shapeMeta}, "ms": {"ms", protocols.Write, ReplyMeta, shapeMeta},
+	"mg":   {"mg", protocols.Read, ReplyMeta, shapeMeta}, "ms": {"ms", protocols.Write, ReplyMeta, shapeMeta},
 	"md": {"md", protocols.Write, ReplyMeta, shapeMeta}, "ma": {"ma", protocols.Write, ReplyMeta, shapeMeta},
 	"me": {"me", protocols.Read, ReplyMeta, shapeMeta}, "mn": {"mn", protocols.Local, ReplyMeta, shapeMeta},
 }
