@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +187,27 @@ func eventually(t testing.TB, cond func() bool, what string) {
 			t.Fatalf("not true after 10s: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// runClients runs work concurrently for n clients of the gateway, each on its own
+// connection, and fails the test with the first error any of them returns.
+func runClients(t testing.TB, h *harness, n int, work func(w int, c *redis.Client) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := range n {
+		wg.Go(func() {
+			c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
+			defer c.Close()
+			if err := work(w, c); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

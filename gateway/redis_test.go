@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,41 +71,30 @@ func TestDataTypesReachEveryBackend(t *testing.T) {
 func TestConcurrentClientsConverge(t *testing.T) {
 	const clients, perClient = 50, 2000
 	h := withRedis(t, 3)
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for w := range clients {
-		wg.Go(func() {
-			c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
-			defer c.Close()
-			for i := range perClient {
-				key := strconv.Itoa(i % 10)
-				var err error
-				switch i % 6 {
-				case 0:
-					err = c.Incr(ctx, "incr:"+key).Err()
-				case 1:
-					err = c.LPush(ctx, "list:"+key, w*perClient+i).Err()
-				case 2:
-					err = c.SAdd(ctx, "set:"+key, i%97).Err()
-				case 3:
-					err = c.Set(ctx, "str:"+key, fmt.Sprintf("w%d-i%d", w, i), 0).Err()
-				case 4:
-					err = c.HIncrBy(ctx, "hash", key, 1).Err()
-				case 5:
-					err = c.Append(ctx, "append:"+key, strconv.Itoa(w)).Err()
-				}
-				if err != nil {
-					errs <- fmt.Errorf("client %d op %d: %w", w, i, err)
-					return
-				}
+	runClients(t, h, clients, func(w int, c *redis.Client) error {
+		for i := range perClient {
+			key := strconv.Itoa(i % 10)
+			var err error
+			switch i % 6 {
+			case 0:
+				err = c.Incr(ctx, "incr:"+key).Err()
+			case 1:
+				err = c.LPush(ctx, "list:"+key, w*perClient+i).Err()
+			case 2:
+				err = c.SAdd(ctx, "set:"+key, i%97).Err()
+			case 3:
+				err = c.Set(ctx, "str:"+key, fmt.Sprintf("w%d-i%d", w, i), 0).Err()
+			case 4:
+				err = c.HIncrBy(ctx, "hash", key, 1).Err()
+			case 5:
+				err = c.Append(ctx, "append:"+key, strconv.Itoa(w)).Err()
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			if err != nil {
+				return fmt.Errorf("client %d op %d: %w", w, i, err)
+			}
+		}
+		return nil
+	})
 	h.converged(t)
 	h.eachBackend(t, 0, func(i int, d *redis.Client) {
 		var incrs int64
@@ -405,36 +393,24 @@ func TestBackendDownAtStart(t *testing.T) {
 func TestTransactions(t *testing.T) {
 	h := withRedis(t, 3)
 	const clients, rounds = 10, 200
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for range clients {
-		wg.Go(func() {
-			c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
-			defer c.Close()
-			for range rounds {
-				var a, b *redis.IntCmd
-				_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-					a = p.Incr(ctx, "a")
-					p.Ping(ctx)
-					b = p.Incr(ctx, "b")
-					return nil
-				})
-				if err != nil {
-					errs <- err
-					return
-				}
-				if a.Val() != b.Val() {
-					errs <- fmt.Errorf("transaction not atomic: a=%d b=%d", a.Val(), b.Val())
-					return
-				}
+	runClients(t, h, clients, func(_ int, c *redis.Client) error {
+		for range rounds {
+			var a, b *redis.IntCmd
+			_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				a = p.Incr(ctx, "a")
+				p.Ping(ctx)
+				b = p.Incr(ctx, "b")
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			if a.Val() != b.Val() {
+				return fmt.Errorf("transaction not atomic: a=%d b=%d", a.Val(), b.Val())
+			}
+		}
+		return nil
+	})
 	h.converged(t)
 	h.eachBackend(t, 0, func(i int, d *redis.Client) {
 		if a, b := d.Get(ctx, "a").Val(), d.Get(ctx, "b").Val(); a != strconv.Itoa(clients*rounds) || b != a {
