@@ -18,31 +18,47 @@ import (
 )
 
 func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "rawstream:", err)
+		os.Exit(1)
+	}
+}
+
+// run does the measurement; every path out of it stops the gateway it started.
+func run() error {
 	bin := flag.String("gateway", "bench/out/dynode-broadcaster", "gateway binary")
 	n := flag.Int("backends", 1, "sink backends")
 	size := flag.Int64("size", 1<<30, "bytes to stream")
 	direct := flag.Bool("direct", false, "stream straight to one sink (baseline)")
 	flag.Parse()
 
-	sinks, done := startSinks(*n)
+	sinks, done, err := startSinks(*n)
+	if err != nil {
+		return err
+	}
 	target := sinks[0]
 	var gw *exec.Cmd
 	if !*direct {
-		port := freePort()
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
 		gw = exec.Command(*bin)
 		gw.Env = append(os.Environ(), "DYNODE_PROTOCOL=raw", "DYNODE_RAW_REPLY=none", "DYNODE_HOST=127.0.0.1",
 			"DYNODE_PORT="+strconv.Itoa(port), "DYNODE_LOG_LEVEL=WARN", "DYNODE_SERVERS="+strings.Join(sinks, ","))
 		gw.Stderr = os.Stderr
 		if err := gw.Start(); err != nil {
-			fail("start gateway: %v", err)
+			return fmt.Errorf("start gateway: %w", err)
 		}
 		defer func() { _ = gw.Process.Kill(); _ = gw.Wait() }()
 		target = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		waitPort(target)
+		if err := waitPort(target); err != nil {
+			return err
+		}
 	}
 	conn, err := net.Dial("tcp", target)
 	if err != nil {
-		fail("dial: %v", err)
+		return fmt.Errorf("dial: %w", err)
 	}
 	cpu0 := cpuSeconds(gw)
 	start := time.Now()
@@ -50,14 +66,14 @@ func main() {
 	for sent := int64(0); sent < *size; {
 		m := int(min(int64(len(buf)), *size-sent))
 		if _, err := conn.Write(buf[:m]); err != nil {
-			fail("write: %v", err)
+			return fmt.Errorf("write: %w", err)
 		}
 		sent += int64(m)
 	}
 	_ = conn.(*net.TCPConn).CloseWrite()
 	for range sinks {
 		if got := <-done; got != *size {
-			fail("a sink got %d bytes, want %d", got, *size)
+			return fmt.Errorf("a sink got %d bytes, want %d", got, *size)
 		}
 	}
 	elapsed := time.Since(start).Seconds()
@@ -70,16 +86,17 @@ func main() {
 		cpu = fmt.Sprintf("%.2f", (cpuSeconds(gw)-cpu0)*1000/mib)
 	}
 	fmt.Printf("| %s | %.0f | %.0f | %s |\n", name, mib/elapsed, mib*float64(*n)/elapsed, cpu)
+	return nil
 }
 
 // startSinks starts n listeners that count what each connection receives until EOF.
-func startSinks(n int) (addrs []string, done chan int64) {
+func startSinks(n int) (addrs []string, done chan int64, err error) {
 	done = make(chan int64, n)
 	var once sync.Once
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			fail("listen: %v", err)
+			return nil, nil, fmt.Errorf("listen: %w", err)
 		}
 		addrs = append(addrs, ln.Addr().String())
 		go func() {
@@ -101,7 +118,7 @@ func startSinks(n int) (addrs []string, done chan int64) {
 			}
 		}()
 	}
-	return addrs, done
+	return addrs, done, nil
 }
 
 func cpuSeconds(cmd *exec.Cmd) float64 {
@@ -118,27 +135,22 @@ func cpuSeconds(cmd *exec.Cmd) float64 {
 	return (ut + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
 }
 
-func freePort() int {
+func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		fail("free port: %v", err)
+		return 0, fmt.Errorf("free port: %w", err)
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func waitPort(addr string) {
+func waitPort(addr string) error {
 	for range 200 {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	fail("%s never opened", addr)
-}
-
-func fail(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "rawstream: "+format+"\n", args...)
-	os.Exit(1)
+	return fmt.Errorf("%s never opened", addr)
 }
