@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"strconv"
+	"strings"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
 )
@@ -37,10 +38,17 @@ type Command struct {
 	// the client is sent nothing.
 	NoReply bool
 	// Quiet: a meta command with the q flag, removed toward backends; the client sees
-	// only replies ClientSees lets through.
+	// only the replies Visibility lets through.
 	Quiet bool
 	// Keys are the command's keys as sent (base64 for meta commands with b).
 	Keys [][]byte
+	// ByEffect is set for conditional writes whose condition only one server can
+	// evaluate (cas, and ms/md/ma with a C compare-CAS flag): the CAS token a client
+	// holds comes from one server. It is the unconditional form of the command (cas
+	// becomes set with the same flags, exptime and data; a meta command loses its C
+	// flag) that reproduces the effect on the other servers once that server has
+	// applied it (see Applied).
+	ByEffect []byte
 }
 
 // ClientError is input memcached answers with an error line and then goes on reading
@@ -139,6 +147,19 @@ func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
 		cmd = p.dropNoreply(cmd, noreply, nil)
 	case shapeMeta:
 		return p.meta(cmd, buf, lineEnd)
+	case shapePlain:
+		if name == "stats" && len(toks) > 1 {
+			switch string(toks[1]) {
+			case "dynode": // the gateway's own statistics
+				cmd.Class = protocols.Local
+			case "reset": // changes every server's counters
+				cmd.Class = protocols.Write
+			case "detail":
+				if len(toks) > 2 && string(toks[2]) != "dump" {
+					cmd.Class = protocols.Write
+				}
+			}
+		}
 	}
 	return cmd, lineEnd, nil
 }
@@ -168,6 +189,16 @@ func (p *Parser) storage(cmd Command, buf []byte, lineEnd int) (Command, int, er
 	cmd.Keys = args[:1]
 	cmd.Frame = buf[:end]
 	cmd = p.dropNoreply(cmd, noreply, buf[lineEnd:end])
+	if cmd.Name == "cas" {
+		start := len(p.rewritten)
+		p.rewritten = append(p.rewritten, "set"...)
+		for _, t := range args[:4] { // key flags exptime bytes
+			p.rewritten = append(append(p.rewritten, ' '), t...)
+		}
+		p.rewritten = append(p.rewritten, '\r', '\n')
+		p.rewritten = append(p.rewritten, buf[lineEnd:end]...)
+		cmd.ByEffect = p.rewritten[start:]
+	}
 	return cmd, end, nil
 }
 
@@ -192,9 +223,8 @@ func (p *Parser) meta(cmd Command, buf []byte, lineEnd int) (Command, int, error
 		}
 		size, flagStart = n, 3
 	}
-	b64 := false
-	quiet := -1
-	for i, f := range toks[flagStart:] {
+	b64, quiet, compare := false, false, false
+	for _, f := range toks[flagStart:] {
 		if len(f) == 0 || !isFlagChar(f[0]) {
 			return cmd, lineEnd, &ClientError{Reply: "CLIENT_ERROR invalid flag", N: lineEnd}
 		}
@@ -202,7 +232,9 @@ func (p *Parser) meta(cmd Command, buf []byte, lineEnd int) (Command, int, error
 		case 'b':
 			b64 = true
 		case 'q':
-			quiet = flagStart + i
+			quiet = true
+		case 'C':
+			compare = cmd.Name != "mg" && cmd.Name != "me"
 		case 'T', 'N', 'R':
 			if cmd.Name == "mg" {
 				cmd.Class = protocols.Write // touches or creates the item
@@ -224,14 +256,33 @@ func (p *Parser) meta(cmd Command, buf []byte, lineEnd int) (Command, int, error
 		}
 		cmd.Frame = buf[:end]
 	}
-	if quiet >= 0 {
+	if quiet {
 		cmd.Quiet = true
-		start := len(p.rewritten)
-		p.rewritten = appendTokens(p.rewritten, toks[:quiet], toks[quiet+1:])
-		p.rewritten = append(p.rewritten, buf[lineEnd:end]...)
-		cmd.Frame = p.rewritten[start:]
+		cmd.Frame = p.rebuild(toks, flagStart, "q", buf[lineEnd:end])
+	}
+	if compare {
+		cmd.ByEffect = p.rebuild(toks, flagStart, "qC", buf[lineEnd:end])
 	}
 	return cmd, end, nil
+}
+
+// rebuild appends the command line without the tokens from index from on that start
+// with one of the bytes of drop, then data, to the parser's buffer and returns that
+// frame.
+func (p *Parser) rebuild(toks [][]byte, from int, drop string, data []byte) []byte {
+	start := len(p.rewritten)
+	for i, t := range toks {
+		if i >= from && strings.IndexByte(drop, t[0]) >= 0 {
+			continue
+		}
+		if len(p.rewritten) > start {
+			p.rewritten = append(p.rewritten, ' ')
+		}
+		p.rewritten = append(p.rewritten, t...)
+	}
+	p.rewritten = append(p.rewritten, '\r', '\n')
+	p.rewritten = append(p.rewritten, data...)
+	return p.rewritten[start:]
 }
 
 // dropNoreply rebuilds the frame without the trailing noreply token.
@@ -240,26 +291,10 @@ func (p *Parser) dropNoreply(cmd Command, noreply bool, data []byte) Command {
 		return cmd
 	}
 	cmd.NoReply = true
-	start := len(p.rewritten)
-	p.rewritten = appendTokens(p.rewritten, cmd.Args[:len(cmd.Args)-1], nil)
-	p.rewritten = append(p.rewritten, data...)
-	cmd.Frame = p.rewritten[start:]
+	cmd.Frame = p.rebuild(cmd.Args, len(cmd.Args)-1, "n", data)
 	return cmd
 }
 
-func appendTokens(dst []byte, a, b [][]byte) []byte {
-	for i, t := range a {
-		if i > 0 {
-			dst = append(dst, ' ')
-		}
-		dst = append(dst, t...)
-	}
-	for _, t := range b {
-		dst = append(dst, ' ')
-		dst = append(dst, t...)
-	}
-	return append(dst, '\r', '\n')
-}
 
 func trimNoreply(args [][]byte) ([][]byte, bool) {
 	if n := len(args); n > 0 && string(args[n-1]) == "noreply" {

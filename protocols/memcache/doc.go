@@ -7,8 +7,10 @@
 // a meta get may carry a value), so a backend reply is scanned with the kind of the
 // command it answers (ScanReply). Quiet and noreply commands are rewritten toward the
 // backends without q / noreply, so that every command gets exactly one reply to match
-// and check; whether the client sees it is decided by ClientSees.
+// and check; whether the client sees it is decided by Visibility.
 //
-// The gateway engine does not use this package yet (protocol=memcache is refused at
-// start-up); it is built and tested on its own first.
+// A cas token is only meaningful on the server that issued it, so conditional writes
+// carry ByEffect, their unconditional form: the gateway sends the command to one
+// server and, once Applied says that server stored it, the unconditional form to
+// the others, at the same place in their streams.
 package memcache

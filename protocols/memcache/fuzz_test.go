@@ -13,7 +13,7 @@ import (
 func FuzzParser(f *testing.F) {
 	for _, s := range []string{
 		"set k 0 0 3\r\nabc\r\n", "get a b\r\n", "cas k 1 2 1 9 noreply\r\nx\r\n", "gat 5 k\r\n",
-		"incr k 1\r\n", "ms k 2 q T5\r\nhi\r\n", "mg Zm9v b v q\r\n", "mn\r\n", "\x80\x01", "set k 0 0 -1\r\n",
+		"incr k 1\r\n", "ms k 2 q T5\r\nhi\r\n", "mg Zm9v b v q\r\n", "mn\r\n", "ma k C5 q D2\r\n", "md k C9\r\n", "\x80\x01", "set k 0 0 -1\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -40,6 +40,13 @@ func FuzzParser(f *testing.F) {
 				if err != nil || m != len(cmd.Frame) || again.Name != cmd.Name || again.NoReply || again.Quiet {
 					t.Fatalf("backend frame %q of %q does not parse back cleanly: m=%d err=%v %+v", cmd.Frame, data[:n], m, err, again)
 				}
+				if cmd.ByEffect != nil {
+					var r Parser
+					eff, m, err := r.Next(cmd.ByEffect)
+					if err != nil || m != len(cmd.ByEffect) || eff.ByEffect != nil || eff.Class != protocols.Write || eff.NoReply || eff.Quiet {
+						t.Fatalf("effect frame %q of %q is not an unconditional write: m=%d err=%v %+v", cmd.ByEffect, data[:n], m, err, eff)
+					}
+				}
 			}
 			data = data[n:]
 		}
@@ -55,6 +62,11 @@ func FuzzScanReply(f *testing.F) {
 		n, _, err := ScanReply(ReplyKind(kind%4), data)
 		if err == nil && (n <= 0 || n > len(data)) {
 			t.Fatalf("n = %d of %d", n, len(data))
+		}
+		if err == nil {
+			if c := Comparable(nil, data[:n]); len(c) > n {
+				t.Fatalf("comparable form %q longer than reply %q", c, data[:n])
+			}
 		}
 	})
 }

@@ -125,24 +125,92 @@ func TestScanReply(t *testing.T) {
 	}
 }
 
-func TestClientSees(t *testing.T) {
+func TestVisibility(t *testing.T) {
 	for _, tt := range []struct {
 		cmd   Command
 		reply string
 		want  bool
 	}{
 		{Command{NoReply: true}, "STORED\r\n", false},
-		{Command{NoReply: true}, "SERVER_ERROR x\r\n", false},
+		{Command{NoReply: true}, "SERVER_ERROR out of memory storing object\r\n", true},
 		{Command{Quiet: true, Command: protocols.Command{Name: "mg"}}, "EN\r\n", false},
 		{Command{Quiet: true, Command: protocols.Command{Name: "mg"}}, "VA 1\r\nx\r\n", true},
 		{Command{Quiet: true, Command: protocols.Command{Name: "ms"}}, "HD\r\n", false},
+		{Command{Quiet: true, Command: protocols.Command{Name: "ms"}}, "HD O12\r\n", false},
 		{Command{Quiet: true, Command: protocols.Command{Name: "ms"}}, "NS\r\n", true},
 		{Command{Quiet: true, Command: protocols.Command{Name: "md"}}, "NF\r\n", false},
 		{Command{Quiet: true, Command: protocols.Command{Name: "ma"}}, "EX\r\n", true},
 		{Command{Command: protocols.Command{Name: "mg"}}, "EN\r\n", true},
 	} {
-		if got := ClientSees(&tt.cmd, []byte(tt.reply)); got != tt.want {
+		got := true
+		if f := Visibility(&tt.cmd); f != nil {
+			got = f([]byte(tt.reply))
+		}
+		if got != tt.want {
 			t.Errorf("%+v %q: %v, want %v", tt.cmd, tt.reply, got, tt.want)
+		}
+	}
+}
+
+// TestByEffect checks the unconditional form of conditional writes.
+func TestByEffect(t *testing.T) {
+	for _, tt := range []struct{ in, frame, effect string }{
+		{"cas k 5 60 2 77\r\nhi\r\n", "cas k 5 60 2 77\r\nhi\r\n", "set k 5 60 2\r\nhi\r\n"},
+		{"cas k 5 60 2 77 noreply\r\nhi\r\n", "cas k 5 60 2 77\r\nhi\r\n", "set k 5 60 2\r\nhi\r\n"},
+		{"ms k 2 C77 T60 F5 q\r\nhi\r\n", "ms k 2 C77 T60 F5\r\nhi\r\n", "ms k 2 T60 F5\r\nhi\r\n"},
+		{"md k C77 O9\r\n", "md k C77 O9\r\n", "md k O9\r\n"},
+		{"ma k q C77 D5\r\n", "ma k C77 D5\r\n", "ma k D5\r\n"},
+		{"set k 0 0 2\r\nhi\r\n", "set k 0 0 2\r\nhi\r\n", ""},
+		{"ms k 2 T60\r\nhi\r\n", "ms k 2 T60\r\nhi\r\n", ""},
+	} {
+		var p Parser
+		cmd, n, err := p.Next([]byte(tt.in))
+		if err != nil || n != len(tt.in) {
+			t.Fatalf("%q: n=%d err=%v", tt.in, n, err)
+		}
+		if string(cmd.Frame) != tt.frame || string(cmd.ByEffect) != tt.effect {
+			t.Errorf("%q: frame %q effect %q, want %q %q", tt.in, cmd.Frame, cmd.ByEffect, tt.frame, tt.effect)
+		}
+	}
+}
+
+func TestApplied(t *testing.T) {
+	for reply, want := range map[string]bool{
+		"STORED\r\n": true, "HD\r\n": true, "HD c5\r\n": true, "VA 1\r\n7\r\n": true,
+		"EXISTS\r\n": false, "NOT_FOUND\r\n": false, "EX\r\n": false, "NF\r\n": false, "NS\r\n": false,
+		"SERVER_ERROR x\r\n": false, "HDX\r\n": false,
+	} {
+		if got := Applied([]byte(reply)); got != want {
+			t.Errorf("Applied(%q) = %v", reply, got)
+		}
+	}
+}
+
+func TestComparable(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"STORED\r\n", "STORED\r\n"},
+		{"HD\r\n", "HD\r\n"},
+		{"HD c123 O5 kfoo\r\n", "HD O5 kfoo\r\n"},
+		{"VA 2 c9 t30 h0 l1 f3\r\nhi\r\n", "VA 2 f3\r\nhi\r\n"},
+		{"VA 2 f3\r\nc \r\n", "VA 2 f3\r\nc \r\n"},
+		{"VALUE a 0 2 77\r\nhi\r\nVALUE b 1 3 78\r\nVAL\r\nEND\r\n", "VALUE a 0 2\r\nhi\r\nVALUE b 1 3\r\nVAL\r\nEND\r\n"},
+		{"VALUE a 0 2\r\nhi\r\nEND\r\n", "VALUE a 0 2\r\nhi\r\nEND\r\n"},
+	} {
+		if got := string(Comparable(nil, []byte(tt.in))); got != tt.want {
+			t.Errorf("Comparable(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestStatsClasses(t *testing.T) {
+	for in, want := range map[string]protocols.Class{
+		"stats\r\n": protocols.Read, "stats items\r\n": protocols.Read, "stats dynode\r\n": protocols.Local,
+		"stats reset\r\n": protocols.Write, "stats detail on\r\n": protocols.Write, "stats detail dump\r\n": protocols.Read,
+		"mg k T30 v\r\n": protocols.Write, "mg k v\r\n": protocols.Read, "mn\r\n": protocols.Local,
+	} {
+		var p Parser
+		if cmd, _, err := p.Next([]byte(in)); err != nil || cmd.Class != want {
+			t.Errorf("%q: class %v err %v, want %v", in, cmd.Class, err, want)
 		}
 	}
 }

@@ -61,27 +61,117 @@ func ScanReply(kind ReplyKind, buf []byte) (n int, isErr bool, err error) {
 	return 0, false, malformed("reply")
 }
 
-// ClientSees reports whether the client should receive a backend reply to cmd:
-// never for noreply commands, and for quiet meta commands not the nominal codes
-// memcached itself would have suppressed (mg: EN; ms: HD; md and ma: HD and NF).
-// Errors are always seen.
-func ClientSees(cmd *Command, reply []byte) bool {
-	if cmd.NoReply {
-		return false
+// Visibility returns which backend replies to cmd the client sees, or nil when it
+// sees every reply. A noreply command shows only errors (as memcached sends
+// SERVER_ERROR lines even for noreply); a quiet meta command hides the nominal codes
+// memcached itself suppresses (mg: EN; ms: HD; md and ma: HD and NF).
+func Visibility(cmd *Command) func(reply []byte) bool {
+	switch {
+	case cmd.NoReply:
+		return errorsOnly
+	case !cmd.Quiet:
+		return nil
+	case cmd.Name == "mg":
+		return hideEN
+	case cmd.Name == "ms":
+		return hideHD
+	case cmd.Name == "md" || cmd.Name == "ma":
+		return hideHDNF
 	}
-	if !cmd.Quiet || len(reply) < 2 {
-		return true
+	return nil
+}
+
+func errorsOnly(reply []byte) bool { return isErrorLine(firstLine(reply)) }
+func hideEN(reply []byte) bool     { return !hasCode(reply, "EN") }
+func hideHD(reply []byte) bool     { return !hasCode(reply, "HD") }
+func hideHDNF(reply []byte) bool   { return !hasCode(reply, "HD") && !hasCode(reply, "NF") }
+
+// hasCode reports whether a meta reply's status code is code.
+func hasCode(reply []byte, code string) bool {
+	return len(reply) > 2 && string(reply[:2]) == code && (reply[2] == ' ' || reply[2] == '\r')
+}
+
+// Applied reports whether a server applied a conditional write (cas, or a meta
+// command with C), judging by its reply: STORED, or a meta HD or VA.
+func Applied(reply []byte) bool {
+	return string(reply) == "STORED\r\n" || hasCode(reply, "HD") || hasCode(reply, "VA")
+}
+
+// Comparable returns the reply without the fields that differ between servers
+// holding the same data: the CAS unique of VALUE lines (gats), and the c (CAS),
+// h (hit before), l (last access) and t (remaining TTL) flags of meta replies. The
+// result aliases reply when nothing is removed, else it is appended to dst. Replies
+// are compared in this form to find backends that diverge.
+func Comparable(dst, reply []byte) []byte {
+	meta := len(reply) > 3 && reply[2] == ' ' && isUpper(reply[0]) && isUpper(reply[1])
+	if !meta && !bytes.HasPrefix(reply, []byte("VALUE ")) {
+		return reply
 	}
-	code := string(reply[:2])
-	switch cmd.Name {
-	case "mg":
-		return code != "EN"
-	case "ms":
-		return code != "HD"
-	case "md", "ma":
-		return code != "HD" && code != "NF"
+	for len(reply) > 0 {
+		line := firstLine(reply)
+		rest := reply[min(len(line)+2, len(reply)):]
+		size := -1
+		switch {
+		case bytes.HasPrefix(line, []byte("VALUE ")): // VALUE key flags bytes [cas]
+			for i, tok := range tokens(line) {
+				if i < 4 {
+					dst = append(append(dst, tok...), ' ')
+				}
+				if i == 3 {
+					size, _ = strconv.Atoi(string(tok))
+				}
+			}
+			dst = append(dst[:len(dst)-1], '\r', '\n')
+		case meta && len(line) > 2:
+			dst = append(dst, line[:2]...)
+			for i, tok := range tokens(line[3:]) {
+				if i == 0 && string(line[:2]) == "VA" {
+					size, _ = strconv.Atoi(string(tok))
+				} else if len(tok) > 0 && bytes.IndexByte([]byte("chlt"), tok[0]) >= 0 {
+					continue
+				}
+				dst = append(append(dst, ' '), tok...)
+			}
+			dst = append(dst, '\r', '\n')
+			meta = false // only the first line is a meta status line
+		default:
+			dst = append(dst, line...)
+			dst = append(dst, '\r', '\n')
+		}
+		if size >= 0 && size+2 <= len(rest) {
+			dst = append(dst, rest[:size+2]...)
+			rest = rest[size+2:]
+		}
+		reply = rest
 	}
-	return true
+	return dst
+}
+
+// tokens yields the space-separated tokens of line with their index.
+func tokens(line []byte) func(yield func(int, []byte) bool) {
+	return func(yield func(int, []byte) bool) {
+		for i := 0; len(line) > 0; i++ {
+			tok := line
+			if j := bytes.IndexByte(line, ' '); j >= 0 {
+				tok, line = line[:j], line[j+1:]
+			} else {
+				line = nil
+			}
+			if !yield(i, tok) {
+				return
+			}
+		}
+	}
+}
+
+func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
+
+// firstLine is reply up to its first CRLF (all of it when there is none).
+func firstLine(reply []byte) []byte {
+	if i := bytes.Index(reply, []byte("\r\n")); i >= 0 {
+		return reply[:i]
+	}
+	return reply
 }
 
 func replyLine(buf []byte, from int) (line []byte, next int, err error) {
