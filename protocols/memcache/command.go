@@ -295,7 +295,6 @@ func (p *Parser) dropNoreply(cmd Command, noreply bool, data []byte) Command {
 	return cmd
 }
 
-
 func trimNoreply(args [][]byte) ([][]byte, bool) {
 	if n := len(args); n > 0 && string(args[n-1]) == "noreply" {
 		return args[:n-1], true
