@@ -36,9 +36,12 @@ func (s BackendState) String() string {
 
 // pending is a command queued to or in flight on a backend, waiting for its reply.
 type pending struct {
-	b     *batch // nil: nobody waits (backlog written while down, injected SELECT)
-	idx   int32  // command index in b
-	write bool   // the command changes data (its loss puts the backend out of sync)
+	b         *batch // nil: nobody waits (backlog written while down, injected SELECT)
+	idx       int32  // command index in b
+	write     bool   // the command changes data (its loss puts the backend out of sync)
+	kind      uint8  // the codec's reply kind, for protocols whose replies need it
+	authority bool   // gate != nil: this backend evaluates the condition
+	gate      *gate  // a conditional write replicated by effect
 }
 
 // backend is one backend server reached through one pipelined TCP connection.
@@ -69,6 +72,10 @@ type backend struct {
 	out        []byte // bytes for the writer, in order
 	queue      ring   // pending replies: the first inflight entries are written
 	inflight   int
+	gated      []gatedWrite // conditional writes not yet written, and the bytes behind them
+	held       int          // queue entries in gated (the last ones of queue)
+	heldBytes  int          // bytes in gated
+	selectBuf  []byte
 	db         int   // database the stream selects after everything in out
 	writtenDB  int   // database selected after the bytes already given to the writer
 	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
@@ -95,7 +102,7 @@ func (be *backend) appendLocked(frame []byte, db int, p pending) bool {
 	if db != be.db {
 		need += 32
 	}
-	if int64(len(be.out)+need) > be.gw.cfg.BackendBacklogBytes && len(be.out) > 0 {
+	if queued := be.queuedBytesLocked(); int64(queued+need) > be.gw.cfg.BackendBacklogBytes && queued > 0 {
 		if p.write {
 			be.lostWrites++
 			be.markOutOfSync("backlog full (backend_backlog_bytes)")
@@ -103,15 +110,32 @@ func (be *backend) appendLocked(frame []byte, db int, p pending) bool {
 		return false
 	}
 	if db != be.db {
-		be.out = resp.AppendSelect(be.out, db)
-		be.queue.push(pending{write: true})
+		be.selectBuf = resp.AppendSelect(be.selectBuf[:0], db)
+		be.enqueueLocked(be.selectBuf, pending{write: true})
 		be.db = db
 	}
-	be.out = append(be.out, frame...)
-	be.queue.push(p)
-	be.queued.Store(int64(len(be.out)))
+	be.enqueueLocked(frame, p)
+	be.queued.Store(int64(be.queuedBytesLocked()))
 	return true
 }
+
+// enqueueLocked appends a frame to the stream: to out, or behind the last gated
+// write while there is one.
+func (be *backend) enqueueLocked(frame []byte, p pending) {
+	if n := len(be.gated); n > 0 {
+		gw := &be.gated[n-1]
+		gw.after = append(gw.after, frame...)
+		gw.nAfter++
+		be.held++
+		be.heldBytes += len(frame)
+	} else {
+		be.out = append(be.out, frame...)
+	}
+	be.queue.push(p)
+}
+
+// queuedBytesLocked is how many bytes wait for the writer.
+func (be *backend) queuedBytesLocked() int { return len(be.out) + be.heldBytes }
 
 // kick wakes the writer after appends.
 func (be *backend) kick() {
@@ -217,6 +241,12 @@ func (be *backend) fail(conn net.Conn, err error) {
 	be.up.Store(false)
 	lost := be.queue.popInto(nil, be.inflight)
 	be.inflight = 0
+	be.cancelGatedLocked()
+	for _, p := range lost {
+		if p.gate != nil && p.authority {
+			p.gate.resolve(false, nil) // its fate is unknown: the others do not apply it
+		}
+	}
 	// Queued commands stay, but nobody waits for them any more.
 	var detached []pending
 	be.queue.each(func(p *pending) {
@@ -263,13 +293,14 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 			be.mu.Unlock()
 			return
 		}
+		be.releaseGatedLocked()
 		buf, be.out = be.out, buf[:0]
 		if be.inflight == 0 && len(buf) > 0 {
 			be.progressAt = time.Now()
 		}
-		be.inflight = be.queue.len()
+		be.inflight = be.queue.len() - be.held
 		be.writtenDB = be.db
-		be.queued.Store(0)
+		be.queued.Store(int64(be.heldBytes))
 		be.mu.Unlock()
 		if len(buf) == 0 {
 			continue
@@ -288,7 +319,7 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 // readLoop reads replies and hands each to the command waiting for it, in order.
 func (be *backend) readLoop(conn net.Conn) {
 	buf := make([]byte, 0, 16<<10)
-	var scan resp.ReplyScanner
+	scan := be.gw.wire.newScanner()
 	var ends []int // reply end offsets in buf of this read
 	var isErrs []bool
 	var popped []pending
@@ -314,20 +345,11 @@ func (be *backend) readLoop(conn net.Conn) {
 			be.fail(conn, fmt.Errorf("backend %s: read: %w", be.addr, err))
 			return
 		}
-		ends, isErrs = ends[:0], isErrs[:0]
-		pos := start
-		for pos < len(buf) {
-			m, isErr, err := scan.Scan(buf[pos:])
-			if errors.Is(err, protocols.ErrIncomplete) {
-				break
-			}
-			if err != nil {
-				be.fail(conn, fmt.Errorf("backend %s: bad reply: %w", be.addr, err))
-				return
-			}
-			pos += m
-			ends = append(ends, pos)
-			isErrs = append(isErrs, isErr)
+		var pos int
+		pos, ends, isErrs, err = be.scanReplies(scan, buf, start, ends[:0], isErrs[:0])
+		if err != nil {
+			be.fail(conn, fmt.Errorf("backend %s: %w", be.addr, err))
+			return
 		}
 		if len(ends) > 0 {
 			var ok bool
@@ -340,6 +362,38 @@ func (be *backend) readLoop(conn net.Conn) {
 			buf, start = buf[:0], 0
 		}
 	}
+}
+
+// scanReplies finds the complete replies in buf from start on, appending where each
+// ends and whether it is an error. When reply boundaries depend on the command
+// (wire.kinded), it reads each in-flight command's reply kind under mu.
+func (be *backend) scanReplies(scan replyScanner, buf []byte, start int, ends []int, isErrs []bool) (int, []int, []bool, error) {
+	kinded := be.gw.wire.kinded
+	if kinded {
+		be.mu.Lock()
+		defer be.mu.Unlock()
+	}
+	pos := start
+	for pos < len(buf) {
+		var kind uint8
+		if kinded {
+			if len(ends) >= be.inflight {
+				return pos, ends, isErrs, fmt.Errorf("%d reply bytes with no command in flight", len(buf)-pos)
+			}
+			kind = be.queue.at(len(ends)).kind
+		}
+		m, isErr, err := scan.scan(kind, buf[pos:])
+		if errors.Is(err, protocols.ErrIncomplete) {
+			break
+		}
+		if err != nil {
+			return pos, ends, isErrs, fmt.Errorf("bad reply: %w", err)
+		}
+		pos += m
+		ends = append(ends, pos)
+		isErrs = append(isErrs, isErr)
+	}
+	return pos, ends, isErrs, nil
 }
 
 // dispatch pops one pending entry per reply and delivers the replies.
@@ -363,9 +417,16 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 	be.mu.Unlock()
 	be.gw.stats.BackendBytesIn.Add(int64(ends[len(ends)-1] - start))
 	from := start
-	for i, p := range ps {
+	for i := range ps {
+		p := &ps[i]
 		reply := buf[from:ends[i]]
 		from = ends[i]
+		if p.gate != nil {
+			if p.authority {
+				p.gate.resolve(be.gw.wire.applied(reply), reply)
+			}
+			reply = gatedReply(p, reply)
+		}
 		if p.b != nil {
 			p.b.deliver(int(p.idx), be.index, reply, be.gw.noReply)
 			continue
@@ -465,6 +526,9 @@ func (r *ring) popInto(dst []pending, n int) []pending {
 	}
 	return dst
 }
+
+// at returns the i-th entry from the head.
+func (r *ring) at(i int) *pending { return &r.buf[(r.head+i)%len(r.buf)] }
 
 func (r *ring) each(f func(p *pending)) {
 	for i := 0; i < r.size; i++ {

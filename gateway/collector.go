@@ -69,6 +69,18 @@ type command struct {
 	nvariants uint8
 	extra     bool // more variants than maxVariants
 	hidden    bool // the client does not see this reply (MULTI and QUEUED inside EXEC)
+	// visible, when set, decides from the chosen reply whether the client sees it
+	// (memcached noreply and quiet meta commands).
+	visible func(reply []byte) bool
+}
+
+// batchSettings are what every batch of a gateway shares.
+type batchSettings struct {
+	policy   ReplyPolicy
+	onFinish func(b *batch, c *command) // every expected reply arrived (under b.mu)
+	// comparable, when set, appends the form in which replies are compared (without
+	// fields that differ between healthy servers); ok false: compare the reply as is.
+	comparable func(dst, reply []byte) (out []byte, ok bool)
 }
 
 // batch holds the commands of one client read burst and collects their replies.
@@ -82,23 +94,22 @@ type batch struct {
 	undecided int    // commands whose client reply is not chosen yet
 	refs      int    // the session + every backend reply still expected
 	sealed    bool   // all commands are queued; done may fire
-	policy    ReplyPolicy
-	onFinish  func(b *batch, c *command) // every expected reply arrived
-	done      chan struct{}              // one signal when undecided reaches 0 after sealing
+	settings  *batchSettings
+	cmpBuf    []byte        // scratch for comparable forms
+	done      chan struct{} // one signal when undecided reaches 0 after sealing
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{done: make(chan struct{}, 1)} }}
 
 // newBatch returns an empty batch owned by the caller (refs = 1).
-func newBatch(policy ReplyPolicy, onFinish func(*batch, *command)) *batch {
+func newBatch(settings *batchSettings) *batch {
 	b := batchPool.Get().(*batch)
 	b.cmds = b.cmds[:0]
 	b.arena = b.arena[:0]
 	b.undecided = 0
 	b.refs = 1
 	b.sealed = false
-	b.policy = policy
-	b.onFinish = onFinish
+	b.settings = settings
 	return b
 }
 
@@ -183,8 +194,8 @@ func (b *batch) deliver(i int, backend int, reply []byte, noReply []byte) {
 		b.decide(c, noReply)
 	}
 	finished := c.got+c.failed == c.expect
-	if finished && b.onFinish != nil {
-		b.onFinish(b, c)
+	if finished && b.settings.onFinish != nil {
+		b.settings.onFinish(b, c)
 	}
 	b.refs--
 	release := b.refs == 0
@@ -197,7 +208,7 @@ func (b *batch) deliver(i int, backend int, reply []byte, noReply []byte) {
 // record adds a reply to the command's variants and returns its variant index
 // (-1 when it is one variant too many to keep).
 func (b *batch) record(c *command, backend int, reply []byte) int8 {
-	h := xxhash.Sum64(reply)
+	h := b.fingerprint(reply)
 	for v := range c.variants[:c.nvariants] {
 		if c.variants[v].hash == h {
 			c.variants[v].count++
@@ -217,11 +228,22 @@ func (b *batch) record(c *command, backend int, reply []byte) int8 {
 	return int8(c.nvariants - 1)
 }
 
+// fingerprint hashes the comparable form of reply.
+func (b *batch) fingerprint(reply []byte) uint64 {
+	if b.settings.comparable != nil {
+		if cmp, ok := b.settings.comparable(b.cmpBuf[:0], reply); ok {
+			b.cmpBuf = cmp[:0]
+			return xxhash.Sum64(cmp)
+		}
+	}
+	return xxhash.Sum64(reply)
+}
+
 // decide chooses the client reply if the policy allows it yet.
 func (b *batch) decide(c *command, noReply []byte) {
 	complete := c.got+c.failed == c.expect
 	pick := int8(-1)
-	switch b.policy {
+	switch b.settings.policy {
 	case ReplyFirst:
 		if c.nvariants > 0 {
 			pick = 0
@@ -274,8 +296,12 @@ func (b *batch) appendReplies(dst []byte) []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i := range b.cmds {
-		if !b.cmds[i].hidden {
-			dst = append(dst, b.reply(&b.cmds[i])...)
+		c := &b.cmds[i]
+		if c.hidden {
+			continue
+		}
+		if r := b.reply(c); c.visible == nil || c.visible(r) {
+			dst = append(dst, r...)
 		}
 	}
 	return dst
@@ -312,6 +338,9 @@ func (b *batch) recycle() {
 	if cap(b.arena) > 1<<20 {
 		b.arena = nil // do not keep a huge reply's memory in the pool
 	}
-	b.onFinish = nil
+	if cap(b.cmpBuf) > 64<<10 {
+		b.cmpBuf = nil
+	}
+	b.settings = nil
 	batchPool.Put(b)
 }

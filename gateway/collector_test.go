@@ -30,7 +30,7 @@ func TestCollectorPolicies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var finished *command
-			b := newBatch(tt.policy, func(_ *batch, c *command) { finished = c })
+			b := newBatch(&batchSettings{policy: tt.policy, onFinish: func(_ *batch, c *command) { finished = c }})
 			i := b.add("INCR", 0)
 			b.mu.Lock()
 			for range 3 {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
 	"github.com/dynode/dynode-broadcaster/discovery"
@@ -18,18 +19,20 @@ import (
 
 // Gateway is a running replication gateway. Create it with New, run it with Run.
 type Gateway struct {
-	cfg    *configuration.Config
-	log    *slog.Logger
-	policy ReplyPolicy
-	stats  Stats
-	seq    sequencer
+	cfg     *configuration.Config
+	log     *slog.Logger
+	wire    *wire // protocol=redis or memcache; nil for raw
+	stats   Stats
+	seq     sequencer
+	started time.Time
+
+	batchSettings batchSettings
 
 	backends     []*backend    // protocol=redis: shared pipelines, fixed at New
 	servers      []string      // backend addresses, in configuration order
 	primaryIndex int           // index of the primary in servers
 	rawReply     raw.ReplyMode // protocol=raw: what clients receive
 
-	finishFn  func(*batch, *command) // g.finish, bound once (a method value allocates)
 	noReply   []byte                 // client reply when every addressed backend failed
 	noBackend []byte                 // client reply when no backend is up
 
@@ -44,9 +47,6 @@ type Gateway struct {
 
 // New validates what the engine needs from cfg and builds a gateway.
 func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
-	if cfg.Protocol == "memcache" {
-		return nil, fmt.Errorf("gateway: protocol %q is not implemented yet", cfg.Protocol)
-	}
 	policy, ok := ParseReplyPolicy(cfg.WriteReply)
 	if !ok {
 		return nil, fmt.Errorf("gateway: write_reply %q: unknown policy", cfg.WriteReply)
@@ -59,18 +59,15 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, errors.New("gateway: no backend servers (servers_autoupdate is not implemented yet)")
 	}
 	g := &Gateway{
-		cfg:       cfg,
-		log:       log,
-		policy:    policy,
-		noReply:   resp.AppendError(nil, "ERR dynode-broadcaster: no backend replied"),
-		noBackend: resp.AppendError(nil, "ERR dynode-broadcaster: no backend available"),
-		ready:     make(chan struct{}),
-		clients:   map[net.Conn]int64{},
+		cfg:     cfg,
+		log:     log,
+		started: time.Now(),
+		ready:   make(chan struct{}),
+		clients: map[net.Conn]int64{},
 	}
 	if cfg.ServersAutoupdate {
 		log.Warn("servers_autoupdate is not implemented yet: serving the static servers list only", "servers", strings.Join(servers, ","))
 	}
-	g.finishFn = g.finish
 	g.servers = servers
 	g.primaryIndex = slices.Index(servers, cfg.PrimaryAddr())
 	if cfg.Protocol == "raw" {
@@ -82,6 +79,17 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		}
 		return g, nil
 	}
+	switch cfg.Protocol {
+	case "redis":
+		g.wire = &respWire
+	case "memcache":
+		g.wire = &memcacheWire
+	default:
+		return nil, fmt.Errorf("gateway: unknown protocol %q", cfg.Protocol)
+	}
+	g.batchSettings = batchSettings{policy: policy, onFinish: g.finish, comparable: g.wire.comparable}
+	g.noReply = g.wire.appendError(nil, "dynode-broadcaster: no backend replied")
+	g.noBackend = g.wire.appendError(nil, "dynode-broadcaster: no backend available")
 	for i, addr := range servers {
 		g.backends = append(g.backends, newBackend(g, i, addr))
 	}
@@ -155,8 +163,11 @@ func (g *Gateway) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGrou
 		log, ok := g.register(conn)
 		if !ok {
 			g.stats.ClientsRejected.Add(1)
-			if g.cfg.Protocol == "redis" {
+			switch g.cfg.Protocol {
+			case "redis":
 				_, _ = conn.Write(resp.AppendError(nil, "ERR max number of clients reached"))
+			case "memcache":
+				_, _ = conn.Write([]byte("ERROR Too many open connections\r\n"))
 			}
 			_ = conn.Close()
 			continue
@@ -245,7 +256,7 @@ func (g *Gateway) Backends() []BackendStatus {
 		be.mu.Lock()
 		out = append(out, BackendStatus{
 			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.state.String(),
-			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(len(be.out)), InFlight: be.inflight,
+			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight,
 			Connects: be.connects.Load(), LostWrites: be.lostWrites,
 		})
 		be.mu.Unlock()

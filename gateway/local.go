@@ -13,7 +13,7 @@ const Version = "0.1.0"
 
 // local answers a command the gateway handles itself, appending its reply to dst.
 // quit reports that the connection closes after the reply.
-func (s *session) local(dst []byte, cmd protocols.Command) (reply []byte, quit bool) {
+func (r *respCodec) local(dst []byte, cmd protocols.Command) (reply []byte, quit bool) {
 	args := cmd.Args
 	switch cmd.Name {
 	case "PING":
@@ -35,31 +35,31 @@ func (s *session) local(dst []byte, cmd protocols.Command) (reply []byte, quit b
 			if err != nil {
 				return resp.AppendError(dst, "ERR value is not an integer or out of range"), false
 			}
-			if db < 0 || db >= s.gw.cfg.Databases {
+			if db < 0 || db >= r.s.gw.cfg.Databases {
 				return resp.AppendError(dst, "ERR DB index is out of range"), false
 			}
-			s.db = db
+			r.db = db
 			return resp.AppendOK(dst), false
 		}
 	case "HELLO":
-		return s.hello(dst, args), false
+		return r.hello(dst, args), false
 	case "CLIENT|ID":
 		if len(args) == 2 {
-			return resp.AppendInt(dst, s.id), false
+			return resp.AppendInt(dst, r.s.id), false
 		}
 	case "CLIENT|GETNAME":
 		if len(args) == 2 {
-			if s.name == "" {
+			if r.name == "" {
 				return resp.AppendNull(dst), false
 			}
-			return resp.AppendBulkString(dst, s.name), false
+			return resp.AppendBulkString(dst, r.name), false
 		}
 	case "CLIENT|SETNAME":
 		if len(args) == 3 {
 			if strings.ContainsAny(string(args[2]), " \n") {
 				return resp.AppendError(dst, "ERR Client names cannot contain spaces, newlines or special characters."), false
 			}
-			s.name = string(args[2])
+			r.name = string(args[2])
 			return resp.AppendOK(dst), false
 		}
 	case "CLIENT|SETINFO":
@@ -83,7 +83,7 @@ func wrongArity(dst []byte, name string) []byte {
 
 // hello answers HELLO [protover [AUTH user pass] [SETNAME name]] for RESP2. RESP3 is
 // refused with NOPROTO, so clients such as go-redis fall back to RESP2.
-func (s *session) hello(dst []byte, args [][]byte) []byte {
+func (r *respCodec) hello(dst []byte, args [][]byte) []byte {
 	if len(args) >= 2 {
 		v, err := strconv.Atoi(string(args[1]))
 		if err != nil {
@@ -97,7 +97,7 @@ func (s *session) hello(dst []byte, args [][]byte) []byte {
 			case opt == "AUTH" && i+2 < len(args):
 				return resp.AppendError(dst, "ERR AUTH is not supported by dynode-broadcaster")
 			case opt == "SETNAME" && i+1 < len(args):
-				s.name = string(args[i+1])
+				r.name = string(args[i+1])
 				i++
 			default:
 				return resp.AppendError(dst, "ERR Syntax error in HELLO option '"+string(args[i])+"'")
@@ -112,7 +112,7 @@ func (s *session) hello(dst []byte, args [][]byte) []byte {
 	dst = resp.AppendBulkString(dst, "proto")
 	dst = resp.AppendInt(dst, 2)
 	dst = resp.AppendBulkString(dst, "id")
-	dst = resp.AppendInt(dst, s.id)
+	dst = resp.AppendInt(dst, r.s.id)
 	for _, kv := range [][2]string{{"mode", "standalone"}, {"role", "master"}} {
 		dst = resp.AppendBulkString(dst, kv[0])
 		dst = resp.AppendBulkString(dst, kv[1])

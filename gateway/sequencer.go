@@ -12,6 +12,10 @@ type queuedCmd struct {
 	frame []byte // bytes to send (aliases the session's read buffer until submit returns)
 	class protocols.Class
 	db    int
+	kind  uint8 // the codec's reply kind (memcached replies are scanned by command)
+	// effect, for a conditional write only one backend can evaluate (memcached cas),
+	// is its unconditional form for the other backends; see gate.
+	effect []byte
 }
 
 // sequencer is the gateway's one serial point. It appends every batch to every
@@ -27,6 +31,7 @@ type sequencer struct {
 	// queueWhenAllDown keeps writes for backlogs even when no backend is up
 	// (write-and-forget: no client is told anything anyway).
 	queueWhenAllDown bool
+	gates            []*gate // scratch: the gates of the batch being submitted
 }
 
 // submit queues the batch's backend commands and seals the batch.
@@ -35,6 +40,7 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 	source, readTarget := s.targets()
 	queueWrites := source >= 0 || s.queueWhenAllDown
 	b.mu.Lock()
+	gates := s.gates[:0]
 	for i := range items {
 		it := &items[i]
 		c := &b.cmds[it.idx]
@@ -42,22 +48,37 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 		if it.class == protocols.Read {
 			c.source = int16(readTarget)
 		}
+		if it.effect != nil && source >= 0 {
+			gates = append(gates, &gate{backends: s.backends})
+		}
 	}
 	for _, be := range s.backends {
 		appended := false
 		be.mu.Lock()
 		up := be.state == StateUp
+		g := 0
 		for i := range items {
 			it := &items[i]
 			isWrite := it.class != protocols.Read
 			if isWrite && !queueWrites || !isWrite && be.index != readTarget {
 				continue
 			}
-			p := pending{write: isWrite}
+			p := pending{write: isWrite, kind: it.kind}
 			if up {
 				p.b, p.idx = b, int32(it.idx)
 			}
-			if !be.appendLocked(it.frame, it.db, p) {
+			var ok bool
+			if it.effect != nil {
+				if source < 0 {
+					continue // nobody can evaluate the condition
+				}
+				p.gate, p.authority = gates[g], be.index == source
+				g++
+				ok = be.appendGatedLocked(it.frame, it.effect, p, up)
+			} else {
+				ok = be.appendLocked(it.frame, it.db, p)
+			}
+			if !ok {
 				continue
 			}
 			appended = true
@@ -74,6 +95,8 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 		}
 	}
 	b.mu.Unlock()
+	clear(gates)
+	s.gates = gates[:0]
 	s.mu.Unlock()
 	b.seal(errNoBackend)
 }

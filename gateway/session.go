@@ -10,7 +10,6 @@ import (
 	"os"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
-	"github.com/dynode/dynode-broadcaster/protocols/resp"
 )
 
 const (
@@ -19,29 +18,39 @@ const (
 )
 
 // session serves one client connection in one goroutine: read a burst, decode every
-// complete command in it, answer local ones, hand the rest to the sequencer as one
-// batch, wait until each command's reply is chosen, and write all replies in request
-// order with one write. Session state (SELECT db, name) lives here.
+// complete command in it (the protocol's clientCodec), answer local ones, hand the
+// rest to the sequencer as one batch, wait until each command's reply is chosen, and
+// write all replies in request order with one write.
 type session struct {
-	gw   *Gateway
-	conn net.Conn
-	log  *slog.Logger
-	id   int64
-	name string
-	db   int
+	gw    *Gateway
+	conn  net.Conn
+	log   *slog.Logger
+	id    int64
+	codec clientCodec
 
-	idle       deadline
-	tx         transaction
-	execFrames []byte // frames of transactions executed in the current burst
-	parser     resp.CommandParser
-	rbuf       []byte
-	items      []queuedCmd
-	scratch    []byte
-	out        []byte
+	idle    deadline
+	rbuf    []byte
+	items   []queuedCmd
+	scratch []byte
+	out     []byte
+}
+
+// clientCodec is the protocol-specific half of a session: it decodes commands and
+// keeps per-client protocol state (a RESP client's database and transaction).
+type clientCodec interface {
+	// decode adds the complete commands at the start of buf to b, those for backends
+	// also to s.items. It returns the bytes consumed, whether the connection closes
+	// once the replies are written, and a protocol error that closes it.
+	decode(b *batch, buf []byte) (n int, closeAfter bool, perr error)
+	// submitted runs once the batch's frames have been copied to the backends.
+	submitted()
+	// appendFatal appends the reply to a protocol error that closes the connection.
+	appendFatal(dst []byte, perr error) []byte
 }
 
 func (s *session) serve(ctx context.Context) {
 	s.rbuf = make([]byte, 0, readBufSize)
+	s.codec = s.gw.wire.newCodec(s)
 	for {
 		if err := s.readMore(); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -68,8 +77,9 @@ func (s *session) serve(ctx context.Context) {
 func (s *session) readMore() error {
 	if len(s.rbuf) == cap(s.rbuf) {
 		if int64(cap(s.rbuf)) >= s.gw.cfg.MaxRequestBytes {
-			s.protocolError("Protocol error: request larger than max_request_bytes")
-			return errors.New("request too large")
+			err := &protocols.ProtocolError{Msg: s.gw.wire.tooLarge}
+			s.protocolError(err)
+			return err
 		}
 		nb := make([]byte, len(s.rbuf), min(2*cap(s.rbuf), int(s.gw.cfg.MaxRequestBytes)))
 		copy(nb, s.rbuf)
@@ -88,48 +98,15 @@ func (s *session) readMore() error {
 // returns how many bytes it consumed and whether the connection must close.
 func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter bool, err error) {
 	gw := s.gw
-	b := newBatch(gw.policy, gw.finishFn)
+	b := newBatch(&gw.batchSettings)
 	s.items = s.items[:0]
-	var perr error
-	pos := 0
-	for pos < len(s.rbuf) && !closeAfter {
-		cmd, n, err := s.parser.Next(s.rbuf[pos:])
-		if errors.Is(err, protocols.ErrIncomplete) {
-			break
-		}
-		if err != nil {
-			perr = err
-			break
-		}
-		pos += n
-		if cmd.Args == nil {
-			continue
-		}
-		gw.stats.Commands[cmd.Class].Add(1)
-		if s.transact(b, cmd) {
-			continue
-		}
-		switch cmd.Class {
-		case protocols.Local:
-			var quit bool
-			s.scratch, quit = s.local(s.scratch[:0], cmd)
-			b.addLocal(cmd.Name, s.scratch)
-			closeAfter = quit
-		case protocols.Unsupported:
-			s.scratch = unsupported(s.scratch[:0], cmd.Name)
-			b.addLocal(cmd.Name, s.scratch)
-		default:
-			idx := b.add(cmd.Name, -1)
-			s.items = append(s.items, queuedCmd{idx: idx, frame: cmd.Frame, class: cmd.Class, db: s.db})
-		}
-	}
+	pos, closeAfter, perr := s.codec.decode(b, s.rbuf)
 	if len(s.items) > 0 {
 		gw.seq.submit(b, s.items, gw.noBackend)
 	} else {
 		b.seal(gw.noBackend)
 	}
-	s.execFrames = s.execFrames[:0] // submit copied them to the backends
-	s.parser.Reset()
+	s.codec.submitted()
 	defer b.release()
 	if len(b.cmds) > 0 {
 		select {
@@ -145,7 +122,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	if perr != nil {
 		gw.stats.ProtocolErrors.Add(1)
 		s.log.Warn("closing client after a protocol error", "err", perr)
-		s.out = resp.AppendError(s.out, "ERR "+perr.Error())
+		s.out = s.codec.appendFatal(s.out, perr)
 		closeAfter = true
 	}
 	if len(s.out) > 0 {
@@ -159,9 +136,16 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	return pos, closeAfter, nil
 }
 
+// queue adds a command for backends to the batch and to s.items.
+func (s *session) queue(b *batch, name string, it queuedCmd) *command {
+	it.idx = b.add(name, -1)
+	s.items = append(s.items, it)
+	return &b.cmds[it.idx]
+}
+
 // protocolError tells the client why it is disconnected.
-func (s *session) protocolError(msg string) {
+func (s *session) protocolError(perr error) {
 	s.gw.stats.ProtocolErrors.Add(1)
-	s.log.Warn("closing client after a protocol error", "err", msg)
-	_, _ = s.conn.Write(resp.AppendError(nil, "ERR "+msg))
+	s.log.Warn("closing client after a protocol error", "err", perr)
+	_, _ = s.conn.Write(s.codec.appendFatal(nil, perr))
 }

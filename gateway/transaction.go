@@ -29,28 +29,28 @@ func (t *transaction) reset() {
 
 // transact handles cmd if it belongs to transaction handling (MULTI, EXEC, DISCARD,
 // or any command while a transaction is open) and reports whether it did.
-func (s *session) transact(b *batch, cmd protocols.Command) bool {
-	tx := &s.tx
+func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
+	tx := &r.tx
 	switch cmd.Name {
 	case "MULTI":
 		if tx.active {
-			b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR MULTI calls can not be nested"))
+			b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "ERR MULTI calls can not be nested"))
 			return true
 		}
 		tx.reset()
 		tx.active = true
-		b.addLocal(cmd.Name, resp.AppendOK(s.scratch[:0]))
+		b.addLocal(cmd.Name, resp.AppendOK(r.s.scratch[:0]))
 		return true
 	case "DISCARD":
 		if !tx.active {
-			b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR DISCARD without MULTI"))
+			b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "ERR DISCARD without MULTI"))
 			return true
 		}
 		tx.reset()
-		b.addLocal(cmd.Name, resp.AppendOK(s.scratch[:0]))
+		b.addLocal(cmd.Name, resp.AppendOK(r.s.scratch[:0]))
 		return true
 	case "EXEC":
-		s.exec(b, cmd)
+		r.exec(b, cmd)
 		return true
 	}
 	if !tx.active {
@@ -63,28 +63,28 @@ func (s *session) transact(b *batch, cmd protocols.Command) bool {
 	if class != protocols.Read && class != protocols.Write {
 		tx.aborted = true
 		msg := "ERR command '" + cmd.Name + "' cannot be used inside MULTI through dynode-broadcaster"
-		b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], msg))
+		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], msg))
 		return true
 	}
 	tx.write = tx.write || class == protocols.Write
 	tx.frames = append(tx.frames, cmd.Frame...)
 	tx.ends = append(tx.ends, len(tx.frames))
 	tx.names = append(tx.names, cmd.Name)
-	b.addLocal(cmd.Name, resp.AppendSimple(s.scratch[:0], "QUEUED"))
+	b.addLocal(cmd.Name, resp.AppendSimple(r.s.scratch[:0], "QUEUED"))
 	return true
 }
 
 // exec queues the whole transaction into the batch: MULTI and the commands hidden,
 // EXEC's reply visible.
-func (s *session) exec(b *batch, cmd protocols.Command) {
-	tx := &s.tx
+func (r *respCodec) exec(b *batch, cmd protocols.Command) {
+	tx := &r.tx
 	switch {
 	case !tx.active:
-		b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR EXEC without MULTI"))
+		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "ERR EXEC without MULTI"))
 		return
 	case tx.aborted:
 		tx.reset()
-		b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "EXECABORT Transaction discarded because of previous errors."))
+		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "EXECABORT Transaction discarded because of previous errors."))
 		return
 	}
 	class := protocols.Read
@@ -92,16 +92,14 @@ func (s *session) exec(b *batch, cmd protocols.Command) {
 		class = protocols.Write
 	}
 	queue := func(name string, frame []byte, hidden bool) {
-		idx := b.add(name, -1)
-		b.cmds[idx].hidden = hidden
-		s.items = append(s.items, queuedCmd{idx: idx, frame: frame, class: class, db: s.db})
+		r.s.queue(b, name, queuedCmd{frame: frame, class: class, db: r.db}).hidden = hidden
 	}
 	// The frames move to execFrames, which lives until the batch is submitted: the
 	// same burst may open and queue another transaction after this EXEC.
 	queue("MULTI", multiFrame, true)
-	start := len(s.execFrames)
-	s.execFrames = append(s.execFrames, tx.frames...)
-	frames := s.execFrames
+	start := len(r.execFrames)
+	r.execFrames = append(r.execFrames, tx.frames...)
+	frames := r.execFrames
 	prev := 0
 	for i, end := range tx.ends {
 		queue(tx.names[i], frames[start+prev:start+end], true)

@@ -97,15 +97,16 @@ func Applied(reply []byte) bool {
 	return string(reply) == "STORED\r\n" || hasCode(reply, "HD") || hasCode(reply, "VA")
 }
 
-// Comparable returns the reply without the fields that differ between servers
-// holding the same data: the CAS unique of VALUE lines (gats), and the c (CAS),
-// h (hit before), l (last access) and t (remaining TTL) flags of meta replies. The
-// result aliases reply when nothing is removed, else it is appended to dst. Replies
-// are compared in this form to find backends that diverge.
-func Comparable(dst, reply []byte) []byte {
+// Comparable appends to dst the reply without the fields that differ between
+// servers holding the same data: the CAS unique of VALUE lines (gats), and the c
+// (CAS), h (hit before), l (last access) and t (remaining TTL) flags of meta replies.
+// ok is false, and dst returned as it is, when the reply has no such fields and can
+// be compared as it is. Replies are compared in this form to find backends that
+// diverge.
+func Comparable(dst, reply []byte) (out []byte, ok bool) {
 	meta := len(reply) > 3 && reply[2] == ' ' && isUpper(reply[0]) && isUpper(reply[1])
 	if !meta && !bytes.HasPrefix(reply, []byte("VALUE ")) {
-		return reply
+		return dst, false
 	}
 	for len(reply) > 0 {
 		line := firstLine(reply)
@@ -144,7 +145,7 @@ func Comparable(dst, reply []byte) []byte {
 		}
 		reply = rest
 	}
-	return dst
+	return dst, true
 }
 
 // tokens yields the space-separated tokens of line with their index.

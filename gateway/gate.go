@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"bytes"
+	"sync"
+)
+
+// gateOutcome is what the authority did with a conditional write.
+type gateOutcome uint8
+
+const (
+	gateOpen    gateOutcome = iota // the authority has not answered yet
+	gateApplied                    // the authority applied it: the others get the unconditional form
+	gateSkipped                    // not applied, or its fate is unknown: the others get a no-op
+)
+
+// gate places a conditional write that only one backend can evaluate (memcached cas,
+// or a meta command with a C compare-CAS flag: the client's token comes from one
+// server) at the same point of every backend's stream. The authority (the reply
+// source when it was queued) gets the command itself. Every other backend gets, at
+// the same place, the command's unconditional form if the authority applied it, or
+// a no-op if not; its writer stops at the gate until the authority has answered. So
+// a cas that stores on the authority stores the same value everywhere, one that
+// fails changes nothing anywhere, and writes queued after it reach every backend
+// after its effect. The cost is one authority round trip of delay for the writes
+// behind a cas on the other backends.
+type gate struct {
+	backends []*backend // kicked when the outcome is known
+
+	mu      sync.Mutex // guards outcome and reply
+	outcome gateOutcome
+	reply   []byte // the authority's reply; nil when it failed
+}
+
+// resolve records the authority's outcome once and wakes the waiting writers.
+func (g *gate) resolve(applied bool, reply []byte) {
+	g.mu.Lock()
+	if g.outcome != gateOpen {
+		g.mu.Unlock()
+		return
+	}
+	g.outcome = gateSkipped
+	if applied {
+		g.outcome = gateApplied
+	}
+	g.reply = bytes.Clone(reply)
+	g.mu.Unlock()
+	for _, be := range g.backends {
+		be.kick()
+	}
+}
+
+// result returns the outcome and the authority's reply.
+func (g *gate) result() (gateOutcome, []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.outcome, g.reply
+}
+
+// gatedWrite is a conditional write in one backend's stream, with the bytes queued
+// behind it until the next gated write.
+type gatedWrite struct {
+	g         *gate
+	frame     []byte // the command (authority) or its unconditional form (others)
+	authority bool
+	cancelled bool   // authority only: its connection failed before writing it
+	after     []byte // frames queued behind it
+	nAfter    int    // their queue entries
+}
+
+// appendGatedLocked queues a conditional write: frame for the authority, effect for
+// the others (the caller holds mu). up is whether the backend was up when queued.
+func (be *backend) appendGatedLocked(frame, effect []byte, p pending, up bool) bool {
+	if !p.authority {
+		frame = effect
+	}
+	if int64(be.queuedBytesLocked()+len(frame)) > be.gw.cfg.BackendBacklogBytes && be.queuedBytesLocked() > 0 {
+		be.lostWrites++
+		be.markOutOfSync("backlog full (backend_backlog_bytes)")
+		if p.authority {
+			p.gate.resolve(false, nil)
+		}
+		return false
+	}
+	gw := gatedWrite{g: p.gate, frame: bytes.Clone(frame), authority: p.authority}
+	if p.authority && !up {
+		// The authority went down between target selection and now: nobody evaluates
+		// the condition, so it is not applied anywhere.
+		gw.cancelled = true
+		p.gate.resolve(false, nil)
+	}
+	be.gated = append(be.gated, gw)
+	be.held++
+	be.heldBytes += len(gw.frame)
+	be.queue.push(p)
+	be.queued.Store(int64(be.queuedBytesLocked()))
+	return true
+}
+
+// releaseGatedLocked moves the gated writes whose outcome is known, and the frames
+// behind them, to out (the caller holds mu and is the writer).
+func (be *backend) releaseGatedLocked() {
+	for len(be.gated) > 0 {
+		gw := &be.gated[0]
+		frame := gw.frame
+		switch {
+		case gw.authority && gw.cancelled:
+			frame = be.gw.wire.noop
+		case gw.authority:
+		default:
+			switch outcome, _ := gw.g.result(); outcome {
+			case gateOpen:
+				return
+			case gateSkipped:
+				frame = be.gw.wire.noop
+			}
+		}
+		be.out = append(be.out, frame...)
+		be.out = append(be.out, gw.after...)
+		be.held -= 1 + gw.nAfter
+		be.heldBytes -= len(gw.frame) + len(gw.after)
+		be.gated[0] = gatedWrite{}
+		be.gated = be.gated[1:]
+	}
+	be.gated = nil
+}
+
+// cancelGatedLocked runs when the connection fails: the authority's conditional
+// writes not yet written will not be evaluated (a no-op takes their place once it
+// is back), so the other backends are released with a no-op too.
+func (be *backend) cancelGatedLocked() {
+	for i := range be.gated {
+		if gw := &be.gated[i]; gw.authority && !gw.cancelled {
+			gw.cancelled = true
+			gw.g.resolve(false, nil)
+		}
+	}
+}
+
+// gatedReply is the reply a backend's entry for a gated write stands for: its own
+// reply when the unconditional form was applied, otherwise (a no-op was written) the
+// authority's reply, so backends that did nothing agree with the authority.
+func gatedReply(p *pending, reply []byte) []byte {
+	if p.authority {
+		return reply
+	}
+	if outcome, authority := p.gate.result(); outcome != gateApplied {
+		return authority
+	}
+	return reply
+}

@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"errors"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+	"github.com/dynode/dynode-broadcaster/protocols/resp"
+)
+
+// respCodec is the Redis side of a session: RESP decoding, the client's SELECTed
+// database and name, and MULTI/EXEC queuing.
+type respCodec struct {
+	s          *session
+	parser     resp.CommandParser
+	name       string
+	db         int
+	tx         transaction
+	execFrames []byte // frames of transactions executed in the current burst
+}
+
+func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
+	s := r.s
+	for pos < len(buf) && !closeAfter {
+		cmd, n, err := r.parser.Next(buf[pos:])
+		if errors.Is(err, protocols.ErrIncomplete) {
+			break
+		}
+		if err != nil {
+			return pos, true, err
+		}
+		pos += n
+		if cmd.Args == nil {
+			continue
+		}
+		s.gw.stats.Commands[cmd.Class].Add(1)
+		if r.transact(b, cmd) {
+			continue
+		}
+		switch cmd.Class {
+		case protocols.Local:
+			var quit bool
+			s.scratch, quit = r.local(s.scratch[:0], cmd)
+			b.addLocal(cmd.Name, s.scratch)
+			closeAfter = quit
+		case protocols.Unsupported:
+			s.scratch = unsupported(s.scratch[:0], cmd.Name)
+			b.addLocal(cmd.Name, s.scratch)
+		default:
+			s.queue(b, cmd.Name, queuedCmd{frame: cmd.Frame, class: cmd.Class, db: r.db})
+		}
+	}
+	return pos, closeAfter, nil
+}
+
+func (r *respCodec) submitted() {
+	r.execFrames = r.execFrames[:0] // submit copied them to the backends
+	r.parser.Reset()
+}
+
+func (r *respCodec) appendFatal(dst []byte, perr error) []byte {
+	return resp.AppendError(dst, "ERR "+perr.Error())
+}
