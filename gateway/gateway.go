@@ -33,8 +33,8 @@ type Gateway struct {
 	primaryIndex int           // index of the primary in servers
 	rawReply     raw.ReplyMode // protocol=raw: what clients receive
 
-	noReply   []byte                 // client reply when every addressed backend failed
-	noBackend []byte                 // client reply when no backend is up
+	noReply   []byte // client reply when every addressed backend failed
+	noBackend []byte // client reply when no backend is up
 
 	ready          chan struct{} // closed once the listeners are bound
 	ln             net.Listener

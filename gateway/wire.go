@@ -45,15 +45,17 @@ var respWire = wire{
 }
 
 var memcacheWire = wire{
-	name:        "memcache",
-	newScanner:  func() replyScanner { return memcacheScanner{} },
-	kinded:      true,
-	comparable:  memcache.Comparable,
-	applied:     memcache.Applied,
-	noop:        []byte("mn\r\n"),
-	appendError: func(dst []byte, msg string) []byte { return append(append(append(dst, "SERVER_ERROR "...), msg...), "\r\n"...) },
-	tooLarge:    "SERVER_ERROR request larger than max_request_bytes",
-	newCodec:    func(s *session) clientCodec { return &memcacheCodec{s: s} },
+	name:       "memcache",
+	newScanner: func() replyScanner { return memcacheScanner{} },
+	kinded:     true,
+	comparable: memcache.Comparable,
+	applied:    memcache.Applied,
+	noop:       []byte("mn\r\n"),
+	appendError: func(dst []byte, msg string) []byte {
+		return append(append(append(dst, "SERVER_ERROR "...), msg...), "\r\n"...)
+	},
+	tooLarge: "SERVER_ERROR request larger than max_request_bytes",
+	newCodec: func(s *session) clientCodec { return &memcacheCodec{s: s} },
 }
 
 type respScanner struct{ resp.ReplyScanner }
