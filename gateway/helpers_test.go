@@ -19,6 +19,7 @@ type harness struct {
 	gw       *gateway.Gateway
 	addr     string
 	backends []*redisServer
+	mc       []*testserver.Memcached // protocol=memcache backends
 	logs     *testserver.Buffer
 }
 

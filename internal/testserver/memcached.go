@@ -21,10 +21,16 @@ type Memcached struct {
 // test ends.
 func StartMemcached(t testing.TB) *Memcached {
 	t.Helper()
+	return StartMemcachedOnPort(t, FreePort(t))
+}
+
+// StartMemcachedOnPort starts memcached on the given loopback port (to restart a
+// stopped one at the same address).
+func StartMemcachedOnPort(t testing.TB, port int) *Memcached {
+	t.Helper()
 	bin := Require(t, "memcached", "memcached")
-	port := FreePort(t)
 	m := &Memcached{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-	m.cmd = exec.Command(bin, "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "64", "-u", "root")
+	m.cmd = exec.Command(bin, "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "64", "-I", "4m", "-u", "root")
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start memcached: %v", err)
 	}

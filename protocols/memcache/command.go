@@ -64,6 +64,7 @@ func (e *ClientError) Error() string { return e.Reply }
 const (
 	errFormat    = "CLIENT_ERROR bad command line format"
 	errDataChunk = "CLIENT_ERROR bad data chunk"
+	errExptime   = "CLIENT_ERROR invalid exptime argument"
 )
 
 // Parser splits a client's stream into commands. It reuses its buffers; Reset once
@@ -115,8 +116,8 @@ func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
 	case shapeRetrieval:
 		first := 1
 		if name == "gat" || name == "gats" {
-			if len(toks) < 3 || !isInt(toks[1]) {
-				return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+			if len(toks) >= 2 && !isInt(toks[1]) {
+				return cmd, lineEnd, &ClientError{Reply: errExptime, N: lineEnd}
 			}
 			first = 2
 		}
@@ -130,18 +131,20 @@ func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
 		}
 		cmd.Keys = toks[first:]
 	case shapeKeyed: // incr decr touch delete
-		if len(toks) < 2 || !validKey(toks[1]) {
-			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
-		}
-		args, noreply := trimNoreply(toks[2:])
-		if !keyedArgsOK(name, args) {
-			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		args, noreply := trimNoreply(toks[1:])
+		if reply := keyedArgsError(name, args); reply != "" {
+			return cmd, lineEnd, &ClientError{Reply: reply, N: lineEnd}
 		}
 		cmd.Keys = toks[1:2]
 		cmd = p.dropNoreply(cmd, noreply, nil)
 	case shapeAdmin: // flush_all verbosity
 		args, noreply := trimNoreply(toks[1:])
-		if len(args) > 1 || len(args) == 1 && !isInt(args[0]) || name == "verbosity" && len(args) != 1 {
+		switch {
+		case len(args) > 1 || name == "verbosity" && len(args) == 0:
+			return cmd, lineEnd, &ClientError{Reply: "ERROR", N: lineEnd}
+		case len(args) == 1 && !isInt(args[0]) && name == "flush_all":
+			return cmd, lineEnd, &ClientError{Reply: errExptime, N: lineEnd}
+		case len(args) == 1 && !isInt(args[0]):
 			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
 		}
 		cmd = p.dropNoreply(cmd, noreply, nil)
@@ -172,7 +175,10 @@ func (p *Parser) storage(cmd Command, buf []byte, lineEnd int) (Command, int, er
 		want = 6
 	}
 	args, noreply := trimNoreply(toks[1:])
-	if len(args) != want-1 || !validKey(args[0]) || !isUint(args[1], 32) || !isInt(args[2]) || (want == 6 && !isUint(args[4], 64)) {
+	if len(args) != want-1 {
+		return cmd, lineEnd, &ClientError{Reply: "ERROR", N: lineEnd}
+	}
+	if !validKey(args[0]) || !isUint(args[1], 32) || !isInt(args[2]) || (want == 6 && !isUint(args[4], 64)) {
 		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
 	}
 	size, err := strconv.Atoi(string(args[3]))
@@ -209,7 +215,11 @@ func (p *Parser) meta(cmd Command, buf []byte, lineEnd int) (Command, int, error
 		return cmd, lineEnd, nil
 	}
 	if len(toks) < 2 {
-		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		reply := "ERROR"
+		if cmd.Name == "me" || cmd.Name == "ms" {
+			reply = errFormat
+		}
+		return cmd, lineEnd, &ClientError{Reply: reply, N: lineEnd}
 	}
 	flagStart := 2
 	size := -1
@@ -223,10 +233,22 @@ func (p *Parser) meta(cmd Command, buf []byte, lineEnd int) (Command, int, error
 		}
 		size, flagStart = n, 3
 	}
+	// Once ms's size is known, memcached skips the data block of a command it refuses
+	// for its flags or its base64 key.
+	swallow := func(reply string) (Command, int, error) {
+		end := lineEnd
+		if size >= 0 {
+			end += size + 2
+		}
+		if len(buf) < end {
+			return cmd, 0, protocols.ErrIncomplete
+		}
+		return cmd, end, &ClientError{Reply: reply, N: end}
+	}
 	b64, quiet, compare := false, false, false
 	for _, f := range toks[flagStart:] {
 		if len(f) == 0 || !isFlagChar(f[0]) {
-			return cmd, lineEnd, &ClientError{Reply: "CLIENT_ERROR invalid flag", N: lineEnd}
+			return swallow("CLIENT_ERROR invalid flag")
 		}
 		switch f[0] {
 		case 'b':
@@ -241,8 +263,11 @@ func (p *Parser) meta(cmd Command, buf []byte, lineEnd int) (Command, int, error
 			}
 		}
 	}
-	if !validMetaKey(toks[1], b64) {
+	if !validKey(toks[1]) {
 		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+	}
+	if b64 && !validBase64Key(toks[1]) {
+		return swallow("CLIENT_ERROR error decoding key")
 	}
 	cmd.Keys = toks[1:2]
 	end := lineEnd
@@ -302,16 +327,31 @@ func trimNoreply(args [][]byte) ([][]byte, bool) {
 	return args, false
 }
 
-func keyedArgsOK(name string, args [][]byte) bool {
+// keyedArgsError checks "<key> [arg]" of incr, decr, touch and delete (noreply
+// removed) and returns memcached's error line for them, or "".
+func keyedArgsError(name string, args [][]byte) string {
+	wantArg := name != "delete"
+	switch {
+	case len(args) == 0 || wantArg && len(args) != 2 || !wantArg && len(args) > 2:
+		return "ERROR"
+	case !validKey(args[0]):
+		return errFormat
+	}
 	switch name {
 	case "incr", "decr":
-		return len(args) == 1 && isUint(args[0], 64)
+		if !isUint(args[1], 64) {
+			return "CLIENT_ERROR invalid numeric delta argument"
+		}
 	case "touch":
-		return len(args) == 1 && isInt(args[0])
+		if !isInt(args[1]) {
+			return errExptime
+		}
 	case "delete": // a legacy time argument must be 0
-		return len(args) == 0 || len(args) == 1 && string(args[0]) == "0"
+		if len(args) == 2 && string(args[1]) != "0" {
+			return "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
+		}
 	}
-	return false
+	return ""
 }
 
 func splitTokens(dst [][]byte, line []byte) [][]byte {
@@ -346,11 +386,8 @@ func validKey(k []byte) bool {
 	return true
 }
 
-// validMetaKey also accepts base64 keys (flag b) whose decoded form is a valid length.
-func validMetaKey(k []byte, b64 bool) bool {
-	if !b64 {
-		return validKey(k)
-	}
+// validBase64Key: a meta key with the b flag must decode to 1..250 bytes.
+func validBase64Key(k []byte) bool {
 	n, err := base64.StdEncoding.Decode(make([]byte, base64.StdEncoding.DecodedLen(len(k))), k)
 	return err == nil && n > 0 && n <= MaxKeyLen
 }

@@ -46,8 +46,8 @@ func TestParserNext(t *testing.T) {
 		{in: "set k 0 0 3\r\nabcd\r\n", wantN: 18, wantErr: errDataChunk},
 		{in: "get " + long + "\r\n", wantN: 257, wantErr: errFormat},
 		{in: "get a\x01b\r\n", wantN: 9, wantErr: errFormat},
-		{in: "incr k abc\r\n", wantN: 12, wantErr: errFormat},
-		{in: "mg !!! b v\r\n", wantN: 12, wantErr: errFormat},
+		{in: "incr k abc\r\n", wantN: 12, wantErr: "CLIENT_ERROR invalid numeric delta argument"},
+		{in: "mg !!! b v\r\n", wantN: 12, wantErr: "CLIENT_ERROR error decoding key"},
 		{in: "\x80\x00\x00\x05", wantErr: "close:CLIENT_ERROR the binary protocol is not supported; use the text or meta protocol"},
 		{in: strings.Repeat("x", MaxLineLen+1), wantErr: "close:CLIENT_ERROR line too long"},
 	}
@@ -138,7 +138,10 @@ func TestVisibility(t *testing.T) {
 		{Command{Quiet: true, Command: protocols.Command{Name: "ms"}}, "HD\r\n", false},
 		{Command{Quiet: true, Command: protocols.Command{Name: "ms"}}, "HD O12\r\n", false},
 		{Command{Quiet: true, Command: protocols.Command{Name: "ms"}}, "NS\r\n", true},
-		{Command{Quiet: true, Command: protocols.Command{Name: "md"}}, "NF\r\n", false},
+		{Command{Quiet: true, Command: protocols.Command{Name: "ms"}}, "EX\r\n", true},
+		{Command{Quiet: true, Command: protocols.Command{Name: "md"}}, "HD\r\n", false},
+		{Command{Quiet: true, Command: protocols.Command{Name: "md"}}, "NF\r\n", true},
+		{Command{Quiet: true, Command: protocols.Command{Name: "mg"}}, "HD kx\r\n", true},
 		{Command{Quiet: true, Command: protocols.Command{Name: "ma"}}, "EX\r\n", true},
 		{Command{Command: protocols.Command{Name: "mg"}}, "EN\r\n", true},
 	} {

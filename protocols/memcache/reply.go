@@ -63,8 +63,9 @@ func ScanReply(kind ReplyKind, buf []byte) (n int, isErr bool, err error) {
 
 // Visibility returns which backend replies to cmd the client sees, or nil when it
 // sees every reply. A noreply command shows only errors (as memcached sends
-// SERVER_ERROR lines even for noreply); a quiet meta command hides the nominal codes
-// memcached itself suppresses (mg: EN; ms: HD; md and ma: HD and NF).
+// SERVER_ERROR lines even for noreply); a quiet meta command hides the codes
+// memcached itself suppresses in quiet mode (checked against memcached 1.6: EN for
+// mg, HD for ms, md and ma).
 func Visibility(cmd *Command) func(reply []byte) bool {
 	switch {
 	case cmd.NoReply:
@@ -73,10 +74,8 @@ func Visibility(cmd *Command) func(reply []byte) bool {
 		return nil
 	case cmd.Name == "mg":
 		return hideEN
-	case cmd.Name == "ms":
+	case cmd.Name == "ms" || cmd.Name == "md" || cmd.Name == "ma":
 		return hideHD
-	case cmd.Name == "md" || cmd.Name == "ma":
-		return hideHDNF
 	}
 	return nil
 }
@@ -84,7 +83,6 @@ func Visibility(cmd *Command) func(reply []byte) bool {
 func errorsOnly(reply []byte) bool { return isErrorLine(firstLine(reply)) }
 func hideEN(reply []byte) bool     { return !hasCode(reply, "EN") }
 func hideHD(reply []byte) bool     { return !hasCode(reply, "HD") }
-func hideHDNF(reply []byte) bool   { return !hasCode(reply, "HD") && !hasCode(reply, "NF") }
 
 // hasCode reports whether a meta reply's status code is code.
 func hasCode(reply []byte, code string) bool {
