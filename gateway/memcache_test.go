@@ -24,7 +24,9 @@ func TestMemcacheStorage(t *testing.T) {
 		run  func() error
 		want error
 	}{
-		{"set", func() error { return c.Set(&memcache.Item{Key: "k", Value: []byte("mid"), Flags: 42, Expiration: 3600}) }, nil},
+		{"set", func() error {
+			return c.Set(&memcache.Item{Key: "k", Value: []byte("mid"), Flags: 42, Expiration: 3600})
+		}, nil},
 		{"add existing", func() error { return c.Add(&memcache.Item{Key: "k", Value: []byte("x")}) }, memcache.ErrNotStored},
 		{"add new", func() error { return c.Add(&memcache.Item{Key: "fresh", Value: []byte("new"), Flags: 7}) }, nil},
 		{"replace missing", func() error { return c.Replace(&memcache.Item{Key: "missing", Value: []byte("x")}) }, memcache.ErrNotStored},
@@ -544,7 +546,6 @@ func TestMemcacheBackendDownAndBack(t *testing.T) {
 		t.Fatalf("%d items after the replay, want 100", len(items))
 	}
 }
-
 
 // TestMemcacheCasPrimaryDown: with the primary down, the first backend up is the
 // authority: its gets tokens work for cas, and the effect reaches the other backend.
