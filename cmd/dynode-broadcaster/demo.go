@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,28 +19,37 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// runDemo starts two Redis backends (redis-server processes when redis-server is on
-// PATH, else embedded miniredis servers) and the gateway in front of them on
-// 127.0.0.1:9000, until ctx ends.
+// runDemo starts two backends and the gateway in front of them on 127.0.0.1:9000,
+// until ctx ends. With protocol redis (or raw) the backends are redis-server
+// processes when redis-server is on PATH, else embedded miniredis servers; with
+// protocol memcache they are memcached processes (memcached must be installed).
 func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) error {
+	// The protocol decides which backends to start: read it before they exist.
+	probe, err := configuration.Load(configuration.Sources{Environ: append(os.Environ(), "DYNODE_SERVERS=127.0.0.1:1"), Flags: fs})
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "dynode-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
 	var backends []string
 	var kind string
-	if bin, err := exec.LookPath("redis-server"); err == nil {
-		kind = "redis-server processes"
-		dir, err := os.MkdirTemp("", "dynode-demo-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
+	switch bin, lookErr := lookBackend(probe.Protocol); {
+	case probe.Protocol == "memcache" && lookErr != nil:
+		return errors.New("demo --protocol memcache needs memcached on PATH: install the Debian package memcached (apt-get install memcached)")
+	case lookErr == nil:
+		kind = filepath.Base(bin) + " processes"
 		for i := range 2 {
-			addr, stopServer, err := startRedis(bin, filepath.Join(dir, strconv.Itoa(i)))
+			addr, stopServer, err := startBackend(probe.Protocol, bin, filepath.Join(dir, strconv.Itoa(i)))
 			if err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
 			defer stopServer()
 			backends = append(backends, addr)
 		}
-	} else {
+	default:
 		kind = "embedded miniredis servers (install redis-server for real ones)"
 		for range 2 {
 			m := miniredis.NewMiniRedis()
@@ -71,23 +81,36 @@ func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) e
 	case <-g.Ready():
 	}
 	gw := g.Addr().(*net.TCPAddr)
-	fmt.Fprintf(stdout, `
-dynode-broadcaster demo: gateway on %[1]s, backends %[2]s and %[3]s (%[4]s)
-
-  redis-cli -p %[5]d set greeting hello       # write through the gateway: lands on both backends
-  redis-cli -h %[6]s -p %[7]s get greeting    # read it back from backend 1
-  redis-cli -h %[8]s -p %[9]s get greeting    # ... and from backend 2
-
-Ctrl-C stops the gateway and the backends.
-`, gw, backends[0], backends[1], kind, gw.Port, host(backends[0]), port(backends[0]), host(backends[1]), port(backends[1]))
+	fmt.Fprintf(stdout, "\ndynode-broadcaster demo (protocol %s): gateway on %s, backends %s and %s (%s)\n\n", cfg.Protocol, gw, backends[0], backends[1], kind)
+	if cfg.Protocol == "memcache" {
+		fmt.Fprintf(stdout, `  printf 'set greeting 0 0 5\r\nhello\r\n' | nc -q1 127.0.0.1 %[1]d   # write through the gateway: lands on both backends
+  printf 'get greeting\r\n' | nc -q1 %[2]s %[3]s            # read it back from backend 1
+  printf 'get greeting\r\n' | nc -q1 %[4]s %[5]s            # ... and from backend 2
+`, gw.Port, host(backends[0]), port(backends[0]), host(backends[1]), port(backends[1]))
+	} else {
+		fmt.Fprintf(stdout, `  redis-cli -p %[1]d set greeting hello       # write through the gateway: lands on both backends
+  redis-cli -h %[2]s -p %[3]s get greeting    # read it back from backend 1
+  redis-cli -h %[4]s -p %[5]s get greeting    # ... and from backend 2
+`, gw.Port, host(backends[0]), port(backends[0]), host(backends[1]), port(backends[1]))
+	}
+	fmt.Fprintf(stdout, "\nCtrl-C stops the gateway and the backends.\n")
 	return <-errc
+}
+
+// lookBackend finds the server binary the demo runs for protocol.
+func lookBackend(protocol string) (string, error) {
+	if protocol == "memcache" {
+		return exec.LookPath("memcached")
+	}
+	return exec.LookPath("redis-server")
 }
 
 func host(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
 func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
-// startRedis runs redis-server on a free loopback port with no persistence.
-func startRedis(bin, dir string) (addr string, stop func(), err error) {
+// startBackend runs redis-server (no persistence) or memcached on a free loopback
+// port and waits until it accepts connections.
+func startBackend(protocol, bin, dir string) (addr string, stop func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, err
 	}
@@ -95,13 +118,20 @@ func startRedis(bin, dir string) (addr string, stop func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	p := ln.Addr().(*net.TCPAddr).Port
+	p := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	ln.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start redis-server: %w", err)
+	args := []string{"--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}
+	if protocol == "memcache" {
+		args = []string{"-l", "127.0.0.1", "-p", p, "-U", "0"}
+		if os.Geteuid() == 0 {
+			args = append(args, "-u", "root") // memcached refuses to run as root without -u
+		}
 	}
-	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	addr = net.JoinHostPort("127.0.0.1", p)
 	stop = func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -110,5 +140,5 @@ func startRedis(bin, dir string) (addr string, stop func(), err error) {
 		}
 	}
 	stop()
-	return "", nil, fmt.Errorf("redis-server on %s did not start", addr)
+	return "", nil, fmt.Errorf("%s on %s did not start", bin, addr)
 }

@@ -1,9 +1,10 @@
-// Command dynode-broadcaster is a replication gateway for Redis: clients talk to it as
-// to one server, and it replicates every write to all backends in one order.
+// Command dynode-broadcaster is a replication gateway for Redis and memcached: clients
+// talk to it as to one server, and it replicates every write to all backends in one
+// order.
 //
 //	dynode-broadcaster -c ./configuration          run with a configuration file
 //	dynode-broadcaster check-config -c FILE        print the effective settings, or every problem
-//	dynode-broadcaster demo                        gateway + two local backends
+//	dynode-broadcaster demo [--protocol memcache]  gateway + two local backends
 //	dynode-broadcaster version
 package main
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/dynode/dynode-broadcaster/internal/testserver"
 	"github.com/redis/go-redis/v9"
 )
@@ -46,28 +47,52 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestDemoEmbedded runs the demo without redis-server on PATH: two embedded backends,
-// a write through the gateway lands on both, and the demo stops when ctx ends.
-func TestDemoEmbedded(t *testing.T) {
-	t.Setenv("PATH", t.TempDir())
+// startDemo runs the demo with args until the test ends and returns the gateway
+// and backend addresses it prints.
+func startDemo(t *testing.T, args ...string) (gw string, backends []string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testserver.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"demo", "--port", "0", "--log_level", "ERROR"}, &out, &out) }()
-	re := regexp.MustCompile(`gateway on (\S+), backends (\S+) and (\S+) \(embedded`)
-	var m []string
-	for deadline := time.Now().Add(10 * time.Second); m == nil; time.Sleep(10 * time.Millisecond) {
+	go func() { done <- run(ctx, append([]string{"demo", "--port", "0", "--log_level", "ERROR"}, args...), &out, &out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("demo: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("demo did not stop")
+		}
+	})
+	re := regexp.MustCompile(`gateway on (\S+), backends (\S+) and (\S+) \(`)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return m[1], m[2:]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo stopped: %v\n%s", err, out.String())
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("demo did not start:\n%s", out.String())
 		}
-		m = re.FindStringSubmatch(out.String())
 	}
-	gw := redis.NewClient(&redis.Options{Addr: m[1], Protocol: 2})
+}
+
+// TestDemoEmbedded runs the demo without redis-server on PATH: two embedded backends,
+// a write through the gateway lands on both.
+func TestDemoEmbedded(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	addr, backends := startDemo(t)
+	gw := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
 	defer gw.Close()
 	if err := gw.Set(context.Background(), "greeting", "hello", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, addr := range m[2:] {
+	for _, addr := range backends {
 		c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
 		v, err := c.Get(context.Background(), "greeting").Result()
 		c.Close()
@@ -75,13 +100,29 @@ func TestDemoEmbedded(t *testing.T) {
 			t.Fatalf("backend %s: greeting = %q, %v", addr, v, err)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("demo: %v", err)
+}
+
+// TestDemoMemcache runs the memcached flavour: two memcached processes.
+func TestDemoMemcache(t *testing.T) {
+	testserver.Require(t, "memcached", "memcached")
+	addr, backends := startDemo(t, "--protocol", "memcache")
+	if err := memcache.New(addr).Set(&memcache.Item{Key: "greeting", Value: []byte("hello")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range backends {
+		it, err := memcache.New(b).Get("greeting")
+		if err != nil || string(it.Value) != "hello" {
+			t.Fatalf("backend %s: greeting = %v, %v", b, it, err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("demo did not stop")
+	}
+}
+
+// TestDemoMemcacheMissing: without memcached the demo says which package to install.
+func TestDemoMemcacheMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"demo", "--protocol", "memcache", "--port", "0"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "Debian package memcached") {
+		t.Fatalf("demo --protocol memcache without memcached: %v", err)
 	}
 }
