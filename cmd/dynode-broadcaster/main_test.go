@@ -54,7 +54,9 @@ func startDemo(t *testing.T, args ...string) (gw string, backends []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testserver.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, append([]string{"demo", "--port", "0", "--log_level", "ERROR"}, args...), &out, &out) }()
+	go func() {
+		done <- run(ctx, append([]string{"demo", "--port", "0", "--log_level", "ERROR"}, args...), &out, &out)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
