@@ -3,8 +3,8 @@
 # measured in the same run on loopback, and prints one table:
 #   median ops/s of 3 rounds, ratio to direct Redis, ratio to twemproxy, and CPU
 #   microseconds per operation of the proxy process and of the redis-server processes.
-# Then it measures RSS with 10,000 idle client connections, and protocol=raw
-# throughput (bench/raw.sh).
+# Then it measures RSS with 10,000 idle client connections, protocol=raw
+# throughput (bench/raw.sh) and protocol=memcache (bench/memcache.sh).
 #
 # Not part of the test run. Needs redis-server, redis-benchmark (redis-tools) and
 # nutcracker; installs them with apt-get when missing. Usage: bench/run.sh [rounds]
@@ -16,24 +16,15 @@ CLIENTS=50
 OUT=bench/out
 mkdir -p "$OUT"
 
-need=()
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v redis-benchmark >/dev/null || need+=(redis-tools)
-command -v nutcracker >/dev/null || need+=(nutcracker)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source bench/lib.sh
+apt_need redis-server redis-server
+apt_need redis-tools redis-benchmark
+apt_need nutcracker nutcracker
 ulimit -n "$(ulimit -Hn)" # 10,000 idle clients need as many descriptors
 
 go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
 go build -o "$OUT/idleconns" ./bench/idleconns
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # Three redis-servers: A serves direct, twemproxy and every gateway; B and C are the
 # extra backends of the 2- and 3-backend gateways.
@@ -71,13 +62,6 @@ start_gateway() { # $1 = number of backends; sets GW_PORT GW_PID
   wait_port "$GW_PORT"
 }
 
-cpu_ticks() { # utime+stime of the given pids, in clock ticks
-  local t=0
-  for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done
-  echo "$t"
-}
-HZ=$(getconf CLK_TCK)
-
 # bench NAME PORT PROXY_PID PIPELINE BACKEND_PIDS...: one line per test and round.
 results="$OUT/raw.tsv"
 : > "$results"
@@ -92,8 +76,7 @@ bench() {
         | awk -F'","' 'NR>1 {gsub(/"/,"",$2); print $2}')
       p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$pipeline" "$test" "$rps" \
-        "$(awk -v t=$((p1 - p0)) -v hz="$HZ" -v n="$N" 'BEGIN{printf "%.2f", t/hz*1e6/n}')" \
-        "$(awk -v t=$((b1 - b0)) -v hz="$HZ" -v n="$N" 'BEGIN{printf "%.2f", t/hz*1e6/n}')" >> "$results"
+        "$(us_per_op $((p1 - p0)) "$N")" "$(us_per_op $((b1 - b0)) "$N")" >> "$results"
       echo "  $name -P $pipeline $test round $round: $rps ops/s" >&2
     done
   done
@@ -152,3 +135,5 @@ PY
 
 echo
 bench/raw.sh
+echo
+bench/memcache.sh "$ROUNDS"

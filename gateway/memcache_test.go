@@ -114,6 +114,14 @@ func TestMemcacheRetrieval(t *testing.T) {
 			t.Fatalf("%s = %+v", k, it)
 		}
 	}
+	// A multi-get of 5,000 keys is one 190 KiB line.
+	many := make([]string, 5000)
+	for i := range many {
+		many[i] = fmt.Sprintf("a-rather-long-key-name-for-multiget:%05d", i)
+	}
+	if got, err := c.GetMulti(many); err != nil || len(got) != 0 {
+		t.Fatalf("GetMulti of 5,000 absent keys: %d items, %v", len(got), err)
+	}
 	// gets tokens come from the primary (backend 0).
 	direct := dialMC(t, h.mc[0].Addr)
 	m := dialMC(t, h.addr)
@@ -496,7 +504,8 @@ func TestMemcacheBadInput(t *testing.T) {
 	}
 	for _, tt := range []struct{ in, want string }{
 		{"\x80\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00hello", "CLIENT_ERROR the binary protocol is not supported; use the text or meta protocol"},
-		{"get " + strings.Repeat("a", 9000), "CLIENT_ERROR line too long"},
+		{"set " + strings.Repeat("a", 9000), "CLIENT_ERROR line too long"},
+		{"get " + strings.Repeat("a ", 2<<20+10), "CLIENT_ERROR line too long"},
 	} {
 		m := dialMC(t, h.addr)
 		m.send(tt.in)
@@ -522,8 +531,8 @@ func TestMemcacheBadInput(t *testing.T) {
 	if got := good.call("set after 0 0 1\r\ny"); got != "STORED" {
 		t.Fatalf("other client after bad input: %q", got)
 	}
-	if n := h.gw.Stats().ProtocolErrors.Load(); n != 2 {
-		t.Fatalf("protocol errors = %d, want 2", n)
+	if n := h.gw.Stats().ProtocolErrors.Load(); n != 3 {
+		t.Fatalf("protocol errors = %d, want 3", n)
 	}
 }
 

@@ -11,9 +11,12 @@ import (
 
 // Limits.
 const (
-	MaxKeyLen   = 250     // memcached's KEY_MAX_LENGTH
-	MaxLineLen  = 8 << 10 // a command line longer than this closes the connection
-	MaxValueLen = 1 << 30 // a larger data block is refused before it is read
+	MaxKeyLen  = 250     // memcached's KEY_MAX_LENGTH
+	MaxLineLen = 8 << 10 // a command line longer than this closes the connection
+	// MaxRetrievalLineLen is the limit for get, gets, gat and gats lines, which clients
+	// fill with many keys (a GetMulti of thousands of keys is one line).
+	MaxRetrievalLineLen = 4 << 20
+	MaxValueLen         = 1 << 30 // a larger data block is refused before it is read
 )
 
 // ReplyKind tells how a backend's reply to a command ends.
@@ -88,11 +91,16 @@ func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
 		return cmd, 0, &protocols.ProtocolError{Msg: "CLIENT_ERROR the binary protocol is not supported; use the text or meta protocol"}
 	}
 	eol := bytes.IndexByte(buf, '\n')
-	if eol < 0 {
-		if len(buf) > MaxLineLen {
+	if n := eol; n < 0 || n > MaxLineLen {
+		if n < 0 {
+			n = len(buf)
+		}
+		if n > MaxLineLen && (n > MaxRetrievalLineLen || !isRetrieval(buf)) {
 			return cmd, 0, &protocols.ProtocolError{Msg: "CLIENT_ERROR line too long"}
 		}
-		return cmd, 0, protocols.ErrIncomplete
+		if eol < 0 {
+			return cmd, 0, protocols.ErrIncomplete
+		}
 	}
 	line := buf[:eol]
 	line = bytes.TrimSuffix(line, []byte("\r"))
@@ -318,6 +326,16 @@ func (p *Parser) dropNoreply(cmd Command, noreply bool, data []byte) Command {
 	cmd.NoReply = true
 	cmd.Frame = p.rebuild(cmd.Args, len(cmd.Args)-1, "n", data)
 	return cmd
+}
+
+// isRetrieval reports whether a line starts with get, gets, gat or gats.
+func isRetrieval(line []byte) bool {
+	for _, p := range []string{"get ", "gets ", "gat ", "gats "} {
+		if bytes.HasPrefix(line, []byte(p)) {
+			return true
+		}
+	}
+	return false
 }
 
 func trimNoreply(args [][]byte) ([][]byte, bool) {
