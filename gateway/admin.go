@@ -73,6 +73,7 @@ var (
 	descAccepted   = prometheus.NewDesc("dynode_clients_accepted_total", "Client connections accepted.", nil, nil)
 	descRejected   = prometheus.NewDesc("dynode_clients_rejected_total", "Client connections refused by max_clients.", nil, nil)
 	descProtoErr   = prometheus.NewDesc("dynode_protocol_errors_total", "Clients disconnected for malformed input.", nil, nil)
+	descClientErr  = prometheus.NewDesc("dynode_client_errors_total", "Malformed memcached commands answered with an error line (the connection stays open).", nil, nil)
 	descCommands   = prometheus.NewDesc("dynode_commands_total", "Client commands by class.", []string{"class"}, nil)
 	descDivergence = prometheus.NewDesc("dynode_divergence_total", "Commands whose backends replied differently.", nil, nil)
 	descOutOfSync  = prometheus.NewDesc("dynode_out_of_sync_events_total", "Backends that lost writes.", nil, nil)
@@ -89,7 +90,7 @@ var (
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descCommands,
+	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descCommands,
 		descDivergence, descOutOfSync, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
 		descUp, descInSync, descQueued, descInFlight, descLost} {
 		ch <- d
@@ -108,6 +109,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAccepted, s.ClientsAccepted.Load())
 	counter(descRejected, s.ClientsRejected.Load())
 	counter(descProtoErr, s.ProtocolErrors.Load())
+	counter(descClientErr, s.ClientErrors.Load())
 	for _, class := range []protocols.Class{protocols.Write, protocols.Read, protocols.Local, protocols.Unsupported} {
 		counter(descCommands, s.CommandsOf(class), class.String())
 	}

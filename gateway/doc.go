@@ -10,6 +10,12 @@
 // divergence, chooses the client reply) -> session (writes the burst's replies in
 // request order, one write).
 //
+// Redis and memcached go through the same engine: a wire (wire.go) tells it how
+// replies end and compare, and each session's clientCodec decodes its client's
+// commands. Conditional writes only one backend can evaluate (memcached cas) are
+// replicated by effect behind a gate (gate.go). protocol=raw does not use the
+// engine: raw.go gives each client its own backend connections.
+//
 // It knows backends only by address; where the list comes from is the discovery
 // package's business, and wire formats are the protocols packages'.
 package gateway
