@@ -191,17 +191,26 @@ func eventually(t testing.TB, cond func() bool, what string) {
 	}
 }
 
-// runClients runs work concurrently for n clients of the gateway, each on its own
-// connection, and fails the test with the first error any of them returns.
+// runClients runs work concurrently for n go-redis clients of the gateway, each on
+// its own connection, and fails the test with the first error any of them returns.
 func runClients(t testing.TB, h *harness, n int, work func(w int, c *redis.Client) error) {
+	t.Helper()
+	runConcurrently(t, n, func(w int) error {
+		c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
+		defer c.Close()
+		return work(w, c)
+	})
+}
+
+// runConcurrently runs work(0..n-1) in n goroutines and fails the test with the
+// first error any of them returns.
+func runConcurrently(t testing.TB, n int, work func(w int) error) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for w := range n {
 		wg.Go(func() {
-			c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
-			defer c.Close()
-			if err := work(w, c); err != nil {
+			if err := work(w); err != nil {
 				errs <- err
 			}
 		})
@@ -210,5 +219,13 @@ func runClients(t testing.TB, h *harness, n int, work func(w int, c *redis.Clien
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// noDivergence fails the test if any command got different replies from backends.
+func (h *harness) noDivergence(t testing.TB) {
+	t.Helper()
+	if n := h.gw.Stats().Divergences.Load(); n != 0 {
+		t.Fatalf("%d divergences", n)
 	}
 }

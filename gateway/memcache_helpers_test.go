@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,6 +97,13 @@ func (m *mcConn) until(last string) []string {
 			return lines
 		}
 	}
+}
+
+// request sends one command line and reads its reply lines up to END.
+func (m *mcConn) request(cmd string) []string {
+	m.t.Helper()
+	m.send(cmd + "\r\n")
+	return m.until("END")
 }
 
 // closed reports whether the gateway closed the connection (EOF within 5 s).
@@ -226,22 +232,11 @@ func (h *harness) backendGet(t testing.TB, key string) []*memcache.Item {
 // each) and fails with the first error.
 func runMCClients(t testing.TB, h *harness, n int, work func(w int, c *memcache.Client) error) {
 	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for w := range n {
-		wg.Go(func() {
-			c := memcache.New(h.addr)
-			c.Timeout = 10 * time.Second
-			c.MaxIdleConns = 1
-			defer c.Close()
-			if err := work(w, c); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	runConcurrently(t, n, func(w int) error {
+		c := memcache.New(h.addr)
+		c.Timeout = 10 * time.Second
+		c.MaxIdleConns = 1
+		defer c.Close()
+		return work(w, c)
+	})
 }

@@ -60,9 +60,7 @@ func TestMemcacheStorage(t *testing.T) {
 			t.Fatalf("backend %d: TTL of k = %d (%v), want about 3600", i, ttl, err)
 		}
 	}
-	if n := h.gw.Stats().Divergences.Load(); n != 0 {
-		t.Fatalf("%d divergences", n)
-	}
+	h.noDivergence(t)
 	h.mcConverged(t)
 }
 
@@ -88,9 +86,7 @@ func TestMemcacheNoreply(t *testing.T) {
 	h.mcConverged(t)
 	// "add a" failed (NOT_STORED) and "delete gone" missed (NOT_FOUND) on every
 	// backend alike: no divergence.
-	if n := h.gw.Stats().Divergences.Load(); n != 0 {
-		t.Fatalf("%d divergences", n)
-	}
+	h.noDivergence(t)
 }
 
 // TestMemcacheRetrieval reads many keys per request with get, gets, gat and gats.
@@ -126,7 +122,7 @@ func TestMemcacheRetrieval(t *testing.T) {
 	direct := dialMC(t, h.mc[0].Addr)
 	m := dialMC(t, h.addr)
 	m.send("gets key:1 key:2\r\n")
-	if a, b := strings.Join(m.until("END"), "|"), strings.Join(direct.until2("gets key:1 key:2"), "|"); a != b {
+	if a, b := strings.Join(m.until("END"), "|"), strings.Join(direct.request("gets key:1 key:2"), "|"); a != b {
 		t.Fatalf("gets through the gateway %q, from the primary %q", a, b)
 	}
 	// gat and gats with many keys touch on every backend.
@@ -148,9 +144,7 @@ func TestMemcacheRetrieval(t *testing.T) {
 		}
 	}
 	// gats replies carry each backend's own CAS unique: that is no divergence.
-	if n := h.gw.Stats().Divergences.Load(); n != 0 {
-		t.Fatalf("%d divergences", n)
-	}
+	h.noDivergence(t)
 	// Reads come from the primary only.
 	if r, _ := h.mc[1].Command("set only-secondary 0 0 1\r\nx"); r != "STORED" {
 		t.Fatal(r)
@@ -158,12 +152,6 @@ func TestMemcacheRetrieval(t *testing.T) {
 	if _, err := c.Get("only-secondary"); err != memcache.ErrCacheMiss {
 		t.Fatalf("a key only a secondary holds: %v, want a miss (reads go to the primary)", err)
 	}
-}
-
-// until2 sends cmd and reads up to END.
-func (m *mcConn) until2(cmd string) []string {
-	m.send(cmd + "\r\n")
-	return m.until("END")
 }
 
 // TestMemcacheCounters covers incr, decr, delete, touch, flush_all with a delay,
@@ -204,11 +192,11 @@ func TestMemcacheCounters(t *testing.T) {
 		return true
 	}, "flush_all 2 emptied every backend")
 	// stats comes from the primary; stats dynode from the gateway.
-	primaryPid := statValue(t, dialMC(t, h.mc[0].Addr).until2("stats"), "pid")
-	if got := statValue(t, m.until2("stats"), "pid"); got != primaryPid {
+	primaryPid := statValue(t, dialMC(t, h.mc[0].Addr).request("stats"), "pid")
+	if got := statValue(t, m.request("stats"), "pid"); got != primaryPid {
 		t.Fatalf("stats pid %s, want the primary's %s", got, primaryPid)
 	}
-	own := m.until2("stats dynode")
+	own := m.request("stats dynode")
 	if statValue(t, own, "backend_0_primary") != "true" || statValue(t, own, "backend_2_state") != "up" ||
 		statValue(t, own, "version") != "dynode-broadcaster-0.1.0" {
 		t.Fatalf("stats dynode = %q", own)
@@ -293,14 +281,12 @@ func TestMemcacheCasByEffect(t *testing.T) {
 	if items := h.mcConverged(t); items["k"].value != "later!" {
 		t.Fatalf("k = %q, want later!", items["k"].value)
 	}
-	if n := h.gw.Stats().Divergences.Load(); n != 0 {
-		t.Fatalf("%d divergences", n)
-	}
+	h.noDivergence(t)
 }
 
 func casToken(t testing.TB, m *mcConn, key string) string {
 	t.Helper()
-	lines := m.until2("gets " + key)
+	lines := m.request("gets " + key)
 	f := strings.Fields(lines[0])
 	if len(f) != 5 {
 		t.Fatalf("gets %s = %q", key, lines)
@@ -387,9 +373,7 @@ func TestMemcacheMatchesMemcached(t *testing.T) {
 		}
 	}
 	h.mcConverged(t)
-	if n := h.gw.Stats().Divergences.Load(); n != 0 {
-		t.Fatalf("%d divergences", n)
-	}
+	h.noDivergence(t)
 }
 
 // TestMemcacheMetaCasByEffect: ms and md with C compare against the primary's CAS;
@@ -431,9 +415,7 @@ func TestMemcacheMetaCasByEffect(t *testing.T) {
 	if items := h.mcConverged(t); items["mk"] != (mcItem{}) {
 		t.Fatalf("mk still on the backends after md C: %+v", items["mk"])
 	}
-	if n := h.gw.Stats().Divergences.Load(); n != 0 {
-		t.Fatalf("%d divergences", n)
-	}
+	h.noDivergence(t)
 }
 
 // TestMemcacheConcurrentWrites: 50 clients x 2,000 mixed writes (incr, set, append,
@@ -474,9 +456,7 @@ func TestMemcacheConcurrentWrites(t *testing.T) {
 	}
 	items := h.mcConverged(t, names...)
 	t.Logf("%d keys identical on 3 backends after %d writes", len(items), clients*perClient)
-	if n := h.gw.Stats().Divergences.Load(); n != 0 {
-		t.Fatalf("%d divergences", n)
-	}
+	h.noDivergence(t)
 }
 
 // TestMemcacheBadInput sends malformed commands: each gets memcached's error line;
@@ -523,7 +503,7 @@ func TestMemcacheBadInput(t *testing.T) {
 		t.Fatalf("backend items after bad input: %+v", items)
 	}
 	for i, b := range h.mc {
-		st := dialMC(t, b.Addr).until2("stats")
+		st := dialMC(t, b.Addr).request("stats")
 		if got := statValue(t, st, "cmd_set"); got != "1" {
 			t.Fatalf("backend %d cmd_set = %s, want 1", i, got)
 		}

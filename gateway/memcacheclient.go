@@ -22,18 +22,19 @@ func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, 
 	s := m.s
 	for pos < len(buf) && !closeAfter {
 		cmd, n, err := m.parser.Next(buf[pos:])
-		var ce *memcache.ClientError
-		switch {
-		case errors.Is(err, protocols.ErrIncomplete):
-			return pos, false, nil
-		case errors.As(err, &ce):
-			// memcached answers and goes on reading the connection; nothing is forwarded.
-			pos += ce.N
-			s.gw.stats.ClientErrors.Add(1)
-			s.scratch = append(append(s.scratch[:0], ce.Reply...), "\r\n"...)
-			b.addLocal("error", s.scratch)
-			continue
-		case err != nil:
+		if err != nil {
+			var ce *memcache.ClientError
+			switch {
+			case errors.Is(err, protocols.ErrIncomplete):
+				return pos, false, nil
+			case errors.As(err, &ce):
+				// memcached answers and goes on reading the connection; nothing is forwarded.
+				pos += ce.N
+				s.gw.stats.ClientErrors.Add(1)
+				s.scratch = append(append(s.scratch[:0], ce.Reply...), "\r\n"...)
+				b.addLocal("error", s.scratch)
+				continue
+			}
 			return pos, true, err
 		}
 		pos += n

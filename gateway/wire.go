@@ -9,7 +9,6 @@ import (
 // backends (protocol=redis or memcache). Everything protocol-specific the sequencer,
 // backends and collector use goes through it; sessions use their clientCodec.
 type wire struct {
-	name string
 	// newScanner returns a reply scanner for one backend connection.
 	newScanner func() replyScanner
 	// kinded: where a reply ends depends on the command it answers (memcached), so
@@ -37,7 +36,6 @@ type replyScanner interface {
 }
 
 var respWire = wire{
-	name:        "redis",
 	newScanner:  func() replyScanner { return &respScanner{} },
 	appendError: func(dst []byte, msg string) []byte { return resp.AppendError(dst, "ERR "+msg) },
 	tooLarge:    "Protocol error: request larger than max_request_bytes",
@@ -45,7 +43,6 @@ var respWire = wire{
 }
 
 var memcacheWire = wire{
-	name:       "memcache",
 	newScanner: func() replyScanner { return memcacheScanner{} },
 	kinded:     true,
 	comparable: memcache.Comparable,
