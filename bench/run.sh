@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 N=${BENCH_REQUESTS:-200000}
 CLIENTS=50
-OUT=bench/out
+OUT="$PWD/bench/out" # absolute: redis-server opens --logfile after chdir to --dir
 mkdir -p "$OUT"
 
 source bench/lib.sh

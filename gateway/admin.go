@@ -74,6 +74,7 @@ var (
 	descRejected   = prometheus.NewDesc("dynode_clients_rejected_total", "Client connections refused by max_clients.", nil, nil)
 	descProtoErr   = prometheus.NewDesc("dynode_protocol_errors_total", "Clients disconnected for malformed input.", nil, nil)
 	descClientErr  = prometheus.NewDesc("dynode_client_errors_total", "Malformed memcached commands answered with an error line (the connection stays open).", nil, nil)
+	descPanics     = prometheus.NewDesc("dynode_session_panics_total", "Client sessions closed after a recovered panic (a bug; the log has the stack). Other clients are unaffected.", nil, nil)
 	descCommands   = prometheus.NewDesc("dynode_commands_total", "Client commands by class.", []string{"class"}, nil)
 	descDivergence = prometheus.NewDesc("dynode_divergence_total", "Commands whose backends replied differently.", nil, nil)
 	descOutOfSync  = prometheus.NewDesc("dynode_out_of_sync_events_total", "Backends that lost writes.", nil, nil)
@@ -90,7 +91,7 @@ var (
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descCommands,
+	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
 		descDivergence, descOutOfSync, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
 		descUp, descInSync, descQueued, descInFlight, descLost} {
 		ch <- d
@@ -110,6 +111,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRejected, s.ClientsRejected.Load())
 	counter(descProtoErr, s.ProtocolErrors.Load())
 	counter(descClientErr, s.ClientErrors.Load())
+	counter(descPanics, s.SessionPanics.Load())
 	for _, class := range []protocols.Class{protocols.Write, protocols.Read, protocols.Local, protocols.Unsupported} {
 		counter(descCommands, s.CommandsOf(class), class.String())
 	}

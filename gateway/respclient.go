@@ -18,6 +18,14 @@ type respCodec struct {
 	execFrames []byte // frames of transactions executed in the current burst
 }
 
+func newRespCodec(s *session) clientCodec {
+	r := &respCodec{s: s}
+	// A bulk argument that cannot fit in max_request_bytes is refused at its header,
+	// with Redis's own error, instead of being read up to the limit.
+	r.parser.MaxBulkLen = min(s.gw.cfg.MaxRequestBytes, resp.MaxBulkLen)
+	return r
+}
+
 func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
 	s := r.s
 	for pos < len(buf) && !closeAfter {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
 )
@@ -49,6 +50,7 @@ type clientCodec interface {
 }
 
 func (s *session) serve(ctx context.Context) {
+	defer s.recoverPanic()
 	s.rbuf = make([]byte, 0, readBufSize)
 	s.codec = s.gw.wire.newCodec(s)
 	for {
@@ -71,6 +73,18 @@ func (s *session) serve(ctx context.Context) {
 			s.rbuf = append(make([]byte, 0, readBufSize), s.rbuf...)
 		}
 	}
+}
+
+// recoverPanic turns a panic while serving this client into the loss of this client
+// only: it is logged with its stack and counted, and the connection is closed by the
+// caller; every other client and every backend backlog stay as they are.
+func (s *session) recoverPanic() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.gw.stats.SessionPanics.Add(1)
+	s.log.Error("client session panicked; closing this client only", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 }
 
 // readMore reads at least one byte into rbuf, growing it up to max_request_bytes.

@@ -12,6 +12,7 @@ type Stats struct {
 	ClientsAccepted  atomic.Int64 // client connections accepted since start
 	ClientsRejected  atomic.Int64 // connections refused by max_clients
 	ProtocolErrors   atomic.Int64 // client connections closed for malformed input
+	SessionPanics    atomic.Int64 // client sessions ended by a recovered panic (a bug: see the log)
 	ClientErrors     atomic.Int64 // protocol=memcache: bad commands answered with an error line (the connection stays)
 	Divergences      atomic.Int64 // commands whose backends replied differently
 	OutOfSyncEvents  atomic.Int64 // backends that went out of sync

@@ -39,7 +39,7 @@ var respWire = wire{
 	newScanner:  func() replyScanner { return &respScanner{} },
 	appendError: func(dst []byte, msg string) []byte { return resp.AppendError(dst, "ERR "+msg) },
 	tooLarge:    "Protocol error: request larger than max_request_bytes",
-	newCodec:    func(s *session) clientCodec { return &respCodec{s: s} },
+	newCodec:    newRespCodec,
 }
 
 var memcacheWire = wire{

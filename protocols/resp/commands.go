@@ -62,6 +62,9 @@ var classOverrides = map[string]protocols.Class{
 	"WAIT": protocols.Unsupported, "WAITAOF": protocols.Unsupported,
 	"MONITOR": protocols.Unsupported, "SYNC": protocols.Unsupported,
 	"PSYNC": protocols.Unsupported, "REPLCONF": protocols.Unsupported,
+	// SCRIPT DEBUG turns the connection's next EVAL into a debugging session: on a
+	// shared pipeline every other client's commands would go to the Lua debugger.
+	"SCRIPT|DEBUG": protocols.Unsupported,
 }
 
 // lookup finds the table row of a command; args[0] is the name in any case, args[1]

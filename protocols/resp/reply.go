@@ -2,17 +2,22 @@ package resp
 
 import (
 	"bytes"
+	"errors"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
 )
 
-// Limits on what a reply may declare, so a broken or hostile backend cannot make the
-// gateway wait for, or account for, absurd sizes.
+// Limits on what a reply may declare, so a broken backend cannot make the gateway
+// wait for, or account for, absurd sizes. They are above anything Redis sends: a
+// reply the gateway refuses costs the backend connection (it cannot be resynchronised
+// mid-stream), so the scanner accepts every reply Redis can produce. Nesting has no
+// limit of its own: the scanner keeps no recursion, only a counter per open aggregate,
+// and each level needs bytes that are already buffered.
 const (
-	MaxBulkLen   = 512 << 20 // Redis's proto-max-bulk-len default
-	MaxArrayLen  = 1 << 30   // elements in one aggregate
-	MaxNesting   = 64        // nested aggregates in one reply
-	maxLineBytes = 64 << 10  // a simple string, error, number or header line
+	MaxBulkLen   = 512 << 20 // Redis's proto-max-bulk-len default (a client request's bulk)
+	maxReplyBulk = 1 << 32   // a bulk or verbatim reply: Lua can return strings beyond 512 MiB
+	MaxArrayLen  = 1 << 32   // elements in one aggregate
+	maxLineBytes = 1 << 32   // a simple string or error line (Lua's error_reply has no limit)
 )
 
 // ReplyScanner finds reply boundaries in a backend's byte stream. It understands
@@ -27,8 +32,9 @@ const (
 // call Scan again with the same reply start and more bytes, and elements already
 // scanned are not scanned again. The zero value is ready to use.
 type ReplyScanner struct {
-	pos   int     // bytes of the current reply scanned so far (whole elements only)
-	stack []int64 // elements still expected by each open aggregate
+	pos      int     // bytes of the current reply scanned so far (whole elements only)
+	searched int     // bytes before this offset hold no line end of the element at pos
+	stack    []int64 // elements still expected by each open aggregate
 }
 
 // Scan looks for the end of the reply that starts at buf[0]. It returns the reply's
@@ -39,19 +45,19 @@ func (s *ReplyScanner) Scan(buf []byte) (n int, isErr bool, err error) {
 		if s.pos >= len(buf) {
 			return 0, false, protocols.ErrIncomplete
 		}
-		end, children, err := scanElement(buf, s.pos)
+		end, children, err := scanElement(buf, s.pos, max(s.pos+1, s.searched))
+		if err == errNoLineEnd {
+			s.searched = len(buf) // a long line: search only the new bytes next time
+			return 0, false, protocols.ErrIncomplete
+		}
 		if err != nil {
 			if err != protocols.ErrIncomplete {
 				s.reset()
 			}
 			return 0, false, err
 		}
-		s.pos = end
+		s.pos, s.searched = end, 0
 		if children > 0 {
-			if len(s.stack) >= MaxNesting {
-				s.reset()
-				return 0, false, &protocols.ProtocolError{Msg: "Protocol error: reply nested too deep"}
-			}
 			s.stack = append(s.stack, children)
 			continue
 		}
@@ -73,7 +79,10 @@ func (s *ReplyScanner) Scan(buf []byte) (n int, isErr bool, err error) {
 }
 
 func (s *ReplyScanner) reset() {
-	s.pos = 0
+	s.pos, s.searched = 0, 0
+	if cap(s.stack) > 1024 {
+		s.stack = nil
+	}
 	s.stack = s.stack[:0]
 }
 
@@ -85,8 +94,9 @@ func ScanReply(buf []byte) (n int, isErr bool, err error) {
 
 // scanElement scans one element header (and a bulk's payload) at buf[at:]. It returns
 // where the element ends and, for a non-empty aggregate, how many child elements follow.
-func scanElement(buf []byte, at int) (end int, children int64, err error) {
-	line, next, err := readLine(buf, at+1)
+// The line end is searched from searchFrom on (bytes before it are known to hold none).
+func scanElement(buf []byte, at, searchFrom int) (end int, children int64, err error) {
+	line, next, err := readLine(buf, at+1, searchFrom)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -104,7 +114,7 @@ func scanElement(buf []byte, at int) (end int, children int64, err error) {
 		return next, 0, nil
 	case '$', '!', '=':
 		n, ok := parseInt(line)
-		if !ok || n < -1 || n > MaxBulkLen || (n == -1 && buf[at] != '$') {
+		if !ok || n < -1 || n > maxReplyBulk || (n == -1 && buf[at] != '$') {
 			return 0, 0, malformed(buf[at])
 		}
 		if n == -1 {
@@ -137,18 +147,23 @@ func scanElement(buf []byte, at int) (end int, children int64, err error) {
 	return 0, 0, &protocols.ProtocolError{Msg: "Protocol error: unknown reply type byte " + quoteByte(buf[at])}
 }
 
-// readLine returns the bytes of buf[from:] up to "\r\n" and the index after it.
-func readLine(buf []byte, from int) (line []byte, next int, err error) {
-	if from > len(buf) {
+// errNoLineEnd is ErrIncomplete for a line whose end has not arrived yet.
+var errNoLineEnd = errors.New("incomplete line")
+
+// readLine returns the bytes of buf[from:] up to "\r\n" and the index after it,
+// searching for the line end from searchFrom (>= from) on.
+func readLine(buf []byte, from, searchFrom int) (line []byte, next int, err error) {
+	if searchFrom > len(buf) {
 		return nil, 0, protocols.ErrIncomplete
 	}
-	i := bytes.IndexByte(buf[from:], '\n')
+	i := bytes.IndexByte(buf[searchFrom:], '\n')
 	if i < 0 {
 		if len(buf)-from > maxLineBytes {
 			return nil, 0, &protocols.ProtocolError{Msg: "Protocol error: reply line too long"}
 		}
-		return nil, 0, protocols.ErrIncomplete
+		return nil, 0, errNoLineEnd
 	}
+	i += searchFrom - from
 	if i == 0 || buf[from+i-1] != '\r' {
 		return nil, 0, &protocols.ProtocolError{Msg: "Protocol error: reply line not ended by CRLF"}
 	}

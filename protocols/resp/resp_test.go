@@ -3,6 +3,8 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
@@ -32,7 +34,24 @@ func TestCommandParserNext(t *testing.T) {
 		{"bad multibulk length", "*x\r\n", 0, "", 0, "", "Protocol error: invalid multibulk length"},
 		{"bad bulk length", "*1\r\n$-5\r\nabc\r\n", 0, "", 0, "", "Protocol error: invalid bulk length"},
 		{"missing dollar", "*1\r\n+PING\r\n", 0, "", 0, "", "Protocol error: expected '$', got '+'"},
-		{"bulk not ended by crlf", "*1\r\n$4\r\nPINGxx", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"bulk not ended by crlf", "*1\r\n$4\r\nPINGxx", 0, "", 0, "", "Protocol error: bulk argument not followed by CRLF"},
+		// Inputs that crashed redcon.ReadNextCommand, and lengths it accepted as pending.
+		{"negative bulk length -2", "*1\r\n$-2\r\n", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"bulk length -1 as argument", "*1\r\n$-1\r\n", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"bulk length max int64", "*1\r\n$9223372036854775807\r\nab", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"bulk length 2^62", "*1\r\n$4611686018427387904\r\n", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"bulk length overflows int64", "*1\r\n$99999999999999999999\r\n", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"bulk length leading zero", "*1\r\n$04\r\nPING\r\n", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"bulk length plus sign", "*1\r\n$+4\r\nPING\r\n", 0, "", 0, "", "Protocol error: invalid bulk length"},
+		{"multibulk count over INT_MAX", "*2147483648\r\n", 0, "", 0, "", "Protocol error: invalid multibulk length"},
+		{"multibulk header without LF", "*1\rx", 0, "", 0, "", "Protocol error: expected CRLF"},
+		{"negative multibulk count skipped", "*-10\r\n", 6, "", 0, "", ""},
+		{"inline tab separates", "SET\tk4\tv\r\n", 10, "SET", protocols.Write, "*3\r\n$3\r\nSET\r\n$2\r\nk4\r\n$1\r\nv\r\n", ""},
+		{"inline hex escape", "SET k1 \"x\\x41y\"\r\n", 17, "SET", protocols.Write, "*3\r\n$3\r\nSET\r\n$2\r\nk1\r\n$3\r\nxAy\r\n", ""},
+		{"inline single quotes keep backslash", "SET k2 'x\\ny'\r\n", 15, "SET", protocols.Write, "*3\r\n$3\r\nSET\r\n$2\r\nk2\r\n$4\r\nx\\ny\r\n", ""},
+		{"inline quote inside word", "SET k3 b\"c\"\r\n", 13, "SET", protocols.Write, "*3\r\n$3\r\nSET\r\n$2\r\nk3\r\n$2\r\nbc\r\n", ""},
+		{"inline closing quote then letter", "SET k \"a\"b\r\n", 0, "", 0, "", "Protocol error: unbalanced quotes in request"},
+		{"inline unterminated quote", "SET k \"ab\r\n", 0, "", 0, "", "Protocol error: unbalanced quotes in request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,6 +78,31 @@ func TestCommandParserNext(t *testing.T) {
 				t.Fatalf("frame = %q, want %q", cmd.Frame, tt.wantFrame)
 			}
 		})
+	}
+}
+
+// TestCommandParserResumes feeds a command of many arguments in small pieces: the
+// parser must not re-parse complete arguments (it keeps its position) and must end
+// with the same command as when parsing it whole.
+func TestCommandParserResumes(t *testing.T) {
+	const nargs = 20000
+	frame := []byte("*" + strconv.Itoa(nargs+1) + "\r\n$5\r\nRPUSH\r\n")
+	for i := range nargs - 1 {
+		frame = append(frame, "$"+strconv.Itoa(len(strconv.Itoa(i)))+"\r\n"+strconv.Itoa(i)+"\r\n"...)
+	}
+	frame = append(frame, "$4\r\nlast\r\n"...)
+	var p CommandParser
+	for end := 1; end <= len(frame); end += 7 {
+		if _, _, err := p.Next(frame[:end]); !errors.Is(err, protocols.ErrIncomplete) {
+			t.Fatalf("at %d of %d bytes: err = %v, want ErrIncomplete", end, len(frame), err)
+		}
+		if p.mb.active && p.mb.pos > end {
+			t.Fatalf("position %d beyond the %d bytes seen", p.mb.pos, end)
+		}
+	}
+	cmd, n, err := p.Next(frame)
+	if err != nil || n != len(frame) || len(cmd.Args) != nargs+1 || string(cmd.Args[nargs]) != "last" || cmd.Name != "RPUSH" {
+		t.Fatalf("n=%d of %d, %d args, err=%v", n, len(frame), len(cmd.Args), err)
 	}
 }
 
@@ -185,15 +229,100 @@ func TestReplyScannerResumes(t *testing.T) {
 	t.Fatal("reply never completed")
 }
 
-func TestScanReplyNestingLimit(t *testing.T) {
-	deep := bytes.Repeat([]byte("*1\r\n"), MaxNesting+1)
-	if _, _, err := ScanReply(append(deep, ":1\r\n"...)); !protocols.IsProtocolError(err) {
-		t.Fatalf("err = %v, want protocol error", err)
+// TestScanReplyAcceptsWhatRedisSends: replies Redis can produce from a Lua script (an
+// error line of 2 MB, tables nested 10,000 deep) are complete replies, also when they
+// arrive in small pieces, not protocol errors that would reset the backend.
+func TestScanReplyAcceptsWhatRedisSends(t *testing.T) {
+	longErr := append(append([]byte("-"), bytes.Repeat([]byte("x"), 2_000_000)...), "\r\n"...)
+	deep := append(bytes.Repeat([]byte("*1\r\n"), 10_000), ":1\r\n"...)
+	for name, reply := range map[string][]byte{"2 MB error line": longErr, "10,000 levels": deep} {
+		if n, _, err := ScanReply(reply); err != nil || n != len(reply) {
+			t.Fatalf("%s: n=%d of %d, err=%v", name, n, len(reply), err)
+		}
+		var s ReplyScanner
+		for end := 16 << 10; ; end += 16 << 10 {
+			n, _, err := s.Scan(reply[:min(end, len(reply))])
+			if errors.Is(err, protocols.ErrIncomplete) && end < len(reply) {
+				continue
+			}
+			if err != nil || n != len(reply) {
+				t.Fatalf("%s in 16 KiB pieces: n=%d of %d, err=%v", name, n, len(reply), err)
+			}
+			break
+		}
 	}
 }
 
 func TestAppendSelect(t *testing.T) {
 	if got := string(AppendSelect(nil, 13)); got != "*2\r\n$6\r\nSELECT\r\n$2\r\n13\r\n" {
 		t.Fatalf("AppendSelect = %q", got)
+	}
+}
+
+// connectionState lists the commands that change the state of the connection they
+// run on (its user, protocol, database, reply mode, transaction, subscriptions,
+// tracking, debugger, replication role, or parking it). Sent on a pipeline shared by
+// many clients, each would change what every other client gets, so none may be a
+// read or a write: the gateway answers it itself (Local) or refuses it.
+var connectionState = []string{
+	"AUTH", "HELLO", "SELECT", "RESET", "QUIT", "READONLY", "READWRITE", "ASKING",
+	"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "MONITOR",
+	"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
+	"CLIENT|REPLY", "CLIENT|TRACKING", "CLIENT|CACHING", "CLIENT|NO-EVICT", "CLIENT|SETNAME",
+	"CLIENT|PAUSE", "CLIENT|UNPAUSE", "CLIENT|KILL", "CLIENT|UNBLOCK",
+	"SCRIPT|DEBUG", "SYNC", "PSYNC", "REPLCONF", "REPLICAOF", "SLAVEOF", "WAIT", "WAITAOF",
+	"DEBUG", "SHUTDOWN", "FAILOVER",
+}
+
+func TestConnectionStateCommandsNeverReachSharedPipelines(t *testing.T) {
+	for _, name := range connectionState {
+		spec, ok := commandTable[name]
+		if !ok {
+			if name == "WAITAOF" {
+				continue // Redis 7.2; the table is generated from 7.0
+			}
+			t.Errorf("%s is not in the command table", name)
+			continue
+		}
+		if c := classify(spec); c != protocols.Local && c != protocols.Unsupported {
+			t.Errorf("%s changes connection state but is classed %v", name, c)
+		}
+	}
+	// Every command Redis puts in @connection, and every blocking or subscribing
+	// command, is covered by the rule, not only the list above; the exceptions are
+	// stateless.
+	stateless := map[string]bool{"PING": true, "ECHO": true, "CLIENT|HELP": true, "CLIENT": true,
+		"PUBLISH": true, "SPUBLISH": true}
+	for name, spec := range commandTable {
+		if stateless[name] || strings.HasPrefix(name, "PUBSUB") || strings.HasPrefix(name, "COMMAND") {
+			continue
+		}
+		if spec.flags&(flagConnection|flagBlocking|flagPubSub) == 0 {
+			continue
+		}
+		if c := classify(spec); c != protocols.Local && c != protocols.Unsupported {
+			t.Errorf("%s (flags %b) is classed %v", name, spec.flags, c)
+		}
+	}
+}
+
+// TestMayReplicateCommandsAreWrites: every command Redis may propagate to its
+// replicas (flag write or may_replicate) changes data somewhere, so it goes to every
+// backend (or is refused, for blocking forms); PFCOUNT included.
+func TestMayReplicateCommandsAreWrites(t *testing.T) {
+	for _, name := range []string{"PFCOUNT", "EVAL", "EVALSHA", "FCALL", "PUBLISH", "SPUBLISH"} {
+		if commandTable[name].flags&flagMayReplicate == 0 {
+			t.Errorf("%s is not flagged may_replicate in the generated table", name)
+		}
+	}
+	for name, spec := range commandTable {
+		if spec.flags&(flagWrite|flagMayReplicate) == 0 {
+			continue
+		}
+		switch c := classify(spec); {
+		case c == protocols.Write, c == protocols.Unsupported:
+		default:
+			t.Errorf("%s may replicate but is classed %v", name, c)
+		}
 	}
 }

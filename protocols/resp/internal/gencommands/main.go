@@ -53,6 +53,9 @@ func main() {
 		for _, f := range entry[6].([]any) {
 			r.flags = append(r.flags, f.(string))
 		}
+		if mayReplicate[r.name] || writesKeys(entry[8]) {
+			r.flags = append(r.flags, "may_replicate")
+		}
 		subs, _ := entry[9].([]any)
 		r.subs = len(subs) > 0
 		rows = append(rows, r)
@@ -106,6 +109,31 @@ var flagConst = map[string]string{
 	"@dangerous":    "flagDangerous",
 	"@connection":   "flagConnection",
 	"@transaction":  "flagTransaction",
+}
+
+// mayReplicate lists the commands Redis 7.0 flags MAY_REPLICATE in its command
+// definitions (src/commands/*.json): they can change data or propagate to replicas
+// although COMMAND does not report the flag. The gateway must broadcast them.
+var mayReplicate = map[string]bool{
+	"EVAL": true, "EVALSHA": true, "FCALL": true, "PFCOUNT": true, "PUBLISH": true, "SPUBLISH": true,
+}
+
+// writesKeys reports whether a COMMAND entry's key specifications say it may change
+// a key (flags RW, OW, RM, insert, delete or update), whatever its command flags say:
+// PFCOUNT is "readonly" but rewrites the HyperLogLog's cached cardinality.
+func writesKeys(specs any) bool {
+	list, _ := specs.([]any)
+	for _, spec := range list {
+		m, _ := spec.(map[any]any)
+		flags, _ := m["flags"].([]any)
+		for _, f := range flags {
+			switch f {
+			case "RW", "OW", "RM", "insert", "delete", "update":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func redisVersion(info string) string {
