@@ -41,6 +41,8 @@ type Config struct {
 	BackendTimeout      time.Duration // longest wait for a backend reply
 	BackendBacklogBytes int64         // queued write bytes per backend before out of sync
 	MaxRequestBytes     int64         // largest client request
+	ClientOutputLimit   int64         // unread reply bytes per client before its reading pauses
+	ClientOutputTimeout time.Duration // longest a client may leave replies unread
 	MaxClients          int           // 0 = unlimited
 	Threads             int           // GOMAXPROCS; 0 = half the CPUs, at least 1
 	AdminPort           int           // admin HTTP port; 0 = off
@@ -212,7 +214,8 @@ func (c *Config) values() map[string]string {
 		"reconnect_delay_timeout": secs(c.ReconnectDelayTimeout), "read_idle_timeout": secs(c.ReadIdleTimeout),
 		"protocol": c.Protocol, "write_reply": c.WriteReply, "read_from": c.ReadFrom, "primary": c.Primary,
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
-		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "max_clients": fmt.Sprint(c.MaxClients),
+		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit),
+		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,
 		"admin_port":       fmt.Sprint(c.AdminPort), "threads": fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),

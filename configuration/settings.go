@@ -82,8 +82,10 @@ var settings = []setting{
 		return nil
 	}},
 	{"backend_timeout", "30", "seconds a backend may leave a command unanswered before its connection is reset", durationInto(func(c *Config) *time.Duration { return &c.BackendTimeout })},
-	{"backend_backlog_bytes", "67108864", "bytes of writes kept per backend while it is down or slow; beyond, it is marked out of sync", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.BackendBacklogBytes })},
-	{"max_request_bytes", "536870912", "largest client request accepted", int64Into(1<<10, 4<<30, func(c *Config) *int64 { return &c.MaxRequestBytes })},
+	{"backend_backlog_bytes", "67108864", "bytes of writes kept per backend while it is down or slow, not counting its largest request; beyond, it is marked out of sync", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.BackendBacklogBytes })},
+	{"max_request_bytes", "536870912", "largest client request accepted (a single request is always admitted to a backend that keeps up, whatever backend_backlog_bytes says)", int64Into(1<<10, 4<<30, func(c *Config) *int64 { return &c.MaxRequestBytes })},
+	{"client_output_limit", "67108864", "bytes of replies a client may leave unread; beyond, the gateway stops reading its commands until it reads (backpressure)", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.ClientOutputLimit })},
+	{"client_output_timeout", "60", "seconds a client may leave its pending replies unread before it is disconnected; 0 = never", durationInto(func(c *Config) *time.Duration { return &c.ClientOutputTimeout })},
 	{"max_clients", "10000", "client connections accepted at once; 0 = no limit", intInto(0, 1<<24, func(c *Config) *int { return &c.MaxClients })},
 	{"raw_reply", "all", "protocol=raw: which backend bytes clients receive: all (the original's), primary or none",
 		oneOf(strings.ToLower, func(c *Config) *string { return &c.RawReply }, "all", "primary", "none")},

@@ -33,8 +33,8 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !g.ready2serve() {
-			http.Error(w, "no backend up", http.StatusServiceUnavailable)
+		if msg := g.notReady(); msg != "" {
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -52,16 +52,29 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func (g *Gateway) ready2serve() bool {
+// notReady says why clients cannot be served correctly now, or "" when they can: no
+// backend is up, or every backend up is out of sync (replies would come from a
+// backend known to have missed writes).
+func (g *Gateway) notReady() string {
 	if len(g.backends) == 0 {
-		return true // raw mode connects per client
+		return "" // raw mode connects per client
 	}
+	up, inSync := 0, 0
 	for _, be := range g.backends {
 		if be.up.Load() {
-			return true
+			up++
+			if !be.outOfSync.Load() {
+				inSync++
+			}
 		}
 	}
-	return false
+	switch {
+	case up == 0:
+		return "no backend up"
+	case inSync == 0:
+		return fmt.Sprintf("no in-sync backend up: all %d backends up are out of sync (they missed writes)", up)
+	}
+	return ""
 }
 
 // statsCollector exposes Stats and backend states as Prometheus metrics, read at

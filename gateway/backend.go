@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +79,7 @@ type backend struct {
 	selectBuf  []byte
 	db         int   // database the stream selects after everything in out
 	writtenDB  int   // database selected after the bytes already given to the writer
+	largest    int   // the largest request waiting for the writer (see admitLocked)
 	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	// progressAt is when the backend last made progress while commands were in flight:
 	// the first write after idling, or the last reply read.
@@ -94,21 +96,33 @@ func newBackend(gw *Gateway, index int, addr string) *backend {
 	}
 }
 
-// appendLocked queues one frame (the caller holds mu). It returns false, and queues
-// nothing, when the backlog limit would be exceeded: the write is lost for this
-// backend, which is then out of sync.
-func (be *backend) appendLocked(frame []byte, db int, p pending) bool {
-	need := len(frame)
-	if db != be.db {
-		need += 32
+// admitLocked decides whether a request (one command, or a transaction's commands)
+// may join the backend's queue (the caller holds mu). backend_backlog_bytes bounds
+// what waits for the writer, not counting the largest single request waiting: so one
+// request of any size up to max_request_bytes is always admitted by a backend that
+// keeps up, and the memory a backend holds stays below backend_backlog_bytes plus one
+// max_request_bytes. Refused writes are lost for this backend, which is then out of
+// sync; nothing of a refused request reaches its stream.
+func (be *backend) admitLocked(req []queuedCmd, write bool) bool {
+	need := 0
+	for i := range req {
+		need += len(req[i].frame) + 32 // room for an injected SELECT
 	}
-	if queued := be.queuedBytesLocked(); int64(queued+need) > be.gw.cfg.BackendBacklogBytes && queued > 0 {
-		if p.write {
-			be.lostWrites++
-			be.markOutOfSync("backlog full (backend_backlog_bytes)")
-		}
-		return false
+	waiting := be.queuedBytesLocked()
+	if int64(waiting+need-max(be.largest, need)) <= be.gw.cfg.BackendBacklogBytes {
+		be.largest = max(be.largest, need)
+		return true
 	}
+	if write {
+		be.lostWrites += int64(len(req))
+		be.markOutOfSync("backlog full (backend_backlog_bytes)")
+	}
+	return false
+}
+
+// appendLocked queues one admitted frame (the caller holds mu), preceded by a SELECT
+// when the command's database differs from the stream's.
+func (be *backend) appendLocked(frame []byte, db int, p pending) {
 	if db != be.db {
 		be.selectBuf = resp.AppendSelect(be.selectBuf[:0], db)
 		be.enqueueLocked(be.selectBuf, pending{write: true})
@@ -116,7 +130,6 @@ func (be *backend) appendLocked(frame []byte, db int, p pending) bool {
 	}
 	be.enqueueLocked(frame, p)
 	be.queued.Store(int64(be.queuedBytesLocked()))
-	return true
 }
 
 // enqueueLocked appends a frame to the stream: to out, or behind the last gated
@@ -145,7 +158,13 @@ func (be *backend) kick() {
 	}
 }
 
+// markOutOfSync flags the backend: its data may differ from the others'. With a
+// single backend there are no others to differ from: lost writes are counted, the
+// flag is not set (it would only stop the gateway from serving).
 func (be *backend) markOutOfSync(reason string) {
+	if len(be.gw.backends) < 2 {
+		return
+	}
 	if be.outOfSync.CompareAndSwap(false, true) {
 		be.gw.stats.OutOfSyncEvents.Add(1)
 		be.log.Error("backend out of sync: writes were lost; its data may differ from the other backends", "reason", reason)
@@ -159,7 +178,11 @@ func (be *backend) State() BackendState {
 	return be.state
 }
 
-// run dials and serves connections until ctx ends.
+// run dials and serves connections until ctx ends. A connection counts as up only
+// once the backend has answered the wire's probe (so a process that accepts and
+// closes, or a hung one whose kernel still accepts, never receives the backlog).
+// Failed attempts, and connections that die young, are retried after
+// reconnect_delay_timeout, doubled per consecutive failure up to a cap.
 func (be *backend) run(ctx context.Context) {
 	defer func() {
 		be.mu.Lock()
@@ -169,14 +192,21 @@ func (be *backend) run(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
 		conn, err := be.dial(ctx)
+		if err == nil {
+			err = be.handshake(ctx, conn)
+			if err != nil {
+				_ = conn.Close()
+			}
+		}
 		if err != nil {
 			failures++
 			lvl := slog.LevelDebug
 			if failures == 1 {
 				lvl = slog.LevelError
 			}
-			be.log.Log(ctx, lvl, "backend unreachable; writes are kept in its backlog", "err", err, "retry_in", be.gw.cfg.ReconnectDelayTimeout)
-			if !sleep(ctx, be.gw.cfg.ReconnectDelayTimeout) {
+			delay := be.retryDelay(failures)
+			be.log.Log(ctx, lvl, "backend unreachable; writes are kept in its backlog", "err", err, "retry_in", delay)
+			if !sleep(ctx, delay) {
 				return
 			}
 			continue
@@ -184,10 +214,86 @@ func (be *backend) run(ctx context.Context) {
 		if failures > 0 || be.connects.Load() > 0 {
 			be.log.Info("backend connected", "replaying_bytes", be.queued.Load())
 		}
-		failures = 0
 		be.connects.Add(1)
+		start := time.Now()
 		be.serve(ctx, conn)
+		if time.Since(start) >= time.Second {
+			failures = 0
+			continue
+		}
+		// It died young: wait as after a failed attempt, so a backend that accepts
+		// and closes is not redialled in a tight loop.
+		failures++
+		if !sleep(ctx, be.retryDelay(failures)) {
+			return
+		}
 	}
+}
+
+// retryDelay is the wait before the next attempt after n consecutive failures:
+// reconnect_delay_timeout, doubled per failure, capped at 8 times the setting or a
+// minute, whichever is less (never below the setting itself).
+func (be *backend) retryDelay(n int) time.Duration {
+	base := be.gw.cfg.ReconnectDelayTimeout
+	limit := max(base, min(8*base, time.Minute))
+	d := base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// handshake sends the wire's probe on a new connection and reads its reply within
+// connect_timeout. A backend still loading its dataset, or busy running a script,
+// answers with an error that means "later" (wire.busy): the probe is repeated on the
+// same connection until it passes. Any other error reply fails the attempt.
+func (be *backend) handshake(ctx context.Context, conn net.Conn) error {
+	probe := be.gw.wire.probe
+	scan := be.gw.wire.newScanner()
+	buf := make([]byte, 0, 512)
+	loggedBusy := false
+	for ctx.Err() == nil {
+		_ = conn.SetDeadline(time.Now().Add(be.gw.cfg.ConnectTimeout))
+		if _, err := conn.Write(probe); err != nil {
+			return fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+		}
+		buf = buf[:0]
+		var n int
+		var isErr bool
+		for {
+			if len(buf) == cap(buf) {
+				return fmt.Errorf("backend %s: handshake: reply too long", be.addr)
+			}
+			m, err := conn.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+m]
+			if err != nil {
+				return fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+			}
+			n, isErr, err = scan.scan(0, buf)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, protocols.ErrIncomplete) {
+				return fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+			}
+		}
+		reply := buf[:n]
+		switch {
+		case !isErr:
+			return conn.SetDeadline(time.Time{})
+		case be.gw.wire.busy(reply):
+			if !loggedBusy {
+				be.log.Warn("backend is not ready; waiting before sending it anything", "reply", truncate(reply, 80))
+				loggedBusy = true
+			}
+			if !sleep(ctx, min(100*time.Millisecond, be.gw.cfg.ConnectTimeout)) {
+				return ctx.Err()
+			}
+		default:
+			return fmt.Errorf("backend %s: handshake: %s", be.addr, bytes.TrimSpace(reply))
+		}
+	}
+	return ctx.Err()
 }
 
 func (be *backend) dial(ctx context.Context) (net.Conn, error) {
@@ -295,6 +401,7 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 		}
 		be.releaseGatedLocked()
 		buf, be.out = be.out, buf[:0]
+		be.largest = 0
 		if be.inflight == 0 && len(buf) > 0 {
 			be.progressAt = time.Now()
 		}
@@ -433,9 +540,16 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 		}
 		if isErrs[i] {
 			// Nobody waits for this reply (backlog replay or an injected SELECT): the
-			// error is the only trace of a write that failed here.
+			// error is the only trace of a write that failed here. An error for the
+			// server's state (not the command's) means the others applied it.
 			be.gw.stats.BackendErrors.Add(1)
 			be.log.Warn("backend returned an error for a write no client waits for", "reply", truncate(reply, 80))
+			if p.write && be.gw.wire.stateError(reply) {
+				be.mu.Lock()
+				be.lostWrites++
+				be.mu.Unlock()
+				be.markOutOfSync("it refused a replayed write: " + truncate(firstLine(reply), 60))
+			}
 		}
 	}
 	return ps, true
@@ -460,6 +574,14 @@ func grow(buf []byte, start int) []byte {
 	nb := make([]byte, live, 2*cap(buf))
 	copy(nb, buf[start:])
 	return nb
+}
+
+// firstLine is b up to its first CRLF.
+func firstLine(b []byte) []byte {
+	if i := bytes.Index(b, []byte("\r\n")); i >= 0 {
+		return b[:i]
+	}
+	return b
 }
 
 func truncate(b []byte, n int) string {

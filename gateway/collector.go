@@ -67,8 +67,11 @@ type command struct {
 	off, n    int32 // local reply bytes in arena (chosen == -1)
 	variants  [maxVariants]variant
 	nvariants uint8
-	extra     bool // more variants than maxVariants
-	hidden    bool // the client does not see this reply (MULTI and QUEUED inside EXEC)
+	extra     bool    // more variants than maxVariants
+	hidden    bool    // the client does not see this reply (MULTI and QUEUED inside EXEC)
+	write     bool    // the command changes data: an error where others applied it is a lost write
+	applied   bool    // write: a backend answered it without an error
+	errFrom   []int16 // write: backends that answered an error while none had applied it
 	// visible, when set, decides from the chosen reply whether the client sees it
 	// (memcached noreply and quiet meta commands).
 	visible func(reply []byte) bool
@@ -81,6 +84,11 @@ type batchSettings struct {
 	// comparable, when set, appends the form in which replies are compared (without
 	// fields that differ between healthy servers); ok false: compare the reply as is.
 	comparable func(dst, reply []byte) (out []byte, ok bool)
+	// isError reports whether a reply is an error reply.
+	isError func(reply []byte) bool
+	// onLostWrite runs (under b.mu) for a backend that answered a write with an
+	// error while another backend applied it: that backend missed the write.
+	onLostWrite func(backend int, c *command, reply []byte)
 }
 
 // batch holds the commands of one client read burst and collects their replies.
@@ -189,6 +197,9 @@ func (b *batch) deliver(i int, backend int, reply []byte, noReply []byte) {
 		if v := b.record(c, backend, reply); int(c.source) == backend {
 			c.srcVar = v
 		}
+		if c.write && b.settings.onLostWrite != nil {
+			b.checkApplied(c, backend, reply)
+		}
 	}
 	if !c.decided {
 		b.decide(c, noReply)
@@ -202,6 +213,26 @@ func (b *batch) deliver(i int, backend int, reply []byte, noReply []byte) {
 	b.mu.Unlock()
 	if release {
 		b.recycle()
+	}
+}
+
+// checkApplied tracks which backends applied a write: once one has, every backend
+// that answered it with an error (before or after) missed it.
+func (b *batch) checkApplied(c *command, backend int, reply []byte) {
+	if b.settings.isError(reply) {
+		if c.applied {
+			b.settings.onLostWrite(backend, c, reply)
+		} else {
+			c.errFrom = append(c.errFrom, int16(backend))
+		}
+		return
+	}
+	if !c.applied {
+		c.applied = true
+		for _, e := range c.errFrom {
+			b.settings.onLostWrite(int(e), c, nil)
+		}
+		c.errFrom = nil
 	}
 }
 

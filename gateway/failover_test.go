@@ -123,7 +123,7 @@ func TestAdminEndpoints(t *testing.T) {
 // writes were never acknowledged) and reconnected.
 func TestBackendTimeout(t *testing.T) {
 	good := startRedisBackends(t, 1)[0]
-	stalled := newTCPBackend(t, "stall")
+	stalled := newTCPBackend(t, "probe-then-stall")
 	h := startGateway(t, []string{stalled.addr(), good.Addr}, "backend_timeout=300ms")
 	c := h.client(t, 0)
 	got, err := c.Incr(ctx, "n").Result()

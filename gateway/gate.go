@@ -74,9 +74,7 @@ func (be *backend) appendGatedLocked(frame, effect []byte, p pending, up bool) b
 	if !p.authority {
 		frame = effect
 	}
-	if int64(be.queuedBytesLocked()+len(frame)) > be.gw.cfg.BackendBacklogBytes && be.queuedBytesLocked() > 0 {
-		be.lostWrites++
-		be.markOutOfSync("backlog full (backend_backlog_bytes)")
+	if !be.admitLocked([]queuedCmd{{frame: frame}}, true) {
 		if p.authority {
 			p.gate.resolve(false, nil)
 		}

@@ -87,7 +87,8 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 	default:
 		return nil, fmt.Errorf("gateway: unknown protocol %q", cfg.Protocol)
 	}
-	g.batchSettings = batchSettings{policy: policy, onFinish: g.finish, comparable: g.wire.comparable}
+	g.batchSettings = batchSettings{policy: policy, onFinish: g.finish, comparable: g.wire.comparable,
+		isError: g.wire.isError, onLostWrite: g.lostWrite}
 	g.noReply = g.wire.appendError(nil, "dynode-broadcaster: no backend replied")
 	g.noBackend = g.wire.appendError(nil, "dynode-broadcaster: no backend available")
 	for i, addr := range servers {
@@ -235,6 +236,20 @@ func (g *Gateway) finish(b *batch, c *command) {
 	}
 	g.log.Warn("backends replied differently", "cmd", c.name, "reply_groups", strings.Join(groups, " vs "))
 	g.stats.Divergences.Add(1)
+}
+
+// lostWrite runs when a backend answered a write with an error that another backend
+// applied: the backend missed the write, so its data differs.
+func (g *Gateway) lostWrite(backend int, c *command, reply []byte) {
+	be := g.backends[backend]
+	be.mu.Lock()
+	be.lostWrites++
+	be.mu.Unlock()
+	reason := "it refused a write (" + c.name + ") that other backends applied"
+	if reply != nil {
+		reason += ": " + truncate(firstLine(reply), 60)
+	}
+	be.markOutOfSync(reason)
 }
 
 // Ready is closed once the gateway listens.

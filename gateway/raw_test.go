@@ -25,7 +25,7 @@ import (
 type tcpBackend struct {
 	t    testing.TB
 	ln   net.Listener
-	mode string        // "sink", "echo", "stall" (never reads), "close-after-read"
+	mode string        // "sink", "echo", "stall" (never reads), "probe-then-stall", "close-after-read"
 	quit chan struct{} // closed when the test ends
 
 	mu    sync.Mutex
@@ -76,7 +76,16 @@ func serveTCPBackend(t testing.TB, ln net.Listener, mode string) *tcpBackend {
 func (b *tcpBackend) handle(c net.Conn, r *received) {
 	defer c.Close()
 	defer close(r.done)
-	if b.mode == "stall" {
+	mode := b.mode
+	if mode == "probe-then-stall" {
+		// Answer the gateway's handshake PING like a Redis server, then hang.
+		probe := make([]byte, len("*1\r\n$4\r\nPING\r\n"))
+		if _, err := io.ReadFull(c, probe); err == nil {
+			_, _ = c.Write([]byte("+PONG\r\n"))
+		}
+		mode = "stall"
+	}
+	if mode == "stall" {
 		<-b.quit // never reads; the connection closes when the test ends
 		return
 	}

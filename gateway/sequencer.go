@@ -16,6 +16,9 @@ type queuedCmd struct {
 	// effect, for a conditional write only one backend can evaluate (memcached cas),
 	// is its unconditional form for the other backends; see gate.
 	effect []byte
+	// block, on the first command of a transaction (MULTI), is how many commands the
+	// block has, EXEC included: a backend gets all of them or none.
+	block int
 }
 
 // sequencer is the gateway's one serial point. It appends every batch to every
@@ -53,42 +56,8 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 		}
 	}
 	for _, be := range s.backends {
-		appended := false
 		be.mu.Lock()
-		up := be.state == StateUp
-		g := 0
-		for i := range items {
-			it := &items[i]
-			isWrite := it.class != protocols.Read
-			if isWrite && !queueWrites || !isWrite && be.index != readTarget {
-				continue
-			}
-			p := pending{write: isWrite, kind: it.kind}
-			if up {
-				p.b, p.idx = b, int32(it.idx)
-			}
-			var ok bool
-			if it.effect != nil {
-				if source < 0 {
-					continue // nobody can evaluate the condition
-				}
-				p.gate, p.authority = gates[g], be.index == source
-				g++
-				ok = be.appendGatedLocked(it.frame, it.effect, p, up)
-			} else {
-				ok = be.appendLocked(it.frame, it.db, p)
-			}
-			if !ok {
-				continue
-			}
-			appended = true
-			if up {
-				b.expectFrom(it.idx)
-				if c := &b.cmds[it.idx]; int(c.source) == be.index {
-					c.srcQueued = true
-				}
-			}
-		}
+		appended := s.queueTo(be, b, items, gates, source, readTarget, queueWrites)
 		be.mu.Unlock()
 		if appended {
 			be.kick()
@@ -101,28 +70,100 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 	b.seal(errNoBackend)
 }
 
-// targets picks the preferred reply source for writes (the primary, or the first
-// backend up) and the backend for reads; -1 when no backend is up. Caller holds mu.
-func (s *sequencer) targets() (source, read int) {
-	source = -1
-	if s.primary >= 0 && s.primary < len(s.backends) && s.backends[s.primary].up.Load() {
-		source = s.primary
-	} else {
-		for _, be := range s.backends {
-			if be.up.Load() {
-				source = be.index
-				break
-			}
+// queueTo appends the batch's commands for one backend to its queue and reports
+// whether it appended any (the caller holds be.mu, b.mu and s.mu).
+func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*gate, source, readTarget int, queueWrites bool) bool {
+	up := be.state == StateUp
+	appended := false
+	g := 0
+	for i := 0; i < len(items); i++ {
+		it := &items[i]
+		n := max(it.block, 1) // commands admitted together
+		isWrite := it.class != protocols.Read
+		if isWrite && !queueWrites || !isWrite && be.index != readTarget {
+			i += n - 1
+			continue
 		}
+		if it.effect != nil {
+			if source < 0 {
+				continue // nobody can evaluate the condition
+			}
+			p := pending{write: true, kind: it.kind, gate: gates[g], authority: be.index == source}
+			g++
+			if up {
+				p.b, p.idx = b, int32(it.idx)
+			}
+			if be.appendGatedLocked(it.frame, it.effect, p, up) {
+				appended = true
+				s.expect(be, b, it, up)
+			}
+			continue
+		}
+		block := items[i : i+n]
+		i += n - 1
+		if !be.admitLocked(block, isWrite) {
+			continue
+		}
+		for j := range block {
+			it := &block[j]
+			p := pending{write: isWrite, kind: it.kind}
+			if up {
+				p.b, p.idx = b, int32(it.idx)
+			}
+			be.appendLocked(it.frame, it.db, p)
+			s.expect(be, b, it, up)
+		}
+		appended = true
+	}
+	return appended
+}
+
+// expect records that the backend will answer it (when it was up when queued).
+func (s *sequencer) expect(be *backend, b *batch, it *queuedCmd, up bool) {
+	if !up {
+		return
+	}
+	b.expectFrom(it.idx)
+	if c := &b.cmds[it.idx]; int(c.source) == be.index {
+		c.srcQueued = true
+	}
+}
+
+// targets picks the reply source for writes and the backend for reads; -1 when no
+// backend is up. The source is the primary, or the first backend up in configuration
+// order; a backend out of sync (it missed writes) is never the source nor read from
+// while an in-sync backend is up. When every backend up is out of sync, the same
+// order applies among them (the gateway keeps serving; /readyz says so). Caller
+// holds mu.
+func (s *sequencer) targets() (source, read int) {
+	source = s.pick(true)
+	if source < 0 {
+		source = s.pick(false)
 	}
 	if !s.readAny || source < 0 {
 		return source, source
 	}
+	inSync := !s.backends[source].outOfSync.Load()
 	for range s.backends {
 		s.rr = (s.rr + 1) % len(s.backends)
-		if be := s.backends[s.rr]; be.up.Load() {
+		if be := s.backends[s.rr]; be.up.Load() && (!inSync || !be.outOfSync.Load()) {
 			return source, be.index
 		}
 	}
 	return source, source
+}
+
+// pick returns the primary if it is up (and in sync, when inSync), else the first
+// such backend, else -1.
+func (s *sequencer) pick(inSync bool) int {
+	ok := func(be *backend) bool { return be.up.Load() && (!inSync || !be.outOfSync.Load()) }
+	if s.primary >= 0 && s.primary < len(s.backends) && ok(s.backends[s.primary]) {
+		return s.primary
+	}
+	for _, be := range s.backends {
+		if ok(be) {
+			return be.index
+		}
+	}
+	return -1
 }

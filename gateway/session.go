@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
 )
@@ -30,6 +31,7 @@ type session struct {
 	codec clientCodec
 
 	idle    deadline
+	output  *output
 	rbuf    []byte
 	items   []queuedCmd
 	scratch []byte
@@ -53,6 +55,9 @@ func (s *session) serve(ctx context.Context) {
 	defer s.recoverPanic()
 	s.rbuf = make([]byte, 0, readBufSize)
 	s.codec = s.gw.wire.newCodec(s)
+	s.output = newOutput(s.conn, s.gw.cfg.ClientOutputLimit, s.gw.cfg.ClientOutputTimeout)
+	// The replies before a QUIT or a protocol error are delivered before the close.
+	defer s.output.close(5 * time.Second)
 	for {
 		if err := s.readMore(); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -140,7 +145,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		closeAfter = true
 	}
 	if len(s.out) > 0 {
-		if _, err := s.conn.Write(s.out); err != nil {
+		if err := s.output.send(s.out); err != nil {
 			return pos, true, err
 		}
 	}
@@ -154,12 +159,14 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 func (s *session) queue(b *batch, name string, it queuedCmd) *command {
 	it.idx = b.add(name, -1)
 	s.items = append(s.items, it)
-	return &b.cmds[it.idx]
+	c := &b.cmds[it.idx]
+	c.write = it.class != protocols.Read
+	return c
 }
 
 // protocolError tells the client why it is disconnected.
 func (s *session) protocolError(perr error) {
 	s.gw.stats.ProtocolErrors.Add(1)
 	s.log.Warn("closing client after a protocol error", "err", perr)
-	_, _ = s.conn.Write(s.codec.appendFatal(nil, perr))
+	_ = s.output.send(s.codec.appendFatal(nil, perr))
 }

@@ -22,6 +22,12 @@ type transaction struct {
 	names   []string // their command names
 }
 
+// abort makes EXEC answer EXECABORT and lets go of what was queued.
+func (t *transaction) abort() {
+	t.aborted = true
+	t.frames, t.ends, t.names = nil, nil, nil
+}
+
 func (t *transaction) reset() {
 	t.active, t.aborted, t.write = false, false, false
 	t.frames, t.ends, t.names = t.frames[:0], t.ends[:0], t.names[:0]
@@ -56,17 +62,33 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 	if !tx.active {
 		return false
 	}
+	if msg := resp.Reject(cmd.Args); msg != "" {
+		// As Redis: an unknown command or a wrong arity is answered at once, and EXEC
+		// then answers EXECABORT.
+		tx.abort()
+		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], msg))
+		return true
+	}
+	if int64(len(tx.frames)+len(cmd.Frame)) > r.s.gw.cfg.MaxRequestBytes {
+		tx.abort()
+		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "ERR dynode-broadcaster: transaction larger than max_request_bytes, discarded"))
+		return true
+	}
 	class := cmd.Class
 	if cmd.Name == "PING" || cmd.Name == "ECHO" {
 		class = protocols.Read // inside MULTI their replies belong in EXEC's array
 	}
 	if class != protocols.Read && class != protocols.Write {
-		tx.aborted = true
+		tx.abort()
 		msg := "ERR command '" + cmd.Name + "' cannot be used inside MULTI through dynode-broadcaster"
 		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], msg))
 		return true
 	}
 	tx.write = tx.write || class == protocols.Write
+	if tx.aborted {
+		b.addLocal(cmd.Name, resp.AppendSimple(r.s.scratch[:0], "QUEUED"))
+		return true // EXEC will answer EXECABORT: keep nothing
+	}
 	tx.frames = append(tx.frames, cmd.Frame...)
 	tx.ends = append(tx.ends, len(tx.frames))
 	tx.names = append(tx.names, cmd.Name)
@@ -96,6 +118,7 @@ func (r *respCodec) exec(b *batch, cmd protocols.Command) {
 	}
 	// The frames move to execFrames, which lives until the batch is submitted: the
 	// same burst may open and queue another transaction after this EXEC.
+	first := len(r.s.items)
 	queue("MULTI", multiFrame, true)
 	start := len(r.execFrames)
 	r.execFrames = append(r.execFrames, tx.frames...)
@@ -106,5 +129,6 @@ func (r *respCodec) exec(b *batch, cmd protocols.Command) {
 		prev = end
 	}
 	queue(cmd.Name, cmd.Frame, false)
+	r.s.items[first].block = len(r.s.items) - first // admitted whole or not at all
 	tx.reset()
 }

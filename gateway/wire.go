@@ -27,6 +27,18 @@ type wire struct {
 	tooLarge string
 	// newCodec returns the client-side codec of one session.
 	newCodec func(s *session) clientCodec
+	// probe is a command with one reply and no effect, sent on every new backend
+	// connection before anything else: a backend is up once it answers it.
+	probe []byte
+	// busy reports whether an error reply means the backend cannot serve yet but will
+	// (Redis loading its dataset or running a script): wait, do not fail.
+	busy func(reply []byte) bool
+	// stateError reports whether an error reply to a write means the server refused
+	// it for its own state (out of memory, loading, read-only, no such script...), not
+	// for the command: another server would have applied it, so it is a lost write.
+	stateError func(reply []byte) bool
+	// isError reports whether a complete reply is an error reply.
+	isError func(reply []byte) bool
 }
 
 // replyScanner finds where each backend reply ends; kind is the pending command's
@@ -40,6 +52,13 @@ var respWire = wire{
 	appendError: func(dst []byte, msg string) []byte { return resp.AppendError(dst, "ERR "+msg) },
 	tooLarge:    "Protocol error: request larger than max_request_bytes",
 	newCodec:    newRespCodec,
+	probe:       []byte("*1\r\n$4\r\nPING\r\n"),
+	busy:        func(r []byte) bool { return hasAnyPrefix(r, "-LOADING", "-BUSY ", "-BUSY\r") },
+	stateError: func(r []byte) bool {
+		return hasAnyPrefix(r, "-LOADING", "-BUSY", "-OOM", "-READONLY", "-MISCONF", "-NOSCRIPT",
+			"-MASTERDOWN", "-NOREPLICAS", "-NOAUTH", "-NOPERM", "-TRYAGAIN", "-CLUSTERDOWN", "-MOVED", "-ASK ")
+	},
+	isError: func(r []byte) bool { return len(r) > 0 && (r[0] == '-' || r[0] == '!') },
 }
 
 var memcacheWire = wire{
@@ -53,6 +72,22 @@ var memcacheWire = wire{
 	},
 	tooLarge: "SERVER_ERROR request larger than max_request_bytes",
 	newCodec: func(s *session) clientCodec { return &memcacheCodec{s: s} },
+	probe:    []byte("version\r\n"),
+	busy:     func([]byte) bool { return false },
+	// memcached refuses a storage command for its state only when out of memory (an
+	// item too large is refused by every server configured alike).
+	stateError: func(r []byte) bool { return hasAnyPrefix(r, "SERVER_ERROR out of memory") },
+	isError:    memcache.IsError,
+}
+
+// hasAnyPrefix reports whether b starts with one of the prefixes.
+func hasAnyPrefix(b []byte, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if len(b) >= len(p) && string(b[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
 }
 
 type respScanner struct{ resp.ReplyScanner }

@@ -209,6 +209,10 @@ func sizeToken(line []byte, i int) (int, bool) {
 	return n, err == nil && n >= 0 && n <= MaxValueLen
 }
 
+// IsError reports whether a complete reply is an error (ERROR, CLIENT_ERROR or
+// SERVER_ERROR).
+func IsError(reply []byte) bool { return isErrorLine(firstLine(reply)) }
+
 func isErrorLine(line []byte) bool {
 	return bytes.Equal(line, []byte("ERROR")) || bytes.HasPrefix(line, []byte("CLIENT_ERROR")) ||
 		bytes.HasPrefix(line, []byte("SERVER_ERROR"))

@@ -126,3 +126,60 @@ func upper(dst, s []byte) []byte {
 	}
 	return dst
 }
+
+// Reject returns the error Redis answers before running a command (unknown command,
+// unknown subcommand of a container command, wrong number of arguments), without
+// the leading "-" and trailing CRLF, or "" when the command passes these checks.
+// Inside MULTI, Redis answers these at once and aborts the transaction.
+func Reject(args [][]byte) string {
+	if len(args) == 0 {
+		return ""
+	}
+	spec, ok := lookup(args)
+	if !ok {
+		quoted := make([]byte, 0, 64)
+		for _, a := range args[1:] {
+			if len(quoted) >= 128 {
+				break
+			}
+			quoted = append(quoted, '\'')
+			quoted = append(quoted, a[:min(len(a), 128-len(quoted)+1)]...)
+			quoted = append(quoted, "' "...)
+		}
+		return noNewlines("ERR unknown command '" + clip(args[0], 128) + "', with args beginning with: " + string(quoted))
+	}
+	if spec.subcommands {
+		if len(args) < 2 {
+			return "ERR wrong number of arguments for '" + lower(spec.name) + "' command"
+		}
+		var buf [64]byte
+		return noNewlines("ERR unknown subcommand '" + clip(args[1], 128) + "'. Try " + string(upper(buf[:0], args[0])) + " HELP.")
+	}
+	if n := len(args); int(spec.arity) > 0 && n != int(spec.arity) || n < -int(spec.arity) {
+		return "ERR wrong number of arguments for '" + lower(spec.name) + "' command"
+	}
+	return ""
+}
+
+func clip(b []byte, n int) string { return string(b[:min(len(b), n)]) }
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// noNewlines replaces CR and LF with spaces, as Redis does in error replies.
+func noNewlines(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == '\r' || c == '\n' {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,145 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// output writes a session's replies to its client without ever blocking the
+// session's reading goroutine on the client: a client that sends a long pipeline
+// before reading any reply (both sides' socket buffers full) would otherwise
+// deadlock with the gateway.
+//
+// Replies are first written with one non-blocking write, which in the common case
+// takes everything. What the socket does not take waits in pending, written by a
+// writer goroutine that exists only while something waits (so idle clients cost no
+// goroutine). While more than client_output_limit bytes wait, send blocks the
+// session: it stops reading that client's commands until the client reads
+// (backpressure). A client that leaves its replies unread for client_output_timeout
+// is disconnected.
+type output struct {
+	conn    net.Conn
+	raw     syscall.RawConn // nil: no non-blocking write, pending and the writer only
+	limit   int64
+	timeout time.Duration
+
+	mu      sync.Mutex // guards everything below
+	drained sync.Cond  // signalled when pending shrinks or the writer stops
+	pending []byte     // bytes not yet written, in order
+	spare   []byte
+	running bool  // the writer goroutine is running
+	closing bool  // close is waiting: keep its deadline
+	err     error // the write error that ends the session
+}
+
+func newOutput(conn net.Conn, limit int64, timeout time.Duration) *output {
+	o := &output{conn: conn, limit: limit, timeout: timeout}
+	o.drained.L = &o.mu
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			o.raw = raw
+		}
+	}
+	return o
+}
+
+// send writes b (or queues what the socket does not take at once). It returns once b
+// is written or queued and no more than the limit waits, or with the error that
+// ends the session. b may be reused by the caller afterwards.
+func (o *output) send(b []byte) error {
+	o.mu.Lock()
+	if o.err != nil {
+		defer o.mu.Unlock()
+		return o.err
+	}
+	if !o.running && len(o.pending) == 0 {
+		o.mu.Unlock()
+		n, err := o.tryWrite(b)
+		if err != nil {
+			o.mu.Lock()
+			o.err = err
+			o.mu.Unlock()
+			return err
+		}
+		if n == len(b) {
+			return nil
+		}
+		b = b[n:]
+		o.mu.Lock()
+	}
+	o.pending = append(o.pending, b...)
+	if !o.running {
+		o.running = true
+		go o.writeLoop()
+	}
+	for int64(len(o.pending)) > o.limit && o.err == nil {
+		o.drained.Wait()
+	}
+	err := o.err
+	o.mu.Unlock()
+	return err
+}
+
+// tryWrite writes what the socket takes now, without waiting.
+func (o *output) tryWrite(b []byte) (int, error) {
+	if o.raw == nil {
+		return 0, nil
+	}
+	return writeNow(o.raw, b)
+}
+
+// writeLoop writes pending until it is empty, then exits.
+func (o *output) writeLoop() {
+	for {
+		o.mu.Lock()
+		if len(o.pending) == 0 || o.err != nil {
+			o.running = false
+			o.drained.Broadcast()
+			o.mu.Unlock()
+			return
+		}
+		buf := o.pending
+		o.pending = o.spare[:0]
+		o.mu.Unlock()
+
+		if o.timeout > 0 && !o.closing {
+			_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+		}
+		_, err := o.conn.Write(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("replies left unread for %v (client_output_timeout)", o.timeout)
+		}
+
+		o.mu.Lock()
+		if cap(buf) <= keepBufLimit {
+			o.spare = buf[:0]
+		} else {
+			o.spare = nil // give a large burst's memory back
+		}
+		if err != nil && o.err == nil {
+			o.err = err
+		}
+		o.drained.Broadcast()
+		o.mu.Unlock()
+	}
+}
+
+// close waits, at most for wait, until what is pending has been written (the replies
+// before a QUIT or a protocol error), then stops the writer.
+func (o *output) close(wait time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.running {
+		return
+	}
+	o.closing = true
+	_ = o.conn.SetWriteDeadline(time.Now().Add(wait))
+	for o.running {
+		o.drained.Wait()
+	}
+}
