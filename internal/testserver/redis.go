@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,11 +61,20 @@ func StartRedis(t testing.TB) *Redis {
 // the address the gateway knows).
 func StartRedisOnPort(t testing.TB, port int) *Redis {
 	t.Helper()
+	return StartRedisWith(t, port, t.TempDir())
+}
+
+// StartRedisWith starts redis-server on port with its data directory dir (an RDB
+// file there is loaded at start) and extra arguments. It returns once the server
+// answers, which may be while it still loads its dataset (PING answers -LOADING).
+func StartRedisWith(t testing.TB, port int, dir string, extra ...string) *Redis {
+	t.Helper()
 	bin := Require(t, "redis-server", "redis-server")
-	r := &Redis{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: t.TempDir(), t: t}
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+	r := &Redis{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, t: t}
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--enable-debug-command", "yes",
-		"--protected-mode", "no", "--loglevel", "warning")
+		"--protected-mode", "no", "--loglevel", "warning"}, extra...)
+	r.cmd = exec.Command(bin, args...)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
@@ -73,7 +83,7 @@ func StartRedisOnPort(t testing.TB, port int) *Redis {
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if err := c.Ping(context.Background()).Err(); err == nil {
+		if err := c.Ping(context.Background()).Err(); err == nil || strings.HasPrefix(err.Error(), "LOADING") {
 			return r
 		}
 		if time.Now().After(deadline) {
@@ -82,6 +92,9 @@ func StartRedisOnPort(t testing.TB, port int) *Redis {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Dir is the server's data directory.
+func (r *Redis) Dir() string { return r.dir }
 
 // Stop kills the server (idempotent).
 func (r *Redis) Stop() {
