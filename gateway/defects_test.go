@@ -530,5 +530,3 @@ func TestBackendThatClosesAtOnce(t *testing.T) {
 		t.Fatalf("backend got %d of 50 kept writes", n)
 	}
 }
-
-
