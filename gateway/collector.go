@@ -75,6 +75,9 @@ type command struct {
 	// visible, when set, decides from the chosen reply whether the client sees it
 	// (memcached noreply and quiet meta commands).
 	visible func(reply []byte) bool
+	// trim, when set, is the part of the chosen reply the client sees (one part of a
+	// command split toward the backends: its reply joins the next part's).
+	trim func(reply []byte) []byte
 }
 
 // batchSettings are what every batch of a gateway shares.
@@ -331,7 +334,11 @@ func (b *batch) appendReplies(dst []byte) []byte {
 		if c.hidden {
 			continue
 		}
-		if r := b.reply(c); c.visible == nil || c.visible(r) {
+		r := b.reply(c)
+		if c.trim != nil {
+			r = c.trim(r)
+		}
+		if c.visible == nil || c.visible(r) {
 			dst = append(dst, r...)
 		}
 	}

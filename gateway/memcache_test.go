@@ -1,10 +1,13 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -363,6 +366,14 @@ func TestMemcacheMatchesMemcached(t *testing.T) {
 		"delete k 5\r\n", "delete\r\n", "flush_all x\r\n", "verbosity\r\n", "verbosity x\r\n", "verbosity 1 2 3\r\n",
 		"gat x k\r\n", "get\r\n", "mg\r\n", "md\r\n", "ma\r\n", "me\r\n", "ms k 1 !\r\nx\r\n", "ms k x\r\n",
 		"get a mk Zm9v q2 nothing\r\n",
+		// noreply as memcached 1.6: the last token, and it silences the errors found
+		// after it (not the ERROR of a wrong token count).
+		"incr a 1 noreply\r\n", "touch a abc noreply\r\n", "decr n abc noreply\r\n", "incr a noreply\r\n",
+		"set k 0 0 1 noreply\r\nxyz\r\n", "set k 0 x 1 noreply\r\nx\r\n", "verbosity abc noreply\r\n",
+		"verbosity noreply\r\n", "delete k x noreply\r\n", "delete k 0 noreply\r\n", "set k 0 0 1 2 3 noreply\r\n",
+		"set big 0 0 2000000 noreply\r\n" + strings.Repeat("b", 2000000) + "\r\n", "get big\r\n",
+		"set a2 0 0 1 norepl\r\nx\r\n", "get a2\r\n", "touch a2 10 x\r\n", "incr a2 1 x\r\n",
+		"delete " + strings.Repeat(" ", 3000) + "a2\r\n", "flush_all abc noreply\r\n", "flush_all 0 x\r\n", "get a mk\r\n",
 	}
 	for _, req := range script {
 		gw.send(req + "mn\r\n")
@@ -561,4 +572,126 @@ func TestMemcacheCasPrimaryDown(t *testing.T) {
 			t.Fatalf("backend %d: k = %q after cas, want v2", i+1, got)
 		}
 	}
+}
+
+// TestMemcacheStatsFormsUnderLoad: every stats form is one reply up to END (ITEM lines
+// of stats cachedump, PREFIX lines of stats detail dump), so a client asking for them
+// while others pipeline sets never shifts another client's replies, and no backend
+// connection is reset.
+func TestMemcacheStatsFormsUnderLoad(t *testing.T) {
+	h := withMemcached(t, 2)
+	stats := dialMC(t, h.addr)
+	stats.send("stats detail on\r\n")
+	if got := stats.line(); got != "OK" {
+		t.Fatalf("stats detail on = %q", got)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			c, err := net.Dial("tcp", h.addr)
+			if err != nil {
+				done <- err
+				return
+			}
+			defer c.Close()
+			r := bufio.NewReader(c)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					done <- nil
+					return
+				default:
+				}
+				var batch strings.Builder
+				for j := range 20 {
+					fmt.Fprintf(&batch, "set p%d:k%d 0 0 1\r\nx\r\n", w, (i*20+j)%200)
+				}
+				if _, err := io.WriteString(c, batch.String()); err != nil {
+					done <- err
+					return
+				}
+				for range 20 {
+					line, err := r.ReadString('\n')
+					if err != nil || line != "STORED\r\n" {
+						done <- fmt.Errorf("client %d: set answered %q, %v", w, line, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for range 30 {
+		for _, req := range []string{"stats cachedump 1 2", "stats detail dump", "stats items", "stats slabs", "stats settings", "stats"} {
+			lines := stats.request(req)
+			if len(lines) == 0 {
+				t.Fatalf("%s: empty reply", req)
+			}
+			for _, l := range lines {
+				if strings.HasPrefix(l, "STORED") || strings.HasPrefix(l, "ERROR") {
+					t.Fatalf("%s: reply holds %q", req, l)
+				}
+			}
+		}
+	}
+	close(stop)
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Join(stats.request("stats cachedump 1 2"), "|"); !strings.HasPrefix(got, "ITEM p") {
+		t.Fatalf("stats cachedump 1 2 = %q, want ITEM lines", got)
+	}
+	if got := strings.Join(stats.request("stats detail dump"), "|"); !strings.Contains(got, "PREFIX p") {
+		t.Fatalf("stats detail dump = %q, want PREFIX lines", got)
+	}
+	for _, b := range h.gw.Backends() {
+		if b.Connects != 1 || b.LostWrites != 0 || b.OutOfSync {
+			t.Fatalf("backend reset by a stats reply: %+v", b)
+		}
+	}
+	h.mcConverged(t)
+}
+
+// TestMemcacheLongGat: memcached closes a connection on a gat/gats line over 2048
+// bytes; the gateway splits a 5,000-key gat into lines memcached accepts and joins
+// the replies into one, and no backend connection is reset.
+func TestMemcacheLongGat(t *testing.T) {
+	h := withMemcached(t, 2)
+	m := dialMC(t, h.addr)
+	for i := range 100 {
+		if got := m.call(fmt.Sprintf("set key%d 0 0 %d\r\nv%d", i*50, len(strconv.Itoa(i))+1, i)); got != "STORED" {
+			t.Fatal(got)
+		}
+	}
+	var keys []string
+	for i := range 5000 {
+		keys = append(keys, "key"+strconv.Itoa(i))
+	}
+	for _, cmd := range []string{"gat", "gats"} {
+		lines := m.request(cmd + " 3600 " + strings.Join(keys, " "))
+		values, ends := 0, 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, "VALUE ") {
+				values++
+			}
+			if l == "END" {
+				ends++
+			}
+		}
+		if values != 100 || ends != 1 || lines[len(lines)-1] != "END" {
+			t.Fatalf("%s of 5000 keys: %d values, %d END lines", cmd, values, ends)
+		}
+	}
+	if got := m.call("set after 0 0 1\r\nx"); got != "STORED" {
+		t.Fatalf("set after the long gat: %q", got)
+	}
+	for _, b := range h.gw.Backends() {
+		if b.Connects != 1 || b.LostWrites != 0 {
+			t.Fatalf("backend reset by a long gat: %+v", b)
+		}
+	}
+	h.mcConverged(t)
+	h.noDivergence(t)
 }

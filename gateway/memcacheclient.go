@@ -31,14 +31,27 @@ func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, 
 				// memcached answers and goes on reading the connection; nothing is forwarded.
 				pos += ce.N
 				s.gw.stats.ClientErrors.Add(1)
-				s.scratch = append(append(s.scratch[:0], ce.Reply...), "\r\n"...)
-				b.addLocal("error", s.scratch)
+				if !ce.Silent {
+					s.scratch = append(append(s.scratch[:0], ce.Reply...), "\r\n"...)
+					b.addLocal("error", s.scratch)
+				}
 				continue
 			}
 			return pos, true, err
 		}
 		pos += n
 		s.gw.stats.Commands[cmd.Class].Add(1)
+		if cmd.Parts != nil {
+			// A gat or gats too long for memcached goes as several; the client sees one
+			// reply: every part's values, one END.
+			for i, part := range cmd.Parts {
+				c := s.queue(b, cmd.Name, queuedCmd{frame: part, class: cmd.Class, kind: uint8(cmd.Reply)})
+				if i < len(cmd.Parts)-1 {
+					c.trim = memcache.WithoutEnd
+				}
+			}
+			continue
+		}
 		if cmd.Class != protocols.Local {
 			c := s.queue(b, cmd.Name, queuedCmd{frame: cmd.Frame, class: cmd.Class, kind: uint8(cmd.Reply), effect: cmd.ByEffect})
 			c.visible = memcache.Visibility(&cmd)

@@ -17,6 +17,11 @@ const (
 	// fill with many keys (a GetMulti of thousands of keys is one line).
 	MaxRetrievalLineLen = 4 << 20
 	MaxValueLen         = 1 << 30 // a larger data block is refused before it is read
+	// BackendLineLimit is the longest command line memcached reliably accepts: when
+	// more than 2048 bytes of a line are buffered without its end, memcached closes the
+	// connection unless the line is a get or gets (proto_text.c, try_read_command_ascii).
+	// Lines toward backends stay within it.
+	BackendLineLimit = 2048
 )
 
 // ReplyKind tells how a backend's reply to a command ends.
@@ -27,7 +32,8 @@ const (
 	ReplyLine ReplyKind = iota
 	// ReplyValues is VALUE blocks up to END (get, gets, gat, gats).
 	ReplyValues
-	// ReplyStats is STAT lines up to END (stats), or one other line.
+	// ReplyStats is lines up to END (STAT, ITEM or PREFIX lines), or one line: an
+	// error, RESET or OK.
 	ReplyStats
 	// ReplyMeta is one meta line; a VA line is followed by its data block.
 	ReplyMeta
@@ -45,6 +51,10 @@ type Command struct {
 	Quiet bool
 	// Keys are the command's keys as sent (base64 for meta commands with b).
 	Keys [][]byte
+	// Parts, for a gat or gats whose line is longer than memcached accepts from a
+	// client (BackendLineLimit), are the frames of the same command split by keys;
+	// their replies, without the END of all but the last, are the command's reply.
+	Parts [][]byte
 	// ByEffect is set for conditional writes whose condition only one server can
 	// evaluate (cas, and ms/md/ma with a C compare-CAS flag): the CAS token a client
 	// holds comes from one server. It is the unconditional form of the command (cas
@@ -60,6 +70,10 @@ type Command struct {
 type ClientError struct {
 	Reply string // the line without CRLF, e.g. "CLIENT_ERROR bad data chunk"
 	N     int
+	// Silent: the command asked for noreply before memcached found the error, so
+	// memcached sends nothing at all (set_noreply_maybe runs first in every text
+	// command); only errors found before that (a wrong token count: ERROR) are sent.
+	Silent bool
 }
 
 func (e *ClientError) Error() string { return e.Reply }
@@ -138,26 +152,42 @@ func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
 			}
 		}
 		cmd.Keys = toks[first:]
+		if first == 2 && lineEnd > BackendLineLimit {
+			cmd.Parts = p.split(toks[:2], toks[2:])
+		}
 	case shapeKeyed: // incr decr touch delete
-		args, noreply := trimNoreply(toks[1:])
-		if reply := keyedArgsError(name, args); reply != "" {
+		if reply := keyedTokensError(name, toks); reply != "" {
 			return cmd, lineEnd, &ClientError{Reply: reply, N: lineEnd}
+		}
+		noreply := lastIsNoreply(toks)
+		if reply := keyedArgsError(name, toks, noreply); reply != "" {
+			return cmd, lineEnd, &ClientError{Reply: reply, N: lineEnd, Silent: noreply}
 		}
 		cmd.Keys = toks[1:2]
 		cmd = p.dropNoreply(cmd, noreply, nil)
 	case shapeAdmin: // flush_all verbosity
-		args, noreply := trimNoreply(toks[1:])
-		switch {
-		case len(args) > 1 || name == "verbosity" && len(args) == 0:
+		n := len(toks)
+		if name == "flush_all" && n > 3 || name == "verbosity" && (n < 2 || n > 3) {
 			return cmd, lineEnd, &ClientError{Reply: "ERROR", N: lineEnd}
-		case len(args) == 1 && !isInt(args[0]) && name == "flush_all":
-			return cmd, lineEnd, &ClientError{Reply: errExptime, N: lineEnd}
-		case len(args) == 1 && !isInt(args[0]):
-			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		}
+		noreply := lastIsNoreply(toks)
+		bare := 1 // flush_all's tokens without a delay: its name, and noreply if given
+		if noreply {
+			bare = 2
+		}
+		switch {
+		case name == "verbosity" && !isUint(toks[1], 32):
+			return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd, Silent: noreply}
+		case name == "flush_all" && n != bare && !isInt32(toks[1]):
+			return cmd, lineEnd, &ClientError{Reply: errExptime, N: lineEnd, Silent: noreply}
 		}
 		cmd = p.dropNoreply(cmd, noreply, nil)
 	case shapeMeta:
-		return p.meta(cmd, buf, lineEnd)
+		cmd, n, err = p.meta(cmd, buf, lineEnd)
+		if err == nil {
+			cmd, err = p.withinLineLimit(cmd)
+		}
+		return cmd, n, err
 	case shapePlain:
 		if name == "stats" && len(toks) > 1 {
 			switch string(toks[1]) {
@@ -172,37 +202,87 @@ func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
 			}
 		}
 	}
-	return cmd, lineEnd, nil
+	cmd, err = p.withinLineLimit(cmd)
+	return cmd, lineEnd, err
+}
+
+// withinLineLimit makes sure the command line a backend receives is one memcached
+// accepts (see BackendLineLimit): a longer line is rebuilt with single spaces between
+// its tokens, and a command whose tokens alone are too long is refused as memcached
+// refuses it, by closing the connection. get and gets lines may be any length, and
+// a long gat or gats is split (Parts).
+func (p *Parser) withinLineLimit(cmd Command) (Command, error) {
+	line := cmd.Frame
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i+1]
+	}
+	if len(line) <= BackendLineLimit || cmd.Name == "get" || cmd.Name == "gets" || cmd.Parts != nil {
+		return cmd, nil
+	}
+	canonical := 2
+	for _, t := range cmd.Args {
+		canonical += len(t) + 1
+	}
+	if canonical-1 > BackendLineLimit {
+		return cmd, &protocols.ProtocolError{Msg: "CLIENT_ERROR line too long"}
+	}
+	cmd.Frame = p.rebuild(cmd.Args, len(cmd.Args), "", cmd.Frame[len(line):])
+	return cmd, nil
+}
+
+// split returns the frames of a gat or gats (head: the command and its exptime)
+// with keys spread over lines of at most BackendLineLimit bytes.
+func (p *Parser) split(head, keys [][]byte) [][]byte {
+	var parts [][]byte
+	for len(keys) > 0 {
+		start := len(p.rewritten)
+		p.rewritten = append(append(append(p.rewritten, head[0]...), ' '), head[1]...)
+		n := 0
+		for n < len(keys) && (n == 0 || len(p.rewritten)-start+1+len(keys[n])+2 <= BackendLineLimit) {
+			p.rewritten = append(append(p.rewritten, ' '), keys[n]...)
+			n++
+		}
+		p.rewritten = append(p.rewritten, '\r', '\n')
+		parts = append(parts, p.rewritten[start:])
+		keys = keys[n:]
+	}
+	return parts
 }
 
 // storage parses set/add/replace/append/prepend/cas and their data block.
 func (p *Parser) storage(cmd Command, buf []byte, lineEnd int) (Command, int, error) {
 	toks := cmd.Args
-	want := 5
+	want := 5 // tokens with the command's name; one more is optional ("noreply" or ignored)
 	if cmd.Name == "cas" {
 		want = 6
 	}
-	args, noreply := trimNoreply(toks[1:])
-	if len(args) != want-1 {
+	if len(toks) != want && len(toks) != want+1 {
 		return cmd, lineEnd, &ClientError{Reply: "ERROR", N: lineEnd}
 	}
-	if !validKey(args[0]) || !isUint(args[1], 32) || !isInt(args[2]) || (want == 6 && !isUint(args[4], 64)) {
-		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+	noreply := lastIsNoreply(toks)
+	args := toks[1:want]
+	if !validKey(args[0]) || !isUint(args[1], 32) || !isInt32(args[2]) || (want == 6 && !isUint(args[4], 64)) {
+		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd, Silent: noreply}
 	}
 	size, err := strconv.Atoi(string(args[3]))
 	if err != nil || size < 0 || size > MaxValueLen {
-		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd}
+		return cmd, lineEnd, &ClientError{Reply: errFormat, N: lineEnd, Silent: noreply}
 	}
 	end := lineEnd + size + 2
 	if len(buf) < end {
 		return cmd, 0, protocols.ErrIncomplete
 	}
 	if buf[end-2] != '\r' || buf[end-1] != '\n' {
-		return cmd, end, &ClientError{Reply: errDataChunk, N: end}
+		return cmd, end, &ClientError{Reply: errDataChunk, N: end, Silent: noreply}
 	}
 	cmd.Keys = args[:1]
 	cmd.Frame = buf[:end]
-	cmd = p.dropNoreply(cmd, noreply, buf[lineEnd:end])
+	if len(toks) == want+1 {
+		// The optional last token goes: "noreply" is the gateway's to honour, anything
+		// else memcached ignores.
+		cmd.NoReply = noreply
+		cmd.Frame = p.rebuild(toks[:want], want, "", buf[lineEnd:end])
+	}
 	if cmd.Name == "cas" {
 		start := len(p.rewritten)
 		p.rewritten = append(p.rewritten, "set"...)
@@ -318,7 +398,8 @@ func (p *Parser) rebuild(toks [][]byte, from int, drop string, data []byte) []by
 	return p.rewritten[start:]
 }
 
-// dropNoreply rebuilds the frame without the trailing noreply token.
+// dropNoreply rebuilds the frame without its last token when it is noreply (and
+// without a delete's legacy "0"), so every backend answers and the answers compare.
 func (p *Parser) dropNoreply(cmd Command, noreply bool, data []byte) Command {
 	if !noreply {
 		return cmd
@@ -338,35 +419,43 @@ func isRetrieval(line []byte) bool {
 	return false
 }
 
-func trimNoreply(args [][]byte) ([][]byte, bool) {
-	if n := len(args); n > 0 && string(args[n-1]) == "noreply" {
-		return args[:n-1], true
-	}
-	return args, false
+// lastIsNoreply is memcached's set_noreply_maybe: a command is noreply when its last
+// token is "noreply", whatever position that is.
+func lastIsNoreply(toks [][]byte) bool {
+	return len(toks) > 1 && string(toks[len(toks)-1]) == "noreply"
 }
 
-// keyedArgsError checks "<key> [arg]" of incr, decr, touch and delete (noreply
-// removed) and returns memcached's error line for them, or "".
-func keyedArgsError(name string, args [][]byte) string {
-	wantArg := name != "delete"
-	switch {
-	case len(args) == 0 || wantArg && len(args) != 2 || !wantArg && len(args) > 2:
+// keyedTokensError is memcached's token count check of incr, decr, touch (name, key,
+// argument, one optional token) and delete (name, key, two optional tokens), made
+// before it looks for noreply: its ERROR is always sent.
+func keyedTokensError(name string, toks [][]byte) string {
+	n := len(toks)
+	if name == "delete" && (n < 2 || n > 4) || name != "delete" && n != 3 && n != 4 {
 		return "ERROR"
-	case !validKey(args[0]):
+	}
+	return ""
+}
+
+// keyedArgsError checks the arguments of incr, decr, touch and delete as memcached
+// does once noreply is known, and returns its error line, or "".
+func keyedArgsError(name string, toks [][]byte, noreply bool) string {
+	if name == "delete" && len(toks) > 2 {
+		hold0 := string(toks[2]) == "0"
+		if !(len(toks) == 3 && (hold0 || noreply) || len(toks) == 4 && hold0 && noreply) {
+			return "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
+		}
+	}
+	if !validKey(toks[1]) {
 		return errFormat
 	}
 	switch name {
 	case "incr", "decr":
-		if !isUint(args[1], 64) {
+		if !isUint(toks[2], 64) {
 			return "CLIENT_ERROR invalid numeric delta argument"
 		}
 	case "touch":
-		if !isInt(args[1]) {
+		if !isInt32(toks[2]) {
 			return errExptime
-		}
-	case "delete": // a legacy time argument must be 0
-		if len(args) == 2 && string(args[1]) != "0" {
-			return "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
 		}
 	}
 	return ""
@@ -414,6 +503,12 @@ func isFlagChar(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= '
 
 func isInt(b []byte) bool {
 	_, err := strconv.ParseInt(string(b), 10, 64)
+	return err == nil
+}
+
+// isInt32 is memcached's safe_strtol: a 32-bit signed decimal.
+func isInt32(b []byte) bool {
+	_, err := strconv.ParseInt(string(b), 10, 32)
 	return err == nil
 }
 

@@ -132,7 +132,7 @@ func TestVisibility(t *testing.T) {
 		want  bool
 	}{
 		{Command{NoReply: true}, "STORED\r\n", false},
-		{Command{NoReply: true}, "SERVER_ERROR out of memory storing object\r\n", true},
+		{Command{NoReply: true}, "SERVER_ERROR out of memory storing object\r\n", false}, // memcached: noreply silences errors too
 		{Command{Quiet: true, Command: protocols.Command{Name: "mg"}}, "EN\r\n", false},
 		{Command{Quiet: true, Command: protocols.Command{Name: "mg"}}, "VA 1\r\nx\r\n", true},
 		{Command{Quiet: true, Command: protocols.Command{Name: "ms"}}, "HD\r\n", false},

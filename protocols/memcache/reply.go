@@ -47,9 +47,11 @@ func ScanReply(kind ReplyKind, buf []byte) (n int, isErr bool, err error) {
 					return 0, false, err
 				}
 				pos = end
-			case kind == ReplyStats && bytes.HasPrefix(cur, []byte("STAT ")):
-			case pos == next && kind == ReplyStats:
-				return pos, false, nil // "stats reset" -> RESET, "stats detail on" -> OK
+			case kind == ReplyStats && pos == next && (bytes.Equal(cur, []byte("RESET")) || bytes.Equal(cur, []byte("OK"))):
+				return pos, false, nil // "stats reset" -> RESET, "stats detail on|off" -> OK
+			case kind == ReplyStats:
+				// STAT lines, or ITEM lines (stats cachedump), PREFIX lines (stats
+				// detail dump): every line up to END belongs to the reply.
 			default:
 				return 0, false, malformed(string(firstWord(cur)))
 			}
@@ -62,14 +64,14 @@ func ScanReply(kind ReplyKind, buf []byte) (n int, isErr bool, err error) {
 }
 
 // Visibility returns which backend replies to cmd the client sees, or nil when it
-// sees every reply. A noreply command shows only errors (as memcached sends
-// SERVER_ERROR lines even for noreply); a quiet meta command hides the codes
-// memcached itself suppresses in quiet mode (checked against memcached 1.6: EN for
-// mg, HD for ms, md and ma).
+// sees every reply. A noreply command shows nothing, errors included (memcached's
+// out_string sends nothing once a text command has asked for noreply); a quiet meta
+// command hides the codes memcached itself suppresses in quiet mode (checked against
+// memcached 1.6: EN for mg, HD for ms, md and ma).
 func Visibility(cmd *Command) func(reply []byte) bool {
 	switch {
 	case cmd.NoReply:
-		return errorsOnly
+		return nothing
 	case !cmd.Quiet:
 		return nil
 	case cmd.Name == "mg":
@@ -80,14 +82,18 @@ func Visibility(cmd *Command) func(reply []byte) bool {
 	return nil
 }
 
-func errorsOnly(reply []byte) bool { return isErrorLine(firstLine(reply)) }
-func hideEN(reply []byte) bool     { return !hasCode(reply, "EN") }
-func hideHD(reply []byte) bool     { return !hasCode(reply, "HD") }
+func nothing([]byte) bool      { return false }
+func hideEN(reply []byte) bool { return !hasCode(reply, "EN") }
+func hideHD(reply []byte) bool { return !hasCode(reply, "HD") }
 
 // hasCode reports whether a meta reply's status code is code.
 func hasCode(reply []byte, code string) bool {
 	return len(reply) > 2 && string(reply[:2]) == code && (reply[2] == ' ' || reply[2] == '\r')
 }
+
+// WithoutEnd returns a retrieval reply without its final END line: the reply of one
+// part of a split command, when the parts' replies are joined into one.
+func WithoutEnd(reply []byte) []byte { return bytes.TrimSuffix(reply, []byte("END\r\n")) }
 
 // Applied reports whether a server applied a conditional write (cas, or a meta
 // command with C), judging by its reply: STORED, or a meta HD or VA.
