@@ -8,6 +8,7 @@
 #
 # Not part of the test run. Needs redis-server, redis-benchmark (redis-tools) and
 # nutcracker; installs them with apt-get when missing. Usage: bench/run.sh [rounds]
+# (BENCH_ONLY=redis stops after the Redis table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -133,6 +134,7 @@ for key in order:
 print(f"\nRSS with 10,000 idle client connections: dynode {gw_rss} MiB, twemproxy {twem_rss} MiB")
 PY
 
+[ "${BENCH_ONLY:-}" = redis ] && exit 0 # BENCH_ONLY=redis: the Redis table only
 echo
 bench/raw.sh
 echo

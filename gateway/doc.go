@@ -10,6 +10,14 @@
 // divergence, chooses the client reply) -> session (writes the burst's replies in
 // request order, one write).
 //
+// A backend connection is used only once the backend has answered the wire's probe
+// (backend.go: handshake), so a backlog is never written to a process that cannot
+// answer. The sequencer admits each request (a transaction: its whole block) to a
+// backend's queue or not at all (admitLocked), and never makes a backend that missed
+// writes (out of sync) the reply source or the read target while an in-sync one is
+// up. A client's replies go out through output.go, which never blocks the session's
+// reading on the client.
+//
 // Redis and memcached go through the same engine: a wire (wire.go) tells it how
 // replies end and compare, and each session's clientCodec decodes its client's
 // commands. Conditional writes only one backend can evaluate (memcached cas) are

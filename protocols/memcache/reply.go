@@ -115,6 +115,7 @@ func Comparable(dst, reply []byte) (out []byte, ok bool) {
 	for len(reply) > 0 {
 		line := firstLine(reply)
 		rest := reply[min(len(line)+2, len(reply)):]
+		crlf := len(line)+2 <= len(reply) // the line is ended (a malformed last one may not be)
 		size := -1
 		switch {
 		case bytes.HasPrefix(line, []byte("VALUE ")): // VALUE key flags bytes [cas]
@@ -126,7 +127,10 @@ func Comparable(dst, reply []byte) (out []byte, ok bool) {
 					size, _ = strconv.Atoi(string(tok))
 				}
 			}
-			dst = append(dst[:len(dst)-1], '\r', '\n')
+			dst = dst[:len(dst)-1]
+			if crlf {
+				dst = append(dst, '\r', '\n')
+			}
 		case meta && len(line) > 2:
 			dst = append(dst, line[:2]...)
 			for i, tok := range tokens(line[3:]) {
@@ -137,11 +141,15 @@ func Comparable(dst, reply []byte) (out []byte, ok bool) {
 				}
 				dst = append(append(dst, ' '), tok...)
 			}
-			dst = append(dst, '\r', '\n')
+			if crlf {
+				dst = append(dst, '\r', '\n')
+			}
 			meta = false // only the first line is a meta status line
 		default:
 			dst = append(dst, line...)
-			dst = append(dst, '\r', '\n')
+			if crlf {
+				dst = append(dst, '\r', '\n')
+			}
 		}
 		if size >= 0 && size+2 <= len(rest) {
 			dst = append(dst, rest[:size+2]...)

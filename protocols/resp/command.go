@@ -350,43 +350,18 @@ func headerLine(buf []byte, from int, tooBig string) (line []byte, next int, err
 	return buf[from:end], end + 2, nil
 }
 
-// string2ll parses a decimal int64 exactly as Redis's string2ll does: an optional
-// minus sign, no plus sign, no spaces, no leading zeros ("0" itself excepted).
+// string2ll parses a decimal int64 as Redis's string2ll does: parseInt's syntax
+// (an optional minus sign, no plus sign, no spaces) without leading zeros ("0"
+// itself excepted, "-0" refused).
 func string2ll(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 20 {
+	digits := b
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) > 0 && digits[0] == '0' && (len(b) > 1) {
 		return 0, false
 	}
-	if len(b) == 1 && b[0] == '0' {
-		return 0, true
-	}
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || b[0] < '1' || b[0] > '9' {
-		return 0, false
-	}
-	var v uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if v > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-	}
-	if neg {
-		if v > 1<<63 {
-			return 0, false
-		}
-		return -int64(v), true
-	}
-	if v > math.MaxInt64 {
-		return 0, false
-	}
-	return int64(v), true
+	return parseInt(b)
 }
 
 // AppendCommand appends args as one RESP multibulk command.

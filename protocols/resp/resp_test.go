@@ -326,3 +326,29 @@ func TestMayReplicateCommandsAreWrites(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLargeCommandInPieces parses an RPUSH of 1,000,000 arguments arriving in
+// 1 KiB reads, as a session sees it: the parser resumes after the last complete
+// argument, so the cost is linear in the command's size (redcon re-parsed it from
+// its first byte on every read).
+func BenchmarkLargeCommandInPieces(b *testing.B) {
+	const nargs = 1_000_000
+	frame := []byte("*" + strconv.Itoa(nargs+2) + "\r\n$5\r\nRPUSH\r\n$1\r\nl\r\n")
+	for range nargs {
+		frame = append(frame, "$1\r\nx\r\n"...)
+	}
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var p CommandParser
+		for end := 1024; ; end += 1024 {
+			_, _, err := p.Next(frame[:min(end, len(frame))])
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, protocols.ErrIncomplete) {
+				b.Fatal(err)
+			}
+		}
+	}
+}
