@@ -24,7 +24,7 @@ import (
 // is disconnected.
 type output struct {
 	conn    net.Conn
-	raw     syscall.RawConn // nil: no non-blocking write, pending and the writer only
+	direct  *nonBlockingWriter // nil: no non-blocking write, pending and the writer only
 	limit   int64
 	timeout time.Duration
 
@@ -42,7 +42,7 @@ func newOutput(conn net.Conn, limit int64, timeout time.Duration) *output {
 	o.drained.L = &o.mu
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			o.raw = raw
+			o.direct = newNonBlockingWriter(raw)
 		}
 	}
 	return o
@@ -87,10 +87,10 @@ func (o *output) send(b []byte) error {
 
 // tryWrite writes what the socket takes now, without waiting.
 func (o *output) tryWrite(b []byte) (int, error) {
-	if o.raw == nil {
+	if o.direct == nil {
 		return 0, nil
 	}
-	return writeNow(o.raw, b)
+	return o.direct.write(b)
 }
 
 // writeLoop writes pending until it is empty, then exits.

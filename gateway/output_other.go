@@ -4,6 +4,10 @@ package gateway
 
 import "syscall"
 
-// writeNow writes nothing where non-blocking writes are not available: every reply
-// goes through the output's writer goroutine.
-func writeNow(syscall.RawConn, []byte) (int, error) { return 0, nil }
+// nonBlockingWriter writes nothing where non-blocking writes are not available:
+// every reply goes through the output's writer goroutine.
+type nonBlockingWriter struct{}
+
+func newNonBlockingWriter(syscall.RawConn) *nonBlockingWriter { return &nonBlockingWriter{} }
+
+func (*nonBlockingWriter) write([]byte) (int, error) { return 0, nil }

@@ -7,27 +7,41 @@ import (
 	"syscall"
 )
 
-// writeNow writes what the socket takes at once (a non-blocking write), never
-// waiting for it to become writable.
-func writeNow(raw syscall.RawConn, b []byte) (int, error) {
-	var n int
-	var werr error
-	err := raw.Write(func(fd uintptr) bool {
+// nonBlockingWriter writes what a socket takes at once (a non-blocking write), never
+// waiting for it to become writable. Its callback is made once, not per write.
+type nonBlockingWriter struct {
+	raw  syscall.RawConn
+	fn   func(fd uintptr) bool
+	buf  []byte
+	n    int
+	werr error
+}
+
+func newNonBlockingWriter(raw syscall.RawConn) *nonBlockingWriter {
+	w := &nonBlockingWriter{raw: raw}
+	w.fn = func(fd uintptr) bool {
 		for {
-			n, werr = syscall.Write(int(fd), b)
-			if werr != syscall.EINTR {
+			w.n, w.werr = syscall.Write(int(fd), w.buf)
+			if w.werr != syscall.EINTR {
 				return true // done, even on EAGAIN: never wait here
 			}
 		}
-	})
+	}
+	return w
+}
+
+func (w *nonBlockingWriter) write(b []byte) (int, error) {
+	w.buf = b
+	err := w.raw.Write(w.fn)
+	w.buf = nil
 	if err != nil {
 		return 0, fmt.Errorf("client write: %w", err)
 	}
 	switch {
-	case werr == syscall.EAGAIN:
+	case w.werr == syscall.EAGAIN:
 		return 0, nil
-	case werr != nil:
-		return 0, fmt.Errorf("client write: %w", werr)
+	case w.werr != nil:
+		return 0, fmt.Errorf("client write: %w", w.werr)
 	}
-	return n, nil
+	return w.n, nil
 }
