@@ -67,20 +67,26 @@ type backend struct {
 	queued    atomic.Int64 // bytes in out (for metrics)
 	connects  atomic.Int64 // successful connections so far
 
-	mu         sync.Mutex // guards everything below
-	state      BackendState
-	conn       net.Conn
-	out        []byte // bytes for the writer, in order
-	queue      ring   // pending replies: the first inflight entries are written
-	inflight   int
-	gated      []gatedWrite // conditional writes not yet written, and the bytes behind them
-	held       int          // queue entries in gated (the last ones of queue)
-	heldBytes  int          // bytes in gated
-	selectBuf  []byte
-	db         int   // database the stream selects after everything in out
-	writtenDB  int   // database selected after the bytes already given to the writer
-	largest    int   // the largest request waiting for the writer (see admitLocked)
-	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
+	mu        sync.Mutex // guards everything below, up to syncMu
+	state     BackendState
+	conn      net.Conn
+	out       []byte // bytes for the writer, in order
+	queue     ring   // pending replies: the first inflight entries are written
+	inflight  int
+	gated     []gatedWrite // conditional writes not yet written, and the bytes behind them
+	held      int          // queue entries in gated (the last ones of queue)
+	heldBytes int          // bytes in gated
+	selectBuf []byte
+	db        int       // database the stream selects after everything in out
+	writtenDB int       // database selected after the bytes already given to the writer
+	largest   int       // the largest request waiting for the writer (see admitLocked)
+	identity  string    // the backend process last connected (see noteIdentity)
+	since     time.Time // when state last changed
+
+	syncMu     sync.Mutex // guards syncReason and syncSince
+	syncReason string     // why it is out of sync
+	syncSince  time.Time  // when it went out of sync
+	lostWrites int64      // writes dropped (backlog full) or unacknowledged (connection lost)
 	// progressAt is when the backend last made progress while commands were in flight:
 	// the first write after idling, or the last reply read.
 	progressAt time.Time
@@ -93,6 +99,7 @@ func newBackend(gw *Gateway, index int, addr string) *backend {
 		gw:    gw,
 		log:   gw.log.With("backend", addr),
 		wake:  make(chan struct{}, 1),
+		since: time.Now(),
 	}
 }
 
@@ -166,9 +173,33 @@ func (be *backend) markOutOfSync(reason string) {
 		return
 	}
 	if be.outOfSync.CompareAndSwap(false, true) {
+		be.syncMu.Lock() // not mu: callers may hold it
+		be.syncReason, be.syncSince = reason, time.Now()
+		be.syncMu.Unlock()
 		be.gw.stats.OutOfSyncEvents.Add(1)
 		be.log.Error("backend out of sync: writes were lost; its data may differ from the other backends", "reason", reason)
 	}
+}
+
+// Identity is the backend process last connected ("" before the first connection).
+func (be *backend) Identity() string {
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	return be.identity
+}
+
+// setStateLocked changes the state and remembers when (the caller holds mu).
+func (be *backend) setStateLocked(s BackendState) {
+	if be.state != s {
+		be.state, be.since = s, time.Now()
+	}
+}
+
+// syncState returns why and since when the backend is out of sync.
+func (be *backend) syncState() (string, time.Time) {
+	be.syncMu.Lock()
+	defer be.syncMu.Unlock()
+	return be.syncReason, be.syncSince
 }
 
 // State returns the backend's state.
@@ -186,15 +217,17 @@ func (be *backend) State() BackendState {
 func (be *backend) run(ctx context.Context) {
 	defer func() {
 		be.mu.Lock()
-		be.state = StateStopped
+		be.setStateLocked(StateStopped)
 		be.mu.Unlock()
 	}()
 	failures := 0
 	for ctx.Err() == nil {
 		conn, err := be.dial(ctx)
 		if err == nil {
-			err = be.handshake(ctx, conn)
-			if err != nil {
+			var identity string
+			if identity, err = be.handshake(ctx, conn); err == nil {
+				be.noteIdentity(identity)
+			} else {
 				_ = conn.Close()
 			}
 		}
@@ -212,7 +245,7 @@ func (be *backend) run(ctx context.Context) {
 			continue
 		}
 		if failures > 0 || be.connects.Load() > 0 {
-			be.log.Info("backend connected", "replaying_bytes", be.queued.Load())
+			be.log.Info("backend connected", "process", be.Identity(), "replaying_bytes", be.queued.Load())
 		}
 		be.connects.Add(1)
 		start := time.Now()
@@ -246,54 +279,96 @@ func (be *backend) retryDelay(n int) time.Duration {
 // handshake sends the wire's probe on a new connection and reads its reply within
 // connect_timeout. A backend still loading its dataset, or busy running a script,
 // answers with an error that means "later" (wire.busy): the probe is repeated on the
-// same connection until it passes. Any other error reply fails the attempt.
-func (be *backend) handshake(ctx context.Context, conn net.Conn) error {
-	probe := be.gw.wire.probe
-	scan := be.gw.wire.newScanner()
-	buf := make([]byte, 0, 512)
+// same connection until it passes. Any other error reply fails the attempt. Then it
+// asks the backend who it is and returns that identity (a Redis run_id; memcached's
+// pid and start time).
+func (be *backend) handshake(ctx context.Context, conn net.Conn) (identity string, err error) {
+	w := be.gw.wire
+	scan := w.newScanner()
+	var buf []byte
 	loggedBusy := false
-	for ctx.Err() == nil {
-		_ = conn.SetDeadline(time.Now().Add(be.gw.cfg.ConnectTimeout))
-		if _, err := conn.Write(probe); err != nil {
-			return fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+	for {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
 		}
-		buf = buf[:0]
-		var n int
+		var reply []byte
 		var isErr bool
-		for {
-			if len(buf) == cap(buf) {
-				return fmt.Errorf("backend %s: handshake: reply too long", be.addr)
-			}
-			m, err := conn.Read(buf[len(buf):cap(buf)])
-			buf = buf[:len(buf)+m]
-			if err != nil {
-				return fmt.Errorf("backend %s: handshake: %w", be.addr, err)
-			}
-			n, isErr, err = scan.scan(0, buf)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, protocols.ErrIncomplete) {
-				return fmt.Errorf("backend %s: handshake: %w", be.addr, err)
-			}
+		reply, isErr, buf, err = be.roundTrip(conn, scan, w.probe, 0, buf)
+		if err != nil {
+			return "", err
 		}
-		reply := buf[:n]
-		switch {
-		case !isErr:
-			return conn.SetDeadline(time.Time{})
-		case be.gw.wire.busy(reply):
-			if !loggedBusy {
-				be.log.Warn("backend is not ready; waiting before sending it anything", "reply", truncate(reply, 80))
-				loggedBusy = true
-			}
-			if !sleep(ctx, min(100*time.Millisecond, be.gw.cfg.ConnectTimeout)) {
-				return ctx.Err()
-			}
-		default:
-			return fmt.Errorf("backend %s: handshake: %s", be.addr, bytes.TrimSpace(reply))
+		if !isErr {
+			break
+		}
+		if !w.busy(reply) {
+			return "", fmt.Errorf("backend %s: handshake: %s", be.addr, bytes.TrimSpace(reply))
+		}
+		if !loggedBusy {
+			be.log.Warn("backend is not ready; waiting before sending it anything", "reply", truncate(reply, 80))
+			loggedBusy = true
+		}
+		if !sleep(ctx, min(100*time.Millisecond, be.gw.cfg.ConnectTimeout)) {
+			return "", ctx.Err()
 		}
 	}
-	return ctx.Err()
+	reply, isErr, _, err := be.roundTrip(conn, scan, w.identify, w.identifyKind, buf)
+	if err != nil {
+		return "", err
+	}
+	if isErr {
+		return "", fmt.Errorf("backend %s: handshake: %s", be.addr, truncate(firstLine(reply), 80))
+	}
+	identity = w.parseIdentity(reply)
+	if identity == "" {
+		return "", fmt.Errorf("backend %s: handshake: no process identity in %q", be.addr, truncate(reply, 80))
+	}
+	return identity, conn.SetDeadline(time.Time{})
+}
+
+// roundTrip writes req and reads its one reply (of the given kind) within
+// connect_timeout; buf is reused and returned.
+func (be *backend) roundTrip(conn net.Conn, scan replyScanner, req []byte, kind uint8, buf []byte) (reply []byte, isErr bool, _ []byte, err error) {
+	const maxReply = 1 << 20
+	_ = conn.SetDeadline(time.Now().Add(be.gw.cfg.ConnectTimeout))
+	if _, err := conn.Write(req); err != nil {
+		return nil, false, buf, fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			if cap(buf) >= maxReply {
+				return nil, false, buf, fmt.Errorf("backend %s: handshake: reply over %d bytes", be.addr, maxReply)
+			}
+			buf = append(buf, make([]byte, max(512, cap(buf)))...)[:len(buf)]
+		}
+		m, err := conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			return nil, false, buf, fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+		}
+		n, isErr, err := scan.scan(kind, buf)
+		if err == nil {
+			return buf[:n], isErr, buf, nil
+		}
+		if !errors.Is(err, protocols.ErrIncomplete) {
+			return nil, false, buf, fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+		}
+	}
+}
+
+// noteIdentity records which process the backend is. A backend that comes back as
+// another process (it restarted: empty, or loaded from a snapshot older than what the
+// others hold) cannot be shown to hold the others' data, so it is out of sync; this
+// runs before the connection is up, so no read or reply ever comes from it meanwhile.
+// The first identity seen is taken as in sync, as every backend is at start.
+func (be *backend) noteIdentity(identity string) {
+	be.mu.Lock()
+	prev := be.identity
+	be.identity = identity
+	be.mu.Unlock()
+	if prev != "" && prev != identity {
+		be.markOutOfSync(fmt.Sprintf("it restarted as another process (%s, was %s): its data may differ from the others'", identity, prev))
+	}
 }
 
 func (be *backend) dial(ctx context.Context) (net.Conn, error) {
@@ -309,7 +384,7 @@ func (be *backend) dial(ctx context.Context) (net.Conn, error) {
 func (be *backend) serve(ctx context.Context, conn net.Conn) {
 	be.mu.Lock()
 	be.conn = conn
-	be.state = StateUp
+	be.setStateLocked(StateUp)
 	// A new connection starts in database 0: reselect the database the queued bytes
 	// were built for. The SELECT goes in front of the backlog.
 	if be.writtenDB != 0 {
@@ -343,7 +418,7 @@ func (be *backend) fail(conn net.Conn, err error) {
 		return
 	}
 	be.conn = nil
-	be.state = StateDown
+	be.setStateLocked(StateDown)
 	be.up.Store(false)
 	lost := be.queue.popInto(nil, be.inflight)
 	be.inflight = 0

@@ -436,7 +436,7 @@ func TestOutOfSyncPrimaryNotReplySource(t *testing.T) {
 
 // TestLoadingBackendWaitedOut: a backend restarted from an RDB file answers -LOADING
 // while it loads; the writes kept for it meanwhile are replayed once it has loaded,
-// none is lost, and it stays in sync.
+// and none is lost.
 func TestLoadingBackendWaitedOut(t *testing.T) {
 	backends := startRedisBackends(t, 2)
 	h := startGateway(t, []string{backends[0].Addr, backends[1].Addr})
@@ -466,7 +466,9 @@ func TestLoadingBackendWaitedOut(t *testing.T) {
 		"--loading-process-events-interval-bytes", "1024")
 	waitUp(t, h.gw, 2)
 	h.drained(t)
-	if st := h.gw.Backends()[1]; st.OutOfSync || st.LostWrites != 0 {
+	// No replayed write met -LOADING. (It is out of sync all the same: it is another
+	// process, restored from a snapshot the gateway cannot prove current.)
+	if st := h.gw.Backends()[1]; st.LostWrites != 0 || !strings.Contains(st.OutOfSyncReason, "restarted") {
 		t.Fatalf("backend after loading: %+v", st)
 	}
 	if v := h.backends[1].Client(0).Get(ctx, "counter").Val(); v != "100" {

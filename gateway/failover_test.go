@@ -49,6 +49,8 @@ func TestPrimaryDownAndBack(t *testing.T) {
 
 	// The primary comes back empty (no persistence): it receives exactly the writes it
 	// missed, in order, so its list matches; its counter holds only the 50 missed INCRs.
+	// It is another process (a new run_id), so it is out of sync: it lost what it held
+	// before, and reads and replies keep coming from an in-sync backend.
 	revived := startRedisOnPort(t, primary.Port)
 	h.backends[0] = revived
 	waitUp(t, h.gw, 3)
@@ -66,8 +68,15 @@ func TestPrimaryDownAndBack(t *testing.T) {
 	if v := revived.Client(0).Get(ctx, "n").Val(); v != "50" {
 		t.Fatalf("revived primary n = %q, want the 50 replayed INCRs", v)
 	}
-	if h.gw.Backends()[0].OutOfSync {
-		t.Fatalf("no write was in flight when the primary stopped, yet it is out of sync")
+	st := h.gw.Backends()[0]
+	if !st.OutOfSync || !strings.Contains(st.OutOfSyncReason, "restarted") || st.LostWrites != 0 {
+		t.Fatalf("revived primary (a new process, half its data gone): %+v, want out of sync for the restart, no lost write", st)
+	}
+	if v := c.Get(ctx, "n").Val(); v != "100" {
+		t.Fatalf("GET n after the primary came back empty = %q, want 100 from an in-sync backend", v)
+	}
+	if n := c.Incr(ctx, "n").Val(); n != 101 {
+		t.Fatalf("INCR n = %d, want 101 from an in-sync backend", n)
 	}
 }
 

@@ -268,11 +268,13 @@ func (g *Gateway) Stats() *Stats { return &g.stats }
 func (g *Gateway) Backends() []BackendStatus {
 	out := make([]BackendStatus, 0, len(g.backends))
 	for _, be := range g.backends {
+		reason, since := be.syncState()
 		be.mu.Lock()
 		out = append(out, BackendStatus{
 			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.state.String(),
 			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight,
-			Connects: be.connects.Load(), LostWrites: be.lostWrites,
+			Connects: be.connects.Load(), LostWrites: be.lostWrites, Since: be.since, Process: be.identity,
+			OutOfSyncReason: reason, OutOfSyncSince: since,
 		})
 		be.mu.Unlock()
 	}

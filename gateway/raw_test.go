@@ -78,10 +78,16 @@ func (b *tcpBackend) handle(c net.Conn, r *received) {
 	defer close(r.done)
 	mode := b.mode
 	if mode == "probe-then-stall" {
-		// Answer the gateway's handshake PING like a Redis server, then hang.
+		// Answer the gateway's handshake (PING, INFO server) like a Redis server that
+		// keeps its run_id across connections, then hang.
 		probe := make([]byte, len("*1\r\n$4\r\nPING\r\n"))
 		if _, err := io.ReadFull(c, probe); err == nil {
 			_, _ = c.Write([]byte("+PONG\r\n"))
+		}
+		identify := make([]byte, len("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"))
+		if _, err := io.ReadFull(c, identify); err == nil {
+			info := "# Server\r\nrun_id:fake0000000000000000000000000000000000\r\n"
+			_, _ = fmt.Fprintf(c, "$%d\r\n%s\r\n", len(info), info)
 		}
 		mode = "stall"
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
 )
@@ -39,4 +40,9 @@ type BackendStatus struct {
 	InFlight    int   // commands written, reply not yet read
 	LostWrites  int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	Connects    int64
+	Since       time.Time // when State last changed
+	Process     string    // the backend process last connected: Redis run_id, memcached pid and start
+	// OutOfSyncReason and OutOfSyncSince say why and since when it is out of sync.
+	OutOfSyncReason string    `json:",omitempty"`
+	OutOfSyncSince  time.Time `json:",omitzero"`
 }

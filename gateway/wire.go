@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"bytes"
+	"strconv"
+
 	"github.com/dynode/dynode-broadcaster/protocols/memcache"
 	"github.com/dynode/dynode-broadcaster/protocols/resp"
 )
@@ -39,6 +42,11 @@ type wire struct {
 	stateError func(reply []byte) bool
 	// isError reports whether a complete reply is an error reply.
 	isError func(reply []byte) bool
+	// identify asks a backend which process it is, after the probe; identifyKind is
+	// its reply kind, and parseIdentity reads the identity from the reply ("" if none).
+	identify      []byte
+	identifyKind  uint8
+	parseIdentity func(reply []byte) string
 }
 
 // replyScanner finds where each backend reply ends; kind is the pending command's
@@ -59,6 +67,24 @@ var respWire = wire{
 			"-MASTERDOWN", "-NOREPLICAS", "-NOAUTH", "-NOPERM", "-TRYAGAIN", "-CLUSTERDOWN", "-MOVED", "-ASK ")
 	},
 	isError: func(r []byte) bool { return len(r) > 0 && (r[0] == '-' || r[0] == '!') },
+	// INFO server's run_id is new for every redis-server process.
+	identify: []byte("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"),
+	parseIdentity: func(r []byte) string {
+		if id := infoField(r, "run_id"); id != "" {
+			return "run_id " + id
+		}
+		return ""
+	},
+}
+
+// infoField returns the value of "name:value" in an INFO reply, or "".
+func infoField(reply []byte, name string) string {
+	for line := range bytes.Lines(reply) {
+		if v, ok := bytes.CutPrefix(line, []byte(name+":")); ok {
+			return string(bytes.TrimSpace(v))
+		}
+	}
+	return ""
 }
 
 var memcacheWire = wire{
@@ -78,6 +104,19 @@ var memcacheWire = wire{
 	// item too large is refused by every server configured alike).
 	stateError: func(r []byte) bool { return hasAnyPrefix(r, "SERVER_ERROR out of memory") },
 	isError:    memcache.IsError,
+	// A memcached process is its pid and its start time (time - uptime: both come from
+	// the same clock tick, so the difference is constant for a process).
+	identify:     []byte("stats\r\n"),
+	identifyKind: uint8(memcache.ReplyStats),
+	parseIdentity: func(r []byte) string {
+		pid, now, up := memcache.Stat(r, "pid"), memcache.Stat(r, "time"), memcache.Stat(r, "uptime")
+		t, err1 := strconv.ParseInt(now, 10, 64)
+		u, err2 := strconv.ParseInt(up, 10, 64)
+		if pid == "" || err1 != nil || err2 != nil {
+			return ""
+		}
+		return "pid " + pid + " started " + strconv.FormatInt(t-u, 10)
+	},
 }
 
 // hasAnyPrefix reports whether b starts with one of the prefixes.

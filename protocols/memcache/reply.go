@@ -223,6 +223,16 @@ func sizeToken(line []byte, i int) (int, bool) {
 	return n, err == nil && n >= 0 && n <= MaxValueLen
 }
 
+// Stat returns the value of "STAT name value" in a stats reply, or "".
+func Stat(reply []byte, name string) string {
+	for line := range bytes.Lines(reply) {
+		if v, ok := bytes.CutPrefix(line, []byte("STAT "+name+" ")); ok {
+			return string(bytes.TrimSpace(v))
+		}
+	}
+	return ""
+}
+
 // IsError reports whether a complete reply is an error (ERROR, CLIENT_ERROR or
 // SERVER_ERROR).
 func IsError(reply []byte) bool { return isErrorLine(firstLine(reply)) }
