@@ -315,12 +315,13 @@ func (be *backend) handshake(ctx context.Context, conn net.Conn) (identity strin
 	if err != nil {
 		return "", err
 	}
-	if isErr {
-		return "", fmt.Errorf("backend %s: handshake: %s", be.addr, truncate(firstLine(reply), 80))
+	if !isErr {
+		identity = w.parseIdentity(reply)
 	}
-	identity = w.parseIdentity(reply)
-	if identity == "" {
-		return "", fmt.Errorf("backend %s: handshake: no process identity in %q", be.addr, truncate(reply, 80))
+	if identity == "" && be.connects.Load() == 0 {
+		// A compatible server that does not say which process it is (miniredis, for
+		// one) is served all the same; only its restarts go unnoticed.
+		be.log.Warn("backend does not tell its process identity: a restart of it cannot be detected", "reply", truncate(firstLine(reply), 80))
 	}
 	return identity, conn.SetDeadline(time.Time{})
 }
@@ -366,7 +367,7 @@ func (be *backend) noteIdentity(identity string) {
 	prev := be.identity
 	be.identity = identity
 	be.mu.Unlock()
-	if prev != "" && prev != identity {
+	if prev != "" && identity != "" && prev != identity {
 		be.markOutOfSync(fmt.Sprintf("it restarted as another process (%s, was %s): its data may differ from the others'", identity, prev))
 	}
 }
@@ -605,9 +606,9 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 		from = ends[i]
 		if p.gate != nil {
 			if p.authority {
-				p.gate.resolve(be.gw.wire.applied(reply), reply)
+				p.gate.resolve(be.gw.wire.gateApplied(p.gate, reply), reply)
 			}
-			reply = gatedReply(p, reply)
+			reply = gatedReply(p, reply, be.gw.wire.isError)
 		}
 		if p.b != nil {
 			p.b.deliver(int(p.idx), be.index, reply, be.gw.noReply)

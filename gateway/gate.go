@@ -24,12 +24,20 @@ const (
 // fails changes nothing anywhere, and writes queued after it reach every backend
 // after its effect. The cost is one authority round trip of delay for the writes
 // behind a cas on the other backends.
+//
+// For writes whose outcome depends on the server (SPOP pops random members, XADD *
+// takes the server's clock, INCRBYFLOAT formats a float), effectOf computes the
+// others' command from the authority's reply, as Redis replicates these commands to
+// its replicas by their effect: SREM of the members popped, XADD with the ID
+// assigned, SET of the resulting value.
 type gate struct {
 	backends []*backend // kicked when the outcome is known
+	effectOf func(reply []byte) ([]byte, bool)
 
-	mu      sync.Mutex // guards outcome and reply
+	mu      sync.Mutex // guards outcome, reply and effect
 	outcome gateOutcome
 	reply   []byte // the authority's reply; nil when it failed
+	effect  []byte // from effectOf: what the others apply
 }
 
 // resolve records the authority's outcome once and wakes the waiting writers.
@@ -40,6 +48,9 @@ func (g *gate) resolve(applied bool, reply []byte) {
 		return
 	}
 	g.outcome = gateSkipped
+	if applied && g.effectOf != nil {
+		g.effect, applied = g.effectOf(reply)
+	}
 	if applied {
 		g.outcome = gateApplied
 	}
@@ -55,6 +66,25 @@ func (g *gate) result() (gateOutcome, []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.outcome, g.reply
+}
+
+// effectFrame is what a non-authority backend writes once the authority applied the
+// command: the effect computed from its reply, or the fixed unconditional form.
+func (g *gate) effectFrame(fixed []byte) []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.effect != nil {
+		return g.effect
+	}
+	return fixed
+}
+
+// applied reports whether the authority applied a gated write, judging by its reply.
+func (w *wire) gateApplied(g *gate, reply []byte) bool {
+	if g.effectOf != nil {
+		return !w.isError(reply)
+	}
+	return w.applied(reply)
 }
 
 // gatedWrite is a conditional write in one backend's stream, with the bytes queued
@@ -111,6 +141,8 @@ func (be *backend) releaseGatedLocked() {
 				return
 			case gateSkipped:
 				frame = be.gw.wire.noop
+			default:
+				frame = gw.g.effectFrame(frame)
 			}
 		}
 		be.out = append(be.out, frame...)
@@ -138,11 +170,17 @@ func (be *backend) cancelGatedLocked() {
 // gatedReply is the reply a backend's entry for a gated write stands for: its own
 // reply when the unconditional form was applied, otherwise (a no-op was written) the
 // authority's reply, so backends that did nothing agree with the authority.
-func gatedReply(p *pending, reply []byte) []byte {
+//
+// An effect computed from the authority's reply is another command (SREM for SPOP):
+// its reply is not comparable, so a backend that applied it without an error stands
+// for the authority's reply too. An error there (the backends already differed) is
+// compared as it is, and counts a lost write.
+func gatedReply(p *pending, reply []byte, isError func([]byte) bool) []byte {
 	if p.authority {
 		return reply
 	}
-	if outcome, authority := p.gate.result(); outcome != gateApplied {
+	outcome, authority := p.gate.result()
+	if outcome != gateApplied || p.gate.effectOf != nil && !isError(reply) {
 		return authority
 	}
 	return reply

@@ -54,7 +54,11 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 			s.scratch = unsupported(s.scratch[:0], cmd.Name)
 			b.addLocal(cmd.Name, s.scratch)
 		default:
-			s.queue(b, cmd.Name, queuedCmd{frame: cmd.Frame, class: cmd.Class, db: r.db})
+			it := queuedCmd{frame: cmd.Frame, class: cmd.Class, db: r.db}
+			if cmd.Class == protocols.Write {
+				it.effectOf = resp.Effect(cmd.Name, cmd.Args) // SPOP, XADD *, INCRBYFLOAT...
+			}
+			s.queue(b, cmd.Name, it)
 		}
 	}
 	return pos, closeAfter, nil

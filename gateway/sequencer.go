@@ -16,6 +16,10 @@ type queuedCmd struct {
 	// effect, for a conditional write only one backend can evaluate (memcached cas),
 	// is its unconditional form for the other backends; see gate.
 	effect []byte
+	// effectOf, for a write whose outcome depends on the server (SPOP, XADD *,
+	// INCRBYFLOAT), computes from the authority's reply what the other backends
+	// receive in its place (ok false: nothing, a no-op); see gate.
+	effectOf func(reply []byte) (effect []byte, ok bool)
 	// block, on the first command of a transaction (MULTI), is how many commands the
 	// block has, EXEC included: a backend gets all of them or none.
 	block int
@@ -51,8 +55,8 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 		if it.class == protocols.Read {
 			c.source = int16(readTarget)
 		}
-		if it.effect != nil && source >= 0 {
-			gates = append(gates, &gate{backends: s.backends})
+		if (it.effect != nil || it.effectOf != nil) && source >= 0 {
+			gates = append(gates, &gate{backends: s.backends, effectOf: it.effectOf})
 		}
 	}
 	for _, be := range s.backends {
@@ -84,7 +88,7 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 			i += n - 1
 			continue
 		}
-		if it.effect != nil {
+		if it.effect != nil || it.effectOf != nil {
 			if source < 0 {
 				continue // nobody can evaluate the condition
 			}

@@ -60,6 +60,7 @@ var respWire = wire{
 	appendError: func(dst []byte, msg string) []byte { return resp.AppendError(dst, "ERR "+msg) },
 	tooLarge:    "Protocol error: request larger than max_request_bytes",
 	newCodec:    newRespCodec,
+	noop:        []byte("*1\r\n$4\r\nPING\r\n"),
 	probe:       []byte("*1\r\n$4\r\nPING\r\n"),
 	busy:        func(r []byte) bool { return hasAnyPrefix(r, "-LOADING", "-BUSY ", "-BUSY\r") },
 	stateError: func(r []byte) bool {

@@ -1,0 +1,136 @@
+package gateway_test
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestWritesByEffect: commands whose outcome depends on the server run on the
+// authority only; the other backends get their effect at the same place of the
+// order, so all three stay identical (they diverged on every one of these before).
+func TestWritesByEffect(t *testing.T) {
+	h := withRedis(t, 3)
+	c := h.client(t, 0)
+	members := make([]any, 200)
+	for i := range members {
+		members[i] = "m" + strconv.Itoa(i)
+	}
+	c.SAdd(ctx, "set", members...)
+	popped := map[string]bool{}
+	for range 20 {
+		v, err := c.SPop(ctx, "set").Result()
+		if err != nil || popped[v] {
+			t.Fatalf("SPOP = %q, %v (popped twice?)", v, err)
+		}
+		popped[v] = true
+	}
+	vs, err := c.SPopN(ctx, "set", 30).Result()
+	if err != nil || len(vs) != 30 {
+		t.Fatalf("SPOP 30 = %d, %v", len(vs), err)
+	}
+	if err := c.SPop(ctx, "nosuch").Err(); err != redis.Nil {
+		t.Fatalf("SPOP on a missing key: %v", err)
+	}
+	if n := c.SCard(ctx, "set").Val(); n != 150 {
+		t.Fatalf("SCARD = %d", n)
+	}
+
+	var ids []string
+	for i := range 50 {
+		id, err := c.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []any{"i", i}}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := c.XAdd(ctx, &redis.XAddArgs{Stream: "s", MaxLen: 40, Approx: true, ID: "*", Values: []any{"i", "trim"}}).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: "none", NoMkStream: true, Values: []any{"a", 1}}).Err(); err != redis.Nil {
+		t.Fatalf("XADD NOMKSTREAM on a missing key: %v", err)
+	}
+	h.drained(t)
+	h.eachBackend(t, 0, func(i int, b *redis.Client) {
+		got := b.XRange(ctx, "s", "-", "+").Val()
+		if len(got) == 0 || got[0].ID == "" {
+			t.Fatalf("backend %d stream empty", i)
+		}
+		if i > 0 && !strings.HasPrefix(ids[len(ids)-1], strings.Split(got[len(got)-2].ID, "-")[0]) {
+			t.Fatalf("backend %d IDs differ from the authority's", i)
+		}
+	})
+
+	c.Set(ctx, "f", "10.5", 0)
+	for range 10 {
+		if err := c.IncrByFloat(ctx, "f", 0.1).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Expire(ctx, "f", 1000)
+	c.IncrByFloat(ctx, "f", 1e-17) // formatting of tiny increments: SET of the result
+	for range 10 {
+		c.HIncrByFloat(ctx, "h", "x", 1.0/3)
+	}
+	h.eachBackend(t, 0, func(i int, b *redis.Client) {
+		if ttl := b.TTL(ctx, "f").Val(); ttl <= 0 {
+			t.Fatalf("backend %d: INCRBYFLOAT's effect lost the TTL (%v)", i, ttl)
+		}
+	})
+
+	// Errors stop the effect: nothing changes anywhere.
+	if err := c.SPop(ctx, "f").Err(); err == nil || !strings.HasPrefix(err.Error(), "WRONGTYPE") {
+		t.Fatalf("SPOP on a string: %v", err)
+	}
+	if err := c.IncrByFloat(ctx, "set", 1).Err(); err == nil {
+		t.Fatal("INCRBYFLOAT on a set succeeded")
+	}
+	if err := c.Do(ctx, "XADD", "s", "1-1", "a", "b").Err(); err == nil {
+		t.Fatal("XADD with an ID below the top succeeded")
+	}
+	h.converged(t)
+	h.noDivergence(t)
+	for _, b := range h.gw.Backends() {
+		if b.OutOfSync {
+			t.Fatalf("backend flagged: %+v", b)
+		}
+	}
+}
+
+// TestSPopConcurrent: many clients popping one set while others add to it: every
+// member is popped at most once, and the backends end identical.
+func TestSPopConcurrent(t *testing.T) {
+	h := withRedis(t, 3)
+	c := h.client(t, 0)
+	for i := range 1000 {
+		c.SAdd(ctx, "q", "j"+strconv.Itoa(i))
+	}
+	seen := make(chan string, 1000)
+	runClients(t, h, 10, func(w int, c *redis.Client) error {
+		for {
+			v, err := c.SPop(ctx, "q").Result()
+			if err == redis.Nil {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			seen <- v
+			c.RPush(ctx, "log", v)
+		}
+	})
+	close(seen)
+	got := map[string]bool{}
+	for v := range seen {
+		if got[v] {
+			t.Fatalf("%s popped twice", v)
+		}
+		got[v] = true
+	}
+	if len(got) != 1000 {
+		t.Fatalf("%d of 1000 popped", len(got))
+	}
+	h.converged(t)
+}
