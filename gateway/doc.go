@@ -11,8 +11,9 @@
 // request order, one write).
 //
 // A backend connection is used only once the backend has answered the wire's probe
-// (backend.go: handshake), so a backlog is never written to a process that cannot
-// answer. The sequencer admits each request (a transaction: its whole block) to a
+// and told its process identity (backend.go: handshake), so a backlog is never
+// written to a process that cannot answer, and a backend that restarted is known to
+// be out of sync. The sequencer admits each request (a transaction: its whole block) to a
 // backend's queue or not at all (admitLocked), and never makes a backend that missed
 // writes (out of sync) the reply source or the read target while an in-sync one is
 // up. A client's replies go out through output.go, which never blocks the session's
@@ -20,8 +21,9 @@
 //
 // Redis and memcached go through the same engine: a wire (wire.go) tells it how
 // replies end and compare, and each session's clientCodec decodes its client's
-// commands. Conditional writes only one backend can evaluate (memcached cas) are
-// replicated by effect behind a gate (gate.go). protocol=raw does not use the
+// commands. Writes only one backend can evaluate (memcached cas) or whose outcome
+// depends on the server (SPOP, XADD *, INCRBYFLOAT) are replicated by effect behind a
+// gate (gate.go). protocol=raw does not use the
 // engine: raw.go gives each client its own backend connections.
 //
 // It knows backends only by address; where the list comes from is the discovery
