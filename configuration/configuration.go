@@ -41,6 +41,7 @@ type Config struct {
 	BackendTimeout      time.Duration // longest wait for a backend reply
 	BackendBacklogBytes int64         // queued write bytes per backend before out of sync
 	MaxRequestBytes     int64         // largest client request
+	AbsoluteTTL         bool          // relative expiries sent as absolute times
 	ClientOutputLimit   int64         // unread reply bytes per client before its reading pauses
 	ClientOutputTimeout time.Duration // longest a client may leave replies unread
 	MaxClients          int           // 0 = unlimited
@@ -214,7 +215,7 @@ func (c *Config) values() map[string]string {
 		"reconnect_delay_timeout": secs(c.ReconnectDelayTimeout), "read_idle_timeout": secs(c.ReadIdleTimeout),
 		"protocol": c.Protocol, "write_reply": c.WriteReply, "read_from": c.ReadFrom, "primary": c.Primary,
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
-		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit),
+		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit), "absolute_ttl": fmt.Sprint(c.AbsoluteTTL),
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
 	"github.com/dynode/dynode-broadcaster/protocols/resp"
@@ -16,6 +17,7 @@ type respCodec struct {
 	db         int
 	tx         transaction
 	execFrames []byte // frames of transactions executed in the current burst
+	rewritten  []byte // frames the gateway rewrote (absolute TTLs) in the current burst
 }
 
 func newRespCodec(s *session) clientCodec {
@@ -28,6 +30,7 @@ func newRespCodec(s *session) clientCodec {
 
 func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
 	s := r.s
+	var now int64 // Unix milliseconds, read once per burst when a TTL is rewritten
 	for pos < len(buf) && !closeAfter {
 		cmd, n, err := r.parser.Next(buf[pos:])
 		if errors.Is(err, protocols.ErrIncomplete) {
@@ -41,6 +44,15 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 			continue
 		}
 		s.gw.stats.Commands[cmd.Class].Add(1)
+		if cmd.Class == protocols.Write && s.gw.cfg.AbsoluteTTL {
+			if now == 0 {
+				now = time.Now().UnixMilli()
+			}
+			start := len(r.rewritten)
+			if out, ok := resp.AbsoluteTTL(r.rewritten, cmd.Name, cmd.Args, now); ok {
+				r.rewritten, cmd.Frame = out, out[start:]
+			}
+		}
 		if r.transact(b, cmd) {
 			continue
 		}
@@ -66,6 +78,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 
 func (r *respCodec) submitted() {
 	r.execFrames = r.execFrames[:0] // submit copied them to the backends
+	r.rewritten = r.rewritten[:0]
 	r.parser.Reset()
 }
 
