@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -132,5 +134,67 @@ func TestSPopConcurrent(t *testing.T) {
 	if len(got) != 1000 {
 		t.Fatalf("%d of 1000 popped", len(got))
 	}
+	h.converged(t)
+}
+
+// TestStreamClaimsByEffect: XCLAIM and XAUTOCLAIM decide by idle times, which differ
+// per server; the others claim exactly what the authority claimed, with the same
+// delivery times, so every backend's pending list is the same.
+func TestStreamClaimsByEffect(t *testing.T) {
+	h := withRedis(t, 3)
+	c := h.client(t, 0)
+	for i := range 30 {
+		c.XAdd(ctx, &redis.XAddArgs{Stream: "s", ID: strconv.Itoa(i+1) + "-0", Values: []any{"i", i}})
+	}
+	c.XGroupCreate(ctx, "s", "g", "0")
+	// XREADGROUP is not served yet (it can block); XCLAIM FORCE fills the pending list.
+	all := []any{"XCLAIM", "s", "g", "a", "0"}
+	for i := range 30 {
+		all = append(all, strconv.Itoa(i+1)+"-0")
+	}
+	if n := len(c.Do(ctx, append(all, "FORCE", "JUSTID")...).Val().([]any)); n != 30 {
+		t.Fatalf("XCLAIM FORCE claimed %d", n)
+	}
+	c.XDel(ctx, "s", "5-0", "6-0") // pending entries whose stream entry is gone
+	time.Sleep(100 * time.Millisecond)
+	h.drained(t)
+	// Backend 2's idle times now differ from the others' (as after a late replay):
+	// its entries were delivered just now. Without effects it would claim nothing.
+	resetIdle := []any{"XCLAIM", "s", "g", "a", "0"}
+	for i := range 30 {
+		if i != 4 && i != 5 {
+			resetIdle = append(resetIdle, strconv.Itoa(i+1)+"-0")
+		}
+	}
+	if err := h.backends[2].Client(0).Do(ctx, append(resetIdle, "JUSTID")...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := c.XClaim(ctx, &redis.XClaimArgs{Stream: "s", Group: "g", Consumer: "b", MinIdle: 60 * time.Millisecond, Messages: []string{"1-0", "2-0", "3-0"}}).Result()
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("XCLAIM = %d, %v", len(claimed), err)
+	}
+	ids, err := c.XClaimJustID(ctx, &redis.XClaimArgs{Stream: "s", Group: "g", Consumer: "b", MinIdle: time.Hour, Messages: []string{"4-0"}}).Result()
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("XCLAIM with a min-idle nobody reaches = %v, %v", ids, err)
+	}
+	c.Do(ctx, "XCLAIM", "s", "g", "c", "0", "7-0", "IDLE", "5000", "RETRYCOUNT", "3")
+	msgs, start, err := c.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: "s", Group: "g", Consumer: "d", MinIdle: 60 * time.Millisecond, Start: "0", Count: 10}).Result()
+	if err != nil || len(msgs) == 0 {
+		t.Fatalf("XAUTOCLAIM = %d, %q, %v", len(msgs), start, err)
+	}
+	h.drained(t)
+	var want string
+	h.eachBackend(t, 0, func(i int, b *redis.Client) {
+		pending := b.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: "-", End: "+", Count: 100}).Val()
+		var sb strings.Builder
+		for _, p := range pending {
+			fmt.Fprintf(&sb, "%s:%s:%d ", p.ID, p.Consumer, p.RetryCount)
+		}
+		if i == 0 {
+			want = sb.String()
+		} else if sb.String() != want {
+			t.Fatalf("backend %d pending list\n%s\ndiffers from backend 0's\n%s", i, sb.String(), want)
+		}
+	})
 	h.converged(t)
 }

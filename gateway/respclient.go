@@ -53,6 +53,20 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 				r.rewritten, cmd.Frame = out, out[start:]
 			}
 		}
+		if cmd.Name == "XCLAIM" {
+			// Delivery times from the gateway's clock, the same on every backend.
+			if now == 0 {
+				now = time.Now().UnixMilli()
+			}
+			start := len(r.rewritten)
+			if out, ok := resp.XClaimTime(r.rewritten, cmd.Name, cmd.Args, now); ok {
+				r.rewritten, cmd.Frame = out, out[start:]
+				var p resp.CommandParser // the effect is built from the rewritten arguments
+				if again, _, err := p.Next(cmd.Frame); err == nil {
+					cmd.Args = again.Args
+				}
+			}
+		}
 		if r.transact(b, cmd) {
 			continue
 		}

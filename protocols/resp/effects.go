@@ -1,6 +1,9 @@
 package resp
 
-import "bytes"
+import (
+	"bytes"
+	"strconv"
+)
 
 // Effect returns, for a write whose outcome depends on the server that runs it, the
 // function that turns that server's reply into the command with the same effect for
@@ -52,6 +55,10 @@ func Effect(name string, args [][]byte) func(reply []byte) ([]byte, bool) {
 			}
 			return AppendCommand(nil, [][]byte{[]byte("HSET"), key, field, v}), true
 		}
+	case "XCLAIM":
+		return xclaimEffect(args)
+	case "XAUTOCLAIM":
+		return xautoclaimEffect(args)
 	case "XADD":
 		at := xaddIDIndex(args)
 		if at < 0 || !autoID(args[at]) {
@@ -164,4 +171,168 @@ func bulks(reply []byte) ([][]byte, bool) {
 		rest = rest[end:]
 	}
 	return out, true
+}
+
+// XClaimTime rewrites XCLAIM and XAUTOCLAIM for the authority so the delivery time it
+// sets is the gateway's (nowMillis) rather than each server's clock: XCLAIM's IDLE
+// becomes TIME now-idle, and a missing TIME is added (XAUTOCLAIM has no such option:
+// it is left as sent). It appends the frame to dst and reports whether it changed.
+func XClaimTime(dst []byte, name string, args [][]byte, nowMillis int64) ([]byte, bool) {
+	if name != "XCLAIM" || len(args) < 6 {
+		return dst, false
+	}
+	out := append([][]byte(nil), args...)
+	for i := 6; i < len(out); i++ {
+		var buf [16]byte
+		switch string(upper(buf[:0], out[i][:min(len(out[i]), len(buf))])) {
+		case "TIME":
+			return dst, false // already absolute
+		case "IDLE":
+			if i+1 >= len(out) {
+				return dst, false
+			}
+			idle, ok := string2ll(out[i+1])
+			if !ok {
+				return dst, false
+			}
+			out[i], out[i+1] = []byte("TIME"), strconv.AppendInt(nil, nowMillis-max(idle, 0), 10)
+			return AppendCommand(dst, out), true
+		case "RETRYCOUNT", "LASTID":
+			i++
+		}
+	}
+	out = append(out, []byte("TIME"), strconv.AppendInt(nil, nowMillis, 10))
+	return AppendCommand(dst, out), true
+}
+
+// xclaimEffect: XCLAIM key group consumer min-idle id... [options]. The others claim
+// exactly the IDs the authority claimed, whatever their own idle times say: min-idle
+// 0, the claimed IDs, the same options (TIME as rewritten by XClaimTime).
+func xclaimEffect(args [][]byte) func([]byte) ([]byte, bool) {
+	if len(args) < 6 {
+		return nil
+	}
+	firstOpt := len(args)
+	for i := 5; i < len(args); i++ {
+		if !looksLikeID(args[i]) {
+			firstOpt = i
+			break
+		}
+	}
+	head, opts := cloneArgs(args[:4]), cloneArgs(args[firstOpt:])
+	return func(reply []byte) ([]byte, bool) {
+		ids, ok := claimedIDs(reply)
+		if !ok || len(ids) == 0 {
+			return nil, false
+		}
+		out := append(append(append(append([][]byte(nil), head...), []byte("0")), ids...), opts...)
+		return AppendCommand(nil, out), true
+	}
+}
+
+// xautoclaimEffect: XAUTOCLAIM key group consumer min-idle start [COUNT n] [JUSTID]
+// replies [next, claimed, deleted]. The others get XCLAIM of the claimed IDs (min-idle
+// 0) and XACK of the deleted ones, which left the authority's pending list.
+func xautoclaimEffect(args [][]byte) func([]byte) ([]byte, bool) {
+	if len(args) < 6 {
+		return nil
+	}
+	key, group, consumer := bytes.Clone(args[1]), bytes.Clone(args[2]), bytes.Clone(args[3])
+	justID := false
+	for _, a := range args[6:] {
+		justID = justID || bytes.EqualFold(a, []byte("JUSTID"))
+	}
+	return func(reply []byte) ([]byte, bool) {
+		parts, ok := elements(reply)
+		if !ok || len(parts) < 2 {
+			return nil, false
+		}
+		claimed, ok := claimedIDs(parts[1])
+		if !ok {
+			return nil, false
+		}
+		var deleted [][]byte
+		if len(parts) > 2 {
+			if deleted, ok = bulks(parts[2]); !ok {
+				return nil, false
+			}
+		}
+		var out []byte
+		if len(claimed) > 0 {
+			cmd := append([][]byte{[]byte("XCLAIM"), key, group, consumer, []byte("0")}, claimed...)
+			if justID {
+				cmd = append(cmd, []byte("JUSTID"))
+			}
+			out = AppendCommand(out, cmd)
+		}
+		if len(deleted) > 0 {
+			out = AppendCommand(out, append([][]byte{[]byte("XACK"), key, group}, deleted...))
+		}
+		return out, out != nil
+	}
+}
+
+// claimedIDs reads the IDs of an XCLAIM reply: IDs (JUSTID) or [id, fields] entries.
+func claimedIDs(reply []byte) ([][]byte, bool) {
+	entries, ok := elements(reply)
+	if !ok {
+		return nil, false
+	}
+	ids := make([][]byte, 0, len(entries))
+	for _, e := range entries {
+		if e[0] == '$' {
+			id, ok := bulk(e)
+			if !ok || id == nil {
+				return nil, false
+			}
+			ids = append(ids, id)
+			continue
+		}
+		fields, ok := elements(e)
+		if !ok || len(fields) == 0 {
+			return nil, false
+		}
+		id, ok := bulk(fields[0])
+		if !ok || id == nil {
+			return nil, false
+		}
+		ids = append(ids, id)
+	}
+	return ids, true
+}
+
+// elements splits an array reply into its elements' bytes.
+func elements(reply []byte) ([][]byte, bool) {
+	if len(reply) == 0 || reply[0] != '*' {
+		return nil, false
+	}
+	i := bytes.IndexByte(reply, '\r')
+	n, ok := parseInt(reply[1:i])
+	if !ok {
+		return nil, false
+	}
+	var out [][]byte
+	rest := reply[i+2:]
+	for range max(n, 0) {
+		end, _, err := ScanReply(rest)
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, rest[:end])
+		rest = rest[end:]
+	}
+	return out, true
+}
+
+// looksLikeID reports whether an argument is a stream ID (ms or ms-seq), not an option.
+func looksLikeID(b []byte) bool {
+	if len(b) == 0 || b[0] < '0' || b[0] > '9' {
+		return false
+	}
+	for _, c := range b {
+		if (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
