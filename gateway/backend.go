@@ -43,6 +43,7 @@ type pending struct {
 	kind      uint8  // the codec's reply kind, for protocols whose replies need it
 	authority bool   // gate != nil: this backend evaluates the condition
 	gate      *gate  // a conditional write replicated by effect
+	probe     bool   // with gate and authority: the probe whose reply resolves the gate
 }
 
 // backend is one backend server reached through one pipelined TCP connection.
@@ -605,7 +606,13 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 		reply := buf[from:ends[i]]
 		from = ends[i]
 		if p.gate != nil {
-			if p.authority {
+			switch {
+			case p.probe:
+				p.gate.resolveProbe(reply)
+				continue // the gateway's own read: nobody waits for it
+			case p.authority && p.gate.probe != nil:
+				p.gate.hold(be.gw.wire.gateApplied(p.gate, reply), reply)
+			case p.authority:
 				p.gate.resolve(be.gw.wire.gateApplied(p.gate, reply), reply)
 			}
 			reply = gatedReply(p, reply, be.gw.wire.isError)

@@ -198,3 +198,34 @@ func TestStreamClaimsByEffect(t *testing.T) {
 	})
 	h.converged(t)
 }
+
+// TestApproximateTrimByEffect: MAXLEN ~ and MINID ~ trim what a server's node layout
+// allows, which differs with its configuration; the others trim exactly as far as the
+// authority did (Redis rewrites ~ to = for its replicas the same way).
+func TestApproximateTrimByEffect(t *testing.T) {
+	h := withRedis(t, 3)
+	if err := h.backends[2].Client(0).ConfigSet(ctx, "stream-node-max-entries", "7").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := h.client(t, 0)
+	for i := range 500 {
+		args := &redis.XAddArgs{Stream: "s", MaxLen: 100, Approx: true, Values: []any{"i", i}}
+		if i%50 == 0 {
+			args.Limit = 20
+		}
+		if err := c.XAdd(ctx, args).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: "m", ID: strconv.Itoa(i+1) + "-1", MinID: strconv.Itoa(max(i-120, 0)), Approx: true, Values: []any{"i", i}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.XTrimMaxLenApprox(ctx, "s", 30, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "XTRIM", "m", "MINID", "~", "400").Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.converged(t)
+	h.noDivergence(t)
+}

@@ -32,16 +32,36 @@ const (
 // assigned, SET of the resulting value.
 type gate struct {
 	backends []*backend // kicked when the outcome is known
-	effectOf func(reply []byte) ([]byte, bool)
+	effectOf func(reply, probe []byte) ([]byte, bool)
+	probe    []byte // a read the authority runs after the command, for effectOf
 
-	mu      sync.Mutex // guards outcome, reply and effect
+	mu      sync.Mutex // guards everything below
 	outcome gateOutcome
 	reply   []byte // the authority's reply; nil when it failed
 	effect  []byte // from effectOf: what the others apply
+	held    []byte // the authority's reply, while its probe's is awaited
+	applied bool   // with held: whether the authority applied the command
+}
+
+// hold keeps the authority's reply to the command until the probe's reply arrives.
+func (g *gate) hold(applied bool, reply []byte) {
+	g.mu.Lock()
+	g.held, g.applied = bytes.Clone(reply), applied
+	g.mu.Unlock()
+}
+
+// resolveProbe resolves the gate once the probe's reply arrives.
+func (g *gate) resolveProbe(probe []byte) {
+	g.mu.Lock()
+	held, applied := g.held, g.applied
+	g.mu.Unlock()
+	g.resolveWith(applied, held, probe)
 }
 
 // resolve records the authority's outcome once and wakes the waiting writers.
-func (g *gate) resolve(applied bool, reply []byte) {
+func (g *gate) resolve(applied bool, reply []byte) { g.resolveWith(applied, reply, nil) }
+
+func (g *gate) resolveWith(applied bool, reply, probe []byte) {
 	g.mu.Lock()
 	if g.outcome != gateOpen {
 		g.mu.Unlock()
@@ -49,7 +69,7 @@ func (g *gate) resolve(applied bool, reply []byte) {
 	}
 	g.outcome = gateSkipped
 	if applied && g.effectOf != nil {
-		g.effect, applied = g.effectOf(reply)
+		g.effect, applied = g.effectOf(reply, probe)
 	}
 	if applied {
 		g.outcome = gateApplied
@@ -93,6 +113,7 @@ type gatedWrite struct {
 	g         *gate
 	frame     []byte // the command (authority) or its unconditional form (others)
 	authority bool
+	entries   int    // queue entries of the write itself: 2 when the authority runs a probe
 	cancelled bool   // authority only: its connection failed before writing it
 	after     []byte // frames queued behind it
 	nAfter    int    // their queue entries
@@ -110,7 +131,10 @@ func (be *backend) appendGatedLocked(frame, effect []byte, p pending, up bool) b
 		}
 		return false
 	}
-	gw := gatedWrite{g: p.gate, frame: bytes.Clone(frame), authority: p.authority}
+	gw := gatedWrite{g: p.gate, frame: bytes.Clone(frame), authority: p.authority, entries: 1}
+	if p.authority && p.gate.probe != nil {
+		gw.frame, gw.entries = append(gw.frame, p.gate.probe...), 2
+	}
 	if p.authority && !up {
 		// The authority went down between target selection and now: nobody evaluates
 		// the condition, so it is not applied anywhere.
@@ -118,9 +142,14 @@ func (be *backend) appendGatedLocked(frame, effect []byte, p pending, up bool) b
 		p.gate.resolve(false, nil)
 	}
 	be.gated = append(be.gated, gw)
-	be.held++
+	be.held += gw.entries
 	be.heldBytes += len(gw.frame)
 	be.queue.push(p)
+	if gw.entries == 2 {
+		// The probe's reply resolves the gate; losing it (the connection fails in
+		// between) leaves the others not knowing the effect, so it counts as a write.
+		be.queue.push(pending{write: true, gate: p.gate, authority: true, probe: true})
+	}
 	be.queued.Store(int64(be.queuedBytesLocked()))
 	return true
 }
@@ -134,6 +163,9 @@ func (be *backend) releaseGatedLocked() {
 		switch {
 		case gw.authority && gw.cancelled:
 			frame = be.gw.wire.noop
+			if gw.entries == 2 {
+				frame = append(append([]byte(nil), frame...), frame...) // one reply per entry
+			}
 		case gw.authority:
 		default:
 			switch outcome, _ := gw.g.result(); outcome {
@@ -147,7 +179,7 @@ func (be *backend) releaseGatedLocked() {
 		}
 		be.out = append(be.out, frame...)
 		be.out = append(be.out, gw.after...)
-		be.held -= 1 + gw.nAfter
+		be.held -= gw.entries + gw.nAfter
 		be.heldBytes -= len(gw.frame) + len(gw.after)
 		be.gated[0] = gatedWrite{}
 		be.gated = be.gated[1:]

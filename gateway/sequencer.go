@@ -19,7 +19,10 @@ type queuedCmd struct {
 	// effectOf, for a write whose outcome depends on the server (SPOP, XADD *,
 	// INCRBYFLOAT), computes from the authority's reply what the other backends
 	// receive in its place (ok false: nothing, a no-op); see gate.
-	effectOf func(reply []byte) (effect []byte, ok bool)
+	effectOf func(reply, probe []byte) (effect []byte, ok bool)
+	// probe, with effectOf, is a read the authority runs right after the command;
+	// effectOf gets its reply too (the exact trim of XADD MAXLEN ~).
+	probe []byte
 	// block, on the first command of a transaction (MULTI), is how many commands the
 	// block has, EXEC included: a backend gets all of them or none.
 	block int
@@ -56,7 +59,7 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 			c.source = int16(readTarget)
 		}
 		if (it.effect != nil || it.effectOf != nil) && source >= 0 {
-			gates = append(gates, &gate{backends: s.backends, effectOf: it.effectOf})
+			gates = append(gates, &gate{backends: s.backends, effectOf: it.effectOf, probe: it.probe})
 		}
 	}
 	for _, be := range s.backends {

@@ -17,7 +17,25 @@ import (
 //	HINCRBYFLOAT key f incr   -> HSET key f <result>
 //
 // The reply is the authority's, already known not to be an error.
-func Effect(name string, args [][]byte) func(reply []byte) ([]byte, bool) {
+//
+// Approximate trimming (XADD or XTRIM with MAXLEN ~ or MINID ~) trims what the
+// server's memory layout allows: for those, probe is a command the authority runs
+// right after (XLEN, or the stream's first entry), and the effect trims exactly as
+// far, as Redis rewrites the command for its replicas. probe is nil otherwise, and the
+// function is then called with a nil probe reply.
+func Effect(name string, args [][]byte) (of func(reply, probe []byte) ([]byte, bool), probe []byte) {
+	if name == "XADD" || name == "XTRIM" {
+		return streamEffect(name, args)
+	}
+	f := simpleEffect(name, args)
+	if f == nil {
+		return nil, nil
+	}
+	return func(reply, _ []byte) ([]byte, bool) { return f(reply) }, nil
+}
+
+// simpleEffect is Effect for the commands whose effect follows from their reply.
+func simpleEffect(name string, args [][]byte) func(reply []byte) ([]byte, bool) {
 	switch name {
 	case "SPOP":
 		if len(args) < 2 || len(args) > 3 {
@@ -59,23 +77,93 @@ func Effect(name string, args [][]byte) func(reply []byte) ([]byte, bool) {
 		return xclaimEffect(args)
 	case "XAUTOCLAIM":
 		return xautoclaimEffect(args)
-	case "XADD":
-		at := xaddIDIndex(args)
-		if at < 0 || !autoID(args[at]) {
-			return nil // an explicit ID: the command is deterministic as it is
+	}
+	return nil
+}
+
+// streamEffect handles XADD with a server-chosen ID and XADD or XTRIM with
+// approximate trimming.
+func streamEffect(name string, args [][]byte) (func(reply, probe []byte) ([]byte, bool), []byte) {
+	at := -1 // XADD's ID
+	if name == "XADD" {
+		if at = xaddIDIndex(args); at < 0 {
+			return nil, nil
 		}
-		own := cloneArgs(args)
-		return func(reply []byte) ([]byte, bool) {
+	}
+	trim, approx := trimIndex(args, name)
+	auto := at >= 0 && autoID(args[at])
+	if !auto && !approx {
+		return nil, nil // explicit ID, exact trim: deterministic as sent
+	}
+	own := cloneArgs(args)
+	var probe []byte
+	if approx {
+		if bytes.EqualFold(own[trim], []byte("MINID")) {
+			probe = AppendCommand(nil, [][]byte{[]byte("XRANGE"), own[1], []byte("-"), []byte("+"), []byte("COUNT"), []byte("1")})
+		} else {
+			probe = AppendCommand(nil, [][]byte{[]byte("XLEN"), own[1]})
+		}
+	}
+	return func(reply, probed []byte) ([]byte, bool) {
+		out := append([][]byte(nil), own...)
+		if name == "XADD" {
 			id, ok := bulk(reply)
 			if !ok || id == nil {
 				return nil, false // NOMKSTREAM on a missing key: nothing was added
 			}
-			withID := append([][]byte(nil), own...)
-			withID[at] = id
-			return AppendCommand(nil, withID), true
+			out[at] = id
+		}
+		if approx {
+			exact, ok := trimmedTo(own[trim], probed)
+			if !ok {
+				return nil, false
+			}
+			// "MAXLEN ~ n [LIMIT c]" -> "MAXLEN = <exact>", LIMIT dropped (it needs ~).
+			rest := out[trim+3:]
+			if len(rest) >= 2 && bytes.EqualFold(rest[0], []byte("LIMIT")) {
+				rest = rest[2:]
+			}
+			out = append(append(out[:trim+1:trim+1], []byte("="), exact), rest...)
+		}
+		return AppendCommand(nil, out), true
+	}, probe
+}
+
+// trimIndex finds the MAXLEN or MINID option and whether it is approximate ("~").
+func trimIndex(args [][]byte, name string) (int, bool) {
+	from := 2
+	for i := from; i < len(args); i++ {
+		if bytes.EqualFold(args[i], []byte("MAXLEN")) || bytes.EqualFold(args[i], []byte("MINID")) {
+			return i, i+2 < len(args) && string(args[i+1]) == "~"
+		}
+		if name == "XADD" && i >= xaddIDIndex(args) {
+			break
 		}
 	}
-	return nil
+	return -1, false
+}
+
+// trimmedTo reads the exact threshold from the authority's probe reply: its length
+// (MAXLEN) or its first entry's ID (MINID; an empty stream keeps MINID as 0).
+func trimmedTo(opt, probed []byte) ([]byte, bool) {
+	if bytes.EqualFold(opt, []byte("MAXLEN")) {
+		if len(probed) < 3 || probed[0] != ':' {
+			return nil, false
+		}
+		return bytes.Clone(probed[1 : len(probed)-2]), true
+	}
+	entries, ok := elements(probed)
+	if !ok {
+		return nil, false
+	}
+	if len(entries) == 0 {
+		return []byte("0"), true
+	}
+	ids, ok := claimedIDs(probed)
+	if !ok || len(ids) == 0 {
+		return nil, false
+	}
+	return ids[0], true
 }
 
 // xaddIDIndex returns the index of XADD's ID argument, or -1 if the arguments do not
