@@ -229,3 +229,36 @@ func TestApproximateTrimByEffect(t *testing.T) {
 	h.converged(t)
 	h.noDivergence(t)
 }
+
+// TestTransactionsByEffect: a MULTI block holding commands replicated by effect runs
+// as sent on the authority; the others run the block with those commands replaced by
+// their effects, so the backends stay identical; the client sees the authority's EXEC.
+func TestTransactionsByEffect(t *testing.T) {
+	h := withRedis(t, 3)
+	c := h.client(t, 0)
+	for i := range 100 {
+		c.SAdd(ctx, "set", "m"+strconv.Itoa(i))
+	}
+	c.Set(ctx, "str", "x", 0)
+	runClients(t, h, 5, func(w int, c *redis.Client) error {
+		for range 20 {
+			cmds, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.SPop(ctx, "set")
+				p.Incr(ctx, "n")
+				p.IncrByFloat(ctx, "f", 0.1)
+				p.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []any{"w", w}})
+				p.SPop(ctx, "str") // WRONGTYPE at EXEC: no effect anywhere
+				return nil
+			})
+			if len(cmds) != 5 || cmds[1].Err() != nil || cmds[4].Err() == nil {
+				return fmt.Errorf("EXEC replies %v, %v", cmds, err)
+			}
+		}
+		return nil
+	})
+	if n := c.SCard(ctx, "set").Val(); n != 0 {
+		t.Fatalf("SCARD = %d after 100 SPOPs", n)
+	}
+	h.converged(t)
+	h.noDivergence(t)
+}

@@ -119,36 +119,41 @@ type gatedWrite struct {
 	nAfter    int    // their queue entries
 }
 
-// appendGatedLocked queues a conditional write: frame for the authority, effect for
-// the others (the caller holds mu). up is whether the backend was up when queued.
-func (be *backend) appendGatedLocked(frame, effect []byte, p pending, up bool) bool {
-	if !p.authority {
+// appendGatedLocked queues a gated write (the caller holds mu): frame for the
+// authority, effect (nil when computed from the authority's reply) for the others.
+// ps are its queue entries, one per command (a transaction block has several); the
+// last one carries the gate. up is whether the backend was up when queued.
+func (be *backend) appendGatedLocked(frame, effect []byte, ps []pending, up bool) bool {
+	last := ps[len(ps)-1]
+	if !last.authority {
 		frame = effect
 	}
 	if !be.admitLocked([]queuedCmd{{frame: frame}}, true) {
-		if p.authority {
-			p.gate.resolve(false, nil)
+		if last.authority {
+			last.gate.resolve(false, nil)
 		}
 		return false
 	}
-	gw := gatedWrite{g: p.gate, frame: bytes.Clone(frame), authority: p.authority, entries: 1}
-	if p.authority && p.gate.probe != nil {
-		gw.frame, gw.entries = append(gw.frame, p.gate.probe...), 2
+	gw := gatedWrite{g: last.gate, frame: bytes.Clone(frame), authority: last.authority, entries: len(ps)}
+	if last.authority && last.gate.probe != nil {
+		gw.frame, gw.entries = append(gw.frame, last.gate.probe...), gw.entries+1
 	}
-	if p.authority && !up {
+	if last.authority && !up {
 		// The authority went down between target selection and now: nobody evaluates
 		// the condition, so it is not applied anywhere.
 		gw.cancelled = true
-		p.gate.resolve(false, nil)
+		last.gate.resolve(false, nil)
 	}
 	be.gated = append(be.gated, gw)
 	be.held += gw.entries
 	be.heldBytes += len(gw.frame)
-	be.queue.push(p)
-	if gw.entries == 2 {
+	for _, p := range ps {
+		be.queue.push(p)
+	}
+	if gw.entries > len(ps) {
 		// The probe's reply resolves the gate; losing it (the connection fails in
 		// between) leaves the others not knowing the effect, so it counts as a write.
-		be.queue.push(pending{write: true, gate: p.gate, authority: true, probe: true})
+		be.queue.push(pending{write: true, gate: last.gate, authority: true, probe: true})
 	}
 	be.queued.Store(int64(be.queuedBytesLocked()))
 	return true
@@ -162,17 +167,14 @@ func (be *backend) releaseGatedLocked() {
 		frame := gw.frame
 		switch {
 		case gw.authority && gw.cancelled:
-			frame = be.gw.wire.noop
-			if gw.entries == 2 {
-				frame = append(append([]byte(nil), frame...), frame...) // one reply per entry
-			}
+			frame = be.noops(gw.entries)
 		case gw.authority:
 		default:
 			switch outcome, _ := gw.g.result(); outcome {
 			case gateOpen:
 				return
 			case gateSkipped:
-				frame = be.gw.wire.noop
+				frame = be.noops(gw.entries)
 			default:
 				frame = gw.g.effectFrame(frame)
 			}
@@ -185,6 +187,14 @@ func (be *backend) releaseGatedLocked() {
 		be.gated = be.gated[1:]
 	}
 	be.gated = nil
+}
+
+// noops is the wire's no-op n times: one reply for each queue entry of a gated write.
+func (be *backend) noops(n int) []byte {
+	if n == 1 {
+		return be.gw.wire.noop
+	}
+	return bytes.Repeat(be.gw.wire.noop, n)
 }
 
 // cancelGatedLocked runs when the connection fails: the authority's conditional

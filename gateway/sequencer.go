@@ -41,7 +41,8 @@ type sequencer struct {
 	// queueWhenAllDown keeps writes for backlogs even when no backend is up
 	// (write-and-forget: no client is told anything anyway).
 	queueWhenAllDown bool
-	gates            []*gate // scratch: the gates of the batch being submitted
+	gates            []*gate   // scratch: the gates of the batch being submitted
+	pendings         []pending // scratch: the queue entries of one gated write
 }
 
 // submit queues the batch's backend commands and seals the batch.
@@ -91,23 +92,37 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 			i += n - 1
 			continue
 		}
+		block := items[i : i+n]
+		i += n - 1
 		if it.effect != nil || it.effectOf != nil {
 			if source < 0 {
 				continue // nobody can evaluate the condition
 			}
-			p := pending{write: true, kind: it.kind, gate: gates[g], authority: be.index == source}
+			// One gated write: a command, or a transaction block whose last entry (EXEC)
+			// carries the gate.
+			ps := s.pendings[:0]
+			frame := it.frame
+			for j := range block {
+				p := pending{write: isWrite, kind: block[j].kind}
+				if up {
+					p.b, p.idx = b, int32(block[j].idx)
+				}
+				ps = append(ps, p)
+				if j > 0 {
+					frame = append(frame[:len(frame):len(frame)], block[j].frame...)
+				}
+			}
+			ps[len(ps)-1].gate, ps[len(ps)-1].authority = gates[g], be.index == source
 			g++
-			if up {
-				p.b, p.idx = b, int32(it.idx)
-			}
-			if be.appendGatedLocked(it.frame, it.effect, p, up) {
+			if be.appendGatedLocked(frame, it.effect, ps, up) {
 				appended = true
-				s.expect(be, b, it, up)
+				for j := range block {
+					s.expect(be, b, &block[j], up)
+				}
 			}
+			s.pendings = ps[:0]
 			continue
 		}
-		block := items[i : i+n]
-		i += n - 1
 		if !be.admitLocked(block, isWrite) {
 			continue
 		}

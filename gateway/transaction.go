@@ -1,12 +1,22 @@
 package gateway
 
 import (
+	"bytes"
+	"slices"
+
 	"github.com/dynode/dynode-broadcaster/protocols"
 	"github.com/dynode/dynode-broadcaster/protocols/resp"
 )
 
 // multiFrame is MULTI as it goes to the backends in front of a queued transaction.
 var multiFrame = []byte("*1\r\n$5\r\nMULTI\r\n")
+
+// execFrame and pingFrame are EXEC, and a command with no effect that keeps a block's
+// number of replies.
+var (
+	execFrame = []byte("*1\r\n$4\r\nEXEC\r\n")
+	pingFrame = []byte("*1\r\n$4\r\nPING\r\n")
+)
 
 // transaction is a client's MULTI ... EXEC being queued. The gateway answers MULTI and
 // QUEUED itself and keeps the commands; EXEC appends MULTI, the commands and EXEC in
@@ -20,17 +30,23 @@ type transaction struct {
 	frames  []byte   // queued commands' frames, back to back
 	ends    []int    // end of each frame in frames
 	names   []string // their command names
+	// effects holds, per queued command, how the other backends reproduce it when
+	// its outcome depends on the server (SPOP, XADD *...); nil entries run as sent.
+	effects  []func(reply, probe []byte) ([]byte, bool)
+	byEffect bool // some entry of effects is set
 }
 
 // abort makes EXEC answer EXECABORT and lets go of what was queued.
 func (t *transaction) abort() {
 	t.aborted = true
-	t.frames, t.ends, t.names = nil, nil, nil
+	t.frames, t.ends, t.names, t.effects = nil, nil, nil, nil
 }
 
 func (t *transaction) reset() {
-	t.active, t.aborted, t.write = false, false, false
+	t.active, t.aborted, t.write, t.byEffect = false, false, false, false
 	t.frames, t.ends, t.names = t.frames[:0], t.ends[:0], t.names[:0]
+	clear(t.effects)
+	t.effects = t.effects[:0]
 }
 
 // transact handles cmd if it belongs to transaction handling (MULTI, EXEC, DISCARD,
@@ -92,6 +108,16 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 	tx.frames = append(tx.frames, cmd.Frame...)
 	tx.ends = append(tx.ends, len(tx.frames))
 	tx.names = append(tx.names, cmd.Name)
+	var effect func(reply, probe []byte) ([]byte, bool)
+	if class == protocols.Write {
+		// Effects that need a probe (approximate trimming) cannot run inside the
+		// block: those commands go as sent.
+		if of, probe := resp.Effect(cmd.Name, cmd.Args); probe == nil {
+			effect = of
+		}
+	}
+	tx.effects = append(tx.effects, effect)
+	tx.byEffect = tx.byEffect || effect != nil
 	b.addLocal(cmd.Name, resp.AppendSimple(r.s.scratch[:0], "QUEUED"))
 	return true
 }
@@ -130,5 +156,43 @@ func (r *respCodec) exec(b *batch, cmd protocols.Command) {
 	}
 	queue(cmd.Name, cmd.Frame, false)
 	r.s.items[first].block = len(r.s.items) - first // admitted whole or not at all
+	if tx.byEffect {
+		// The authority runs the block as sent; the others run it with each command
+		// whose outcome depends on the server replaced by its effect (see gate).
+		r.s.items[first].effectOf = blockEffect(frames[start:start+prev], tx.ends, tx.effects)
+	}
 	tx.reset()
+}
+
+// blockEffect returns the effect of a transaction some of whose commands are
+// replicated by effect: from the authority's EXEC reply, MULTI, each command as sent
+// or its effect computed from its own element of the reply (a PING where the
+// authority's element is an error or the effect is empty, so the block keeps its
+// number of replies), EXEC. An EXEC that did not run (nil, error) has no effect.
+func blockEffect(frames []byte, ends []int, effects []func(reply, probe []byte) ([]byte, bool)) func(reply, probe []byte) ([]byte, bool) {
+	own := bytes.Clone(frames)
+	ends = slices.Clone(ends)
+	effects = slices.Clone(effects)
+	return func(reply, _ []byte) ([]byte, bool) {
+		elems, ok := resp.Elements(reply)
+		if !ok || len(elems) != len(ends) {
+			return nil, false
+		}
+		out := append([]byte(nil), multiFrame...)
+		prev := 0
+		for i, end := range ends {
+			frame := own[prev:end]
+			prev = end
+			if effects[i] != nil {
+				frame = pingFrame
+				if len(elems[i]) > 0 && elems[i][0] != '-' {
+					if eff, ok := effects[i](elems[i], nil); ok {
+						frame = eff
+					}
+				}
+			}
+			out = append(out, frame...)
+		}
+		return append(out, execFrame...), true
+	}
 }

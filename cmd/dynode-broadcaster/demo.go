@@ -80,6 +80,19 @@ func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) e
 		return err
 	case <-g.Ready():
 	}
+	// Announce the demo once both backends have answered, so a first write goes to
+	// both at once rather than into a backlog (5 s at most: a slow start is shown as it is).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		up := 0
+		for _, b := range g.Backends() {
+			if b.State == "up" {
+				up++
+			}
+		}
+		if up == len(backends) {
+			break
+		}
+	}
 	gw := g.Addr().(*net.TCPAddr)
 	fmt.Fprintf(stdout, "\ndynode-broadcaster demo (protocol %s): gateway on %s, backends %s and %s (%s)\n\n", cfg.Protocol, gw, backends[0], backends[1], kind)
 	if cfg.Protocol == "memcache" {

@@ -389,6 +389,10 @@ func claimedIDs(reply []byte) ([][]byte, bool) {
 	return ids, true
 }
 
+// Elements splits an array reply into its elements' bytes (ok false for any other
+// reply, a nil array included).
+func Elements(reply []byte) ([][]byte, bool) { return elements(reply) }
+
 // elements splits an array reply into its elements' bytes.
 func elements(reply []byte) ([][]byte, bool) {
 	if len(reply) == 0 || reply[0] != '*' {
