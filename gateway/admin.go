@@ -90,6 +90,8 @@ var (
 	descPanics     = prometheus.NewDesc("dynode_session_panics_total", "Client sessions closed after a recovered panic (a bug; the log has the stack). Other clients are unaffected.", nil, nil)
 	descCommands   = prometheus.NewDesc("dynode_commands_total", "Client commands by class.", []string{"class"}, nil)
 	descDivergence = prometheus.NewDesc("dynode_divergence_total", "Commands whose backends replied differently.", nil, nil)
+	descDivClass   = prometheus.NewDesc("dynode_divergence_by_class_total", "Divergences by class: error_text (errors in different words), missing_vs_present (a key expiring about then, or data that already differed), other.", []string{"class"}, nil)
+	descDivScript  = prometheus.NewDesc("dynode_script_divergence_total", "Divergences of EVAL, EVALSHA and FCALL by script SHA1 or function name (scripts must be deterministic; see README).", []string{"script"}, nil)
 	descOutOfSync  = prometheus.NewDesc("dynode_out_of_sync_events_total", "Backends that lost writes.", nil, nil)
 	descBackendErr = prometheus.NewDesc("dynode_backend_unwaited_errors_total", "Error replies to writes no client waited for.", nil, nil)
 	descBytes      = prometheus.NewDesc("dynode_backend_bytes_total", "Bytes to and from backends.", []string{"direction"}, nil)
@@ -105,7 +107,7 @@ var (
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
-		descDivergence, descOutOfSync, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
+		descDivergence, descDivClass, descDivScript, descOutOfSync, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
 		descUp, descInSync, descQueued, descInFlight, descLost} {
 		ch <- d
 	}
@@ -129,6 +131,12 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCommands, s.CommandsOf(class), class.String())
 	}
 	counter(descDivergence, s.Divergences.Load())
+	for class := range s.DivergencesByClass {
+		counter(descDivClass, s.DivergencesByClass[class].Load(), DivergenceClass(class).String())
+	}
+	for script, n := range s.ScriptDivergences() {
+		counter(descDivScript, n, script)
+	}
 	counter(descOutOfSync, s.OutOfSyncEvents.Load())
 	counter(descBackendErr, s.BackendErrors.Load())
 	counter(descBytes, s.BackendBytesOut.Load(), "out")

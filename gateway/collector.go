@@ -45,11 +45,13 @@ const maxVariants = 4
 
 // variant is one distinct reply to a command, with how many backends sent it.
 type variant struct {
-	hash  uint64
-	off   int32 // reply bytes in batch.arena
-	n     int32
-	count int16
-	from  int16 // the first backend (index) that sent it
+	hash    uint64
+	off     int32 // reply bytes in batch.arena
+	n       int32
+	count   int16
+	from    int16 // the first backend (index) that sent it
+	isErr   bool  // an error reply
+	missing bool  // a reply meaning "no such key or value" (nil, 0, empty, miss)
 }
 
 // command is the reply state of one command of a batch.
@@ -70,6 +72,7 @@ type command struct {
 	extra     bool    // more variants than maxVariants
 	hidden    bool    // the client does not see this reply (MULTI and QUEUED inside EXEC)
 	write     bool    // the command changes data: an error where others applied it is a lost write
+	detail    string  // for divergence logs: a script's SHA1 or a function's name
 	applied   bool    // write: a backend answered it without an error
 	errFrom   []int16 // write: backends that answered an error while none had applied it
 	// visible, when set, decides from the chosen reply whether the client sees it
@@ -87,8 +90,9 @@ type batchSettings struct {
 	// comparable, when set, appends the form in which replies are compared (without
 	// fields that differ between healthy servers); ok false: compare the reply as is.
 	comparable func(dst, reply []byte) (out []byte, ok bool)
-	// isError reports whether a reply is an error reply.
-	isError func(reply []byte) bool
+	// isError reports whether a reply is an error reply; missing, whether it means
+	// "no such key or value" (how an expired key answers).
+	isError, missing func(reply []byte) bool
 	// onLostWrite runs (under b.mu) for a backend that answered a write with an
 	// error while another backend applied it: that backend missed the write.
 	onLostWrite func(backend int, c *command, reply []byte)
@@ -257,7 +261,11 @@ func (b *batch) record(c *command, backend int, reply []byte) int8 {
 	if !c.decided { // once decided, a new variant only needs its hash
 		b.arena = append(b.arena, reply...)
 	}
-	c.variants[c.nvariants] = variant{hash: h, off: int32(off), n: int32(len(reply)), count: 1, from: int16(backend)}
+	v := variant{hash: h, off: int32(off), n: int32(len(reply)), count: 1, from: int16(backend)}
+	if st := b.settings; st.isError != nil {
+		v.isErr, v.missing = st.isError(reply), st.missing(reply)
+	}
+	c.variants[c.nvariants] = v
 	c.nvariants++
 	return int8(c.nvariants - 1)
 }
@@ -352,6 +360,42 @@ func (b *batch) reply(c *command) []byte {
 	}
 	v := c.variants[c.chosen]
 	return b.arena[v.off : v.off+v.n]
+}
+
+// DivergenceClass names why backends' replies to a command differed.
+type DivergenceClass uint8
+
+const (
+	// DivergenceErrorText: every reply was an error, in different words.
+	DivergenceErrorText DivergenceClass = iota
+	// DivergenceMissing: some backends found no key or value where others did: a key
+	// expiring at about that moment (the window is the backends' clock skew and the
+	// time between them applying the command), or data that already differed.
+	DivergenceMissing
+	// DivergenceOther: anything else (a non-deterministic script, data that differed).
+	DivergenceOther
+	numDivergenceClasses
+)
+
+// String returns the class's name as used in logs and metrics.
+func (d DivergenceClass) String() string {
+	return [...]string{"error_text", "missing_vs_present", "other"}[d]
+}
+
+// divergenceClass classifies the variants of a diverged command.
+func (c *command) divergenceClass() DivergenceClass {
+	allErr, someMissing := true, false
+	for _, v := range c.variants[:c.nvariants] {
+		allErr = allErr && v.isErr
+		someMissing = someMissing || v.missing
+	}
+	switch {
+	case allErr:
+		return DivergenceErrorText
+	case someMissing:
+		return DivergenceMissing
+	}
+	return DivergenceOther
 }
 
 // diverged reports whether the backends sent different replies.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynode/dynode-broadcaster/gateway"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -261,4 +262,33 @@ func TestTransactionsByEffect(t *testing.T) {
 	}
 	h.converged(t)
 	h.noDivergence(t)
+}
+
+// TestDivergenceNamesScriptAndClass: a non-deterministic script's divergence is logged
+// and counted under its SHA1; a key present on one backend only shows as
+// missing_vs_present (how an expiry race looks), error texts as error_text.
+func TestDivergenceNamesScriptAndClass(t *testing.T) {
+	h := withRedis(t, 2)
+	c := h.client(t, 0)
+	script := "redis.call('SET', KEYS[1], 'x') return redis.call('TIME')[2]"
+	c.Eval(ctx, script, []string{"t"})
+	h.drained(t)
+	sha := "sha1:" + c.ScriptLoad(ctx, script).Val()
+	h.drained(t)
+	if got := h.gw.Stats().ScriptDivergences()[sha]; got < 1 {
+		t.Fatalf("script divergences for %s = %d (%v)", sha, got, h.gw.Stats().ScriptDivergences())
+	}
+	if !strings.Contains(h.logs.String(), "script="+sha) {
+		t.Fatalf("divergence log does not name the script:\n%s", h.logs.String())
+	}
+	h.backends[1].Client(0).Set(ctx, "only-on-1", "v", 0)
+	c.Del(ctx, "only-on-1")
+	h.drained(t)
+	st := h.gw.Stats()
+	if n := st.DivergencesByClass[gateway.DivergenceMissing].Load(); n != 1 {
+		t.Fatalf("missing_vs_present divergences = %d", n)
+	}
+	if n := st.DivergencesByClass[gateway.DivergenceOther].Load(); n < 1 {
+		t.Fatalf("other divergences = %d", n)
+	}
 }

@@ -88,7 +88,7 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: unknown protocol %q", cfg.Protocol)
 	}
 	g.batchSettings = batchSettings{policy: policy, onFinish: g.finish, comparable: g.wire.comparable,
-		isError: g.wire.isError, onLostWrite: g.lostWrite}
+		isError: g.wire.isError, missing: g.wire.missing, onLostWrite: g.lostWrite}
 	g.noReply = g.wire.appendError(nil, "dynode-broadcaster: no backend replied")
 	g.noBackend = g.wire.appendError(nil, "dynode-broadcaster: no backend available")
 	for i, addr := range servers {
@@ -234,8 +234,15 @@ func (g *Gateway) finish(b *batch, c *command) {
 	for _, v := range c.variants[:c.nvariants] {
 		groups = append(groups, fmt.Sprintf("%s(+%d)", g.backends[v.from].addr, v.count-1))
 	}
-	g.log.Warn("backends replied differently", "cmd", c.name, "reply_groups", strings.Join(groups, " vs "))
+	class := c.divergenceClass()
+	attrs := []any{"cmd", c.name, "class", class.String(), "reply_groups", strings.Join(groups, " vs ")}
+	if c.detail != "" {
+		attrs = append(attrs, "script", c.detail)
+		g.stats.countScriptDivergence(c.detail)
+	}
+	g.log.Warn("backends replied differently", attrs...)
 	g.stats.Divergences.Add(1)
+	g.stats.DivergencesByClass[class].Add(1)
 }
 
 // lostWrite runs when a backend answered a write with an error that another backend

@@ -84,7 +84,9 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 			if cmd.Class == protocols.Write {
 				it.effectOf, it.probe = resp.Effect(cmd.Name, cmd.Args) // SPOP, XADD *, INCRBYFLOAT...
 			}
-			s.queue(b, cmd.Name, it)
+			if c := s.queue(b, cmd.Name, it); cmd.Class == protocols.Write {
+				c.detail = resp.ScriptName(cmd.Name, cmd.Args)
+			}
 		}
 	}
 	return pos, closeAfter, nil

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,15 +18,43 @@ type Stats struct {
 	SessionPanics    atomic.Int64 // client sessions ended by a recovered panic (a bug: see the log)
 	ClientErrors     atomic.Int64 // protocol=memcache: bad commands answered with an error line (the connection stays)
 	Divergences      atomic.Int64 // commands whose backends replied differently
-	OutOfSyncEvents  atomic.Int64 // backends that went out of sync
-	BackendErrors    atomic.Int64 // error replies to writes no client waited for
-	BackendBytesOut  atomic.Int64 // bytes written to backends
-	BackendBytesIn   atomic.Int64 // reply bytes read from backends
-	Commands         [4]atomic.Int64
-	RawBytesIn       atomic.Int64 // protocol=raw: bytes read from clients
-	RawBytesOut      atomic.Int64 // protocol=raw: bytes written to backends
-	RawMissedBytes   atomic.Int64 // protocol=raw: client bytes a backend did not get (down or cut)
-	RawBackendsCut   atomic.Int64 // protocol=raw: connections cut by raw_slow_backend=cut
+	// DivergencesByClass counts divergences by DivergenceClass.
+	DivergencesByClass [numDivergenceClasses]atomic.Int64
+	OutOfSyncEvents    atomic.Int64 // backends that went out of sync
+	BackendErrors      atomic.Int64 // error replies to writes no client waited for
+	BackendBytesOut    atomic.Int64 // bytes written to backends
+	BackendBytesIn     atomic.Int64 // reply bytes read from backends
+	Commands           [4]atomic.Int64
+	RawBytesIn         atomic.Int64 // protocol=raw: bytes read from clients
+	RawBytesOut        atomic.Int64 // protocol=raw: bytes written to backends
+	RawMissedBytes     atomic.Int64 // protocol=raw: client bytes a backend did not get (down or cut)
+	RawBackendsCut     atomic.Int64 // protocol=raw: connections cut by raw_slow_backend=cut
+
+	scriptMu          sync.Mutex       // guards scriptDivergences
+	scriptDivergences map[string]int64 // by script SHA1 or function name (at most maxScriptLabels)
+}
+
+// maxScriptLabels bounds how many scripts are told apart in the divergence metric (a
+// client sending endless distinct scripts must not grow it); the rest count as "other".
+const maxScriptLabels = 1000
+
+func (s *Stats) countScriptDivergence(script string) {
+	s.scriptMu.Lock()
+	defer s.scriptMu.Unlock()
+	if s.scriptDivergences == nil {
+		s.scriptDivergences = map[string]int64{}
+	}
+	if _, ok := s.scriptDivergences[script]; !ok && len(s.scriptDivergences) >= maxScriptLabels {
+		script = "other"
+	}
+	s.scriptDivergences[script]++
+}
+
+// ScriptDivergences returns divergences counted per script SHA1 or function name.
+func (s *Stats) ScriptDivergences() map[string]int64 {
+	s.scriptMu.Lock()
+	defer s.scriptMu.Unlock()
+	return maps.Clone(s.scriptDivergences)
 }
 
 // CommandsOf returns how many commands of a class clients sent.

@@ -42,6 +42,8 @@ type wire struct {
 	stateError func(reply []byte) bool
 	// isError reports whether a complete reply is an error reply.
 	isError func(reply []byte) bool
+	// missing reports whether a reply means "no such key or value".
+	missing func(reply []byte) bool
 	// identify asks a backend which process it is, after the probe; identifyKind is
 	// its reply kind, and parseIdentity reads the identity from the reply ("" if none).
 	identify      []byte
@@ -68,6 +70,13 @@ var respWire = wire{
 			"-MASTERDOWN", "-NOREPLICAS", "-NOAUTH", "-NOPERM", "-TRYAGAIN", "-CLUSTERDOWN", "-MOVED", "-ASK ")
 	},
 	isError: func(r []byte) bool { return len(r) > 0 && (r[0] == '-' || r[0] == '!') },
+	missing: func(r []byte) bool {
+		switch string(r) {
+		case "$-1\r\n", "*-1\r\n", "_\r\n", ":0\r\n", "*0\r\n", "+none\r\n", ":-2\r\n":
+			return true
+		}
+		return false
+	},
 	// INFO server's run_id is new for every redis-server process.
 	identify: []byte("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"),
 	parseIdentity: func(r []byte) string {
@@ -105,6 +114,13 @@ var memcacheWire = wire{
 	// item too large is refused by every server configured alike).
 	stateError: func(r []byte) bool { return hasAnyPrefix(r, "SERVER_ERROR out of memory") },
 	isError:    memcache.IsError,
+	missing: func(r []byte) bool {
+		switch string(r) {
+		case "END\r\n", "NOT_FOUND\r\n", "EN\r\n", "NF\r\n":
+			return true
+		}
+		return false
+	},
 	// A memcached process is its pid and its start time (time - uptime: both come from
 	// the same clock tick, so the difference is constant for a process).
 	identify:     []byte("stats\r\n"),

@@ -2,6 +2,8 @@ package resp
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
 	"strconv"
 )
 
@@ -427,4 +429,23 @@ func looksLikeID(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// ScriptName names the script a command runs, for divergence logs and metrics:
+// "sha1:<hex>" for EVAL and EVALSHA (the SHA1 Redis itself gives the script),
+// "function:<name>" for FCALL; "" for other commands.
+func ScriptName(name string, args [][]byte) string {
+	if len(args) < 2 {
+		return ""
+	}
+	switch name {
+	case "EVAL", "EVAL_RO":
+		sum := sha1.Sum(args[1])
+		return "sha1:" + hex.EncodeToString(sum[:])
+	case "EVALSHA", "EVALSHA_RO":
+		return "sha1:" + string(bytes.ToLower(args[1]))
+	case "FCALL", "FCALL_RO":
+		return "function:" + string(args[1])
+	}
+	return ""
 }
