@@ -78,7 +78,8 @@ type backend struct {
 	held      int          // queue entries in gated (the last ones of queue)
 	heldBytes int          // bytes in gated
 	selectBuf []byte
-	db        int       // database the stream selects after everything in out
+	db        int       // database the stream selects after everything queued (out and gated)
+	outDB     int       // database selected after the bytes in out
 	writtenDB int       // database selected after the bytes already given to the writer
 	largest   int       // the largest request waiting for the writer (see admitLocked)
 	identity  string    // the backend process last connected (see noteIdentity)
@@ -131,13 +132,19 @@ func (be *backend) admitLocked(req []queuedCmd, write bool) bool {
 // appendLocked queues one admitted frame (the caller holds mu), preceded by a SELECT
 // when the command's database differs from the stream's.
 func (be *backend) appendLocked(frame []byte, db int, p pending) {
-	if db != be.db {
-		be.selectBuf = resp.AppendSelect(be.selectBuf[:0], db)
-		be.enqueueLocked(be.selectBuf, pending{write: true})
-		be.db = db
-	}
+	be.selectLocked(db)
 	be.enqueueLocked(frame, p)
 	be.queued.Store(int64(be.queuedBytesLocked()))
+}
+
+// selectLocked queues a SELECT when the next command's database differs from the
+// stream's (the caller holds mu).
+func (be *backend) selectLocked(db int) {
+	if db != be.db {
+		be.selectBuf = resp.AppendSelect(be.selectBuf[:0], db)
+		be.db = db
+		be.enqueueLocked(be.selectBuf, pending{write: true})
+	}
 }
 
 // enqueueLocked appends a frame to the stream: to out, or behind the last gated
@@ -147,10 +154,12 @@ func (be *backend) enqueueLocked(frame []byte, p pending) {
 		gw := &be.gated[n-1]
 		gw.after = append(gw.after, frame...)
 		gw.nAfter++
+		gw.dbAfter = be.db
 		be.held++
 		be.heldBytes += len(frame)
 	} else {
 		be.out = append(be.out, frame...)
+		be.outDB = be.db
 	}
 	be.queue.push(p)
 }
@@ -483,7 +492,7 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 			be.progressAt = time.Now()
 		}
 		be.inflight = be.queue.len() - be.held
-		be.writtenDB = be.db
+		be.writtenDB = be.outDB
 		be.queued.Store(int64(be.heldBytes))
 		be.mu.Unlock()
 		if len(buf) == 0 {

@@ -288,3 +288,24 @@ func TestDivergenceNamesScriptAndClass(t *testing.T) {
 		t.Fatalf("other divergences = %d", n)
 	}
 }
+
+// TestWritesByEffectInSelectedDatabase: a write replicated by effect runs in the
+// client's database on every backend (found by the fidelity test: the gate skipped
+// the SELECT the shared pipeline needs).
+func TestWritesByEffectInSelectedDatabase(t *testing.T) {
+	h := withRedis(t, 3)
+	c2, c0 := h.client(t, 2), h.client(t, 0)
+	c2.SAdd(ctx, "set", "a", "b", "c")
+	c0.SAdd(ctx, "set", "x", "y", "z")
+	c2.SPop(ctx, "set")
+	c0.SPop(ctx, "set")
+	c2.IncrByFloat(ctx, "f", 1.5)
+	c0.Set(ctx, "after", "1", 0)
+	h.drained(t)
+	h.eachBackend(t, 2, func(i int, b *redis.Client) {
+		if n := b.SCard(ctx, "set").Val(); n != 2 || b.Get(ctx, "f").Val() != "1.5" {
+			t.Fatalf("backend %d db 2: SCARD %d, f %q", i, n, b.Get(ctx, "f").Val())
+		}
+	})
+	h.converged(t)
+}

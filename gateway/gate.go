@@ -117,13 +117,14 @@ type gatedWrite struct {
 	cancelled bool   // authority only: its connection failed before writing it
 	after     []byte // frames queued behind it
 	nAfter    int    // their queue entries
+	dbAfter   int    // database selected after it and the frames behind it
 }
 
 // appendGatedLocked queues a gated write (the caller holds mu): frame for the
 // authority, effect (nil when computed from the authority's reply) for the others.
 // ps are its queue entries, one per command (a transaction block has several); the
 // last one carries the gate. up is whether the backend was up when queued.
-func (be *backend) appendGatedLocked(frame, effect []byte, ps []pending, up bool) bool {
+func (be *backend) appendGatedLocked(frame, effect []byte, db int, ps []pending, up bool) bool {
 	last := ps[len(ps)-1]
 	if !last.authority {
 		frame = effect
@@ -134,7 +135,8 @@ func (be *backend) appendGatedLocked(frame, effect []byte, ps []pending, up bool
 		}
 		return false
 	}
-	gw := gatedWrite{g: last.gate, frame: bytes.Clone(frame), authority: last.authority, entries: len(ps)}
+	be.selectLocked(db)
+	gw := gatedWrite{g: last.gate, frame: bytes.Clone(frame), authority: last.authority, entries: len(ps), dbAfter: be.db}
 	if last.authority && last.gate.probe != nil {
 		gw.frame, gw.entries = append(gw.frame, last.gate.probe...), gw.entries+1
 	}
@@ -181,6 +183,7 @@ func (be *backend) releaseGatedLocked() {
 		}
 		be.out = append(be.out, frame...)
 		be.out = append(be.out, gw.after...)
+		be.outDB = gw.dbAfter
 		be.held -= gw.entries + gw.nAfter
 		be.heldBytes -= len(gw.frame) + len(gw.after)
 		be.gated[0] = gatedWrite{}

@@ -82,7 +82,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		default:
 			it := queuedCmd{frame: cmd.Frame, class: cmd.Class, db: r.db}
 			if cmd.Class == protocols.Write {
-				it.effectOf, it.probe = resp.Effect(cmd.Name, cmd.Args) // SPOP, XADD *, INCRBYFLOAT...
+				it.effectOf, it.probe = resp.Effect(cmd.Name, cmd.Args, false) // SPOP, XADD *, INCRBYFLOAT...
 			}
 			if c := s.queue(b, cmd.Name, it); cmd.Class == protocols.Write {
 				c.detail = resp.ScriptName(cmd.Name, cmd.Args)

@@ -114,7 +114,7 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 			}
 			ps[len(ps)-1].gate, ps[len(ps)-1].authority = gates[g], be.index == source
 			g++
-			if be.appendGatedLocked(frame, it.effect, ps, up) {
+			if be.appendGatedLocked(frame, it.effect, it.db, ps, up) {
 				appended = true
 				for j := range block {
 					s.expect(be, b, &block[j], up)

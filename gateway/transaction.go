@@ -110,11 +110,8 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 	tx.names = append(tx.names, cmd.Name)
 	var effect func(reply, probe []byte) ([]byte, bool)
 	if class == protocols.Write {
-		// Effects that need a probe (approximate trimming) cannot run inside the
-		// block: those commands go as sent.
-		if of, probe := resp.Effect(cmd.Name, cmd.Args); probe == nil {
-			effect = of
-		}
+		// No probe can run inside the block: approximate trimming stays as sent.
+		effect, _ = resp.Effect(cmd.Name, cmd.Args, true)
 	}
 	tx.effects = append(tx.effects, effect)
 	tx.byEffect = tx.byEffect || effect != nil

@@ -1,6 +1,11 @@
 package resp
 
-import "github.com/dynode/dynode-broadcaster/protocols"
+import (
+	"slices"
+	"strings"
+
+	"github.com/dynode/dynode-broadcaster/protocols"
+)
 
 //go:generate go run ./internal/gencommands -o commands_table.go
 
@@ -182,4 +187,25 @@ func noNewlines(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// CommandInfo is one command of the table as the gateway classes it.
+type CommandInfo struct {
+	Name  string // upper case; subcommands as "PARENT|SUB"
+	Class protocols.Class
+	Arity int // Redis arity: n exact, -n at least n (the name counts)
+}
+
+// Commands returns every command of the table (container commands themselves
+// excluded), sorted by name.
+func Commands() []CommandInfo {
+	out := make([]CommandInfo, 0, len(commandTable))
+	for _, spec := range commandTable {
+		if spec.subcommands {
+			continue
+		}
+		out = append(out, CommandInfo{Name: spec.name, Class: classify(spec), Arity: int(spec.arity)})
+	}
+	slices.SortFunc(out, func(a, b CommandInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

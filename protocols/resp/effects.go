@@ -25,9 +25,13 @@ import (
 // right after (XLEN, or the stream's first entry), and the effect trims exactly as
 // far, as Redis rewrites the command for its replicas. probe is nil otherwise, and the
 // function is then called with a nil probe reply.
-func Effect(name string, args [][]byte) (of func(reply, probe []byte) ([]byte, bool), probe []byte) {
+//
+// withoutProbe asks for an effect that needs no probe (inside MULTI, where none can
+// run): approximate trimming then stays approximate (alike on backends with the same
+// stream-node settings and history), while XADD's ID is still the authority's.
+func Effect(name string, args [][]byte, withoutProbe bool) (of func(reply, probe []byte) ([]byte, bool), probe []byte) {
 	if name == "XADD" || name == "XTRIM" {
-		return streamEffect(name, args)
+		return streamEffect(name, args, withoutProbe)
 	}
 	f := simpleEffect(name, args)
 	if f == nil {
@@ -85,7 +89,7 @@ func simpleEffect(name string, args [][]byte) func(reply []byte) ([]byte, bool) 
 
 // streamEffect handles XADD with a server-chosen ID and XADD or XTRIM with
 // approximate trimming.
-func streamEffect(name string, args [][]byte) (func(reply, probe []byte) ([]byte, bool), []byte) {
+func streamEffect(name string, args [][]byte, withoutProbe bool) (func(reply, probe []byte) ([]byte, bool), []byte) {
 	at := -1 // XADD's ID
 	if name == "XADD" {
 		if at = xaddIDIndex(args); at < 0 {
@@ -93,6 +97,7 @@ func streamEffect(name string, args [][]byte) (func(reply, probe []byte) ([]byte
 		}
 	}
 	trim, approx := trimIndex(args, name)
+	approx = approx && !withoutProbe
 	auto := at >= 0 && autoID(args[at])
 	if !auto && !approx {
 		return nil, nil // explicit ID, exact trim: deterministic as sent
