@@ -261,6 +261,14 @@ func TestMemcacheFidelity(t *testing.T) {
 	})
 	items := h.mcConverged(t)
 	t.Logf("%d commands; %d items on every backend; divergences %d", sent.Load(), len(items), h.gw.Stats().Divergences.Load())
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, "replied differently") {
+			t.Log(line)
+		}
+	}
+	if n := h.gw.Stats().Divergences.Load(); n != 0 {
+		t.Fatalf("%d divergences (seed %d)", n, seed)
+	}
 	for _, b := range h.gw.Backends() {
 		if b.OutOfSync {
 			t.Fatalf("backend flagged (seed %d): %+v", seed, b)

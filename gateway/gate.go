@@ -31,9 +31,10 @@ const (
 // its replicas by their effect: SREM of the members popped, XADD with the ID
 // assigned, SET of the resulting value.
 type gate struct {
-	backends []*backend // kicked when the outcome is known
-	effectOf func(reply, probe []byte) ([]byte, bool)
-	probe    []byte // a read the authority runs after the command, for effectOf
+	backends  []*backend // kicked when the outcome is known
+	effectOf  func(reply, probe []byte) ([]byte, bool)
+	probe     []byte // a read the authority runs after the command, for effectOf
+	probeKind uint8  // the probe's reply kind (memcached replies are scanned by kind)
 
 	mu      sync.Mutex // guards everything below
 	outcome gateOutcome
@@ -155,7 +156,7 @@ func (be *backend) appendGatedLocked(frame, effect []byte, db int, ps []pending,
 	if gw.entries > len(ps) {
 		// The probe's reply resolves the gate; losing it (the connection fails in
 		// between) leaves the others not knowing the effect, so it counts as a write.
-		be.queue.push(pending{write: true, gate: last.gate, authority: true, probe: true})
+		be.queue.push(pending{write: true, gate: last.gate, authority: true, probe: true, kind: last.gate.probeKind})
 	}
 	be.queued.Store(int64(be.queuedBytesLocked()))
 	return true

@@ -53,7 +53,12 @@ func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, 
 			continue
 		}
 		if cmd.Class != protocols.Local {
-			c := s.queue(b, cmd.Name, queuedCmd{frame: cmd.Frame, class: cmd.Class, kind: uint8(cmd.Reply), effect: cmd.ByEffect})
+			it := queuedCmd{frame: cmd.Frame, class: cmd.Class, kind: uint8(cmd.Reply), effect: cmd.ByEffect}
+			if it.effect == nil {
+				it.effectOf, it.probe = memcache.Effect(&cmd) // incr, decr, ma: exact bytes
+				it.probeKind = uint8(memcache.ReplyMeta)
+			}
+			c := s.queue(b, cmd.Name, it)
 			c.visible = memcache.Visibility(&cmd)
 			continue
 		}

@@ -21,8 +21,10 @@ type queuedCmd struct {
 	// receive in its place (ok false: nothing, a no-op); see gate.
 	effectOf func(reply, probe []byte) (effect []byte, ok bool)
 	// probe, with effectOf, is a read the authority runs right after the command;
-	// effectOf gets its reply too (the exact trim of XADD MAXLEN ~).
-	probe []byte
+	// effectOf gets its reply too (the exact trim of XADD MAXLEN ~); probeKind is
+	// the probe's reply kind.
+	probe     []byte
+	probeKind uint8
 	// block, on the first command of a transaction (MULTI), is how many commands the
 	// block has, EXEC included: a backend gets all of them or none.
 	block int
@@ -60,7 +62,7 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 			c.source = int16(readTarget)
 		}
 		if (it.effect != nil || it.effectOf != nil) && source >= 0 {
-			gates = append(gates, &gate{backends: s.backends, effectOf: it.effectOf, probe: it.probe})
+			gates = append(gates, &gate{backends: s.backends, effectOf: it.effectOf, probe: it.probe, probeKind: it.probeKind})
 		}
 	}
 	for _, be := range s.backends {
