@@ -139,3 +139,5 @@ echo
 bench/raw.sh
 echo
 bench/memcache.sh "$ROUNDS"
+echo
+bench/effects.sh

@@ -83,7 +83,12 @@ func TestWritesByEffect(t *testing.T) {
 		}
 	})
 
-	// Errors stop the effect: nothing changes anywhere.
+	// Errors stop the effect: nothing changes anywhere (arity errors included).
+	for _, bad := range [][]any{{"SPOP"}, {"INCRBYFLOAT", "f"}, {"HINCRBYFLOAT", "h", "x"}, {"XADD", "s", "*"}, {"XCLAIM", "s", "g"}} {
+		if err := c.Do(ctx, bad...).Err(); err == nil {
+			t.Fatalf("%v succeeded", bad)
+		}
+	}
 	if err := c.SPop(ctx, "f").Err(); err == nil || !strings.HasPrefix(err.Error(), "WRONGTYPE") {
 		t.Fatalf("SPOP on a string: %v", err)
 	}
@@ -184,6 +189,11 @@ func TestStreamClaimsByEffect(t *testing.T) {
 		t.Fatalf("XAUTOCLAIM = %d, %q, %v", len(msgs), start, err)
 	}
 	h.drained(t)
+	for _, b := range h.gw.Backends() {
+		if b.Connects != 1 || b.OutOfSync {
+			t.Fatalf("backend reset or flagged by an effect: %+v", b)
+		}
+	}
 	var want string
 	h.eachBackend(t, 0, func(i int, b *redis.Client) {
 		pending := b.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: "-", End: "+", Count: 100}).Val()

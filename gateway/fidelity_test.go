@@ -66,7 +66,8 @@ func (g *redisGen) command() []any {
 	k, k2 := g.key(), g.key()
 	templates := []func() []any{
 		func() []any { return []any{"SET", k, g.val()} },
-		func() []any { return []any{"SET", k, g.val(), g.pick("EX", "PX"), g.ttl(), g.pick("NX", "XX", "GET")} },
+		func() []any { return []any{"SET", k, g.val(), "EX", g.ttl(), g.pick("NX", "XX", "GET")} },
+		func() []any { return []any{"SET", k, g.val(), "PX", g.ttl() + "000", g.pick("NX", "XX", "GET")} },
 		func() []any { return []any{"SETEX", k, g.ttl(), g.val()} },
 		func() []any { return []any{"SETRANGE", k, strconv.Itoa(g.r.IntN(50)), g.val()} },
 		func() []any { return []any{"APPEND", k, g.val()} },
@@ -168,7 +169,11 @@ func TestRedisFidelity(t *testing.T) {
 	t.Logf("%d write commands drawn generically beside the templates", len(generic))
 	var sent, errs atomic.Int64
 	deadline := time.Now().Add(budget)
-	runClients(t, h, 20, func(w int, c *redis.Client) error {
+	clients := 20
+	if v, err := strconv.Atoi(os.Getenv("FIDELITY_CLIENTS")); err == nil && v > 0 {
+		clients = v // one client and a seed replay the exact same stream of commands
+	}
+	runClients(t, h, clients, func(w int, c *redis.Client) error {
 		g := &redisGen{r: rand.New(rand.NewPCG(seed, uint64(w))), generic: generic, dump: dump}
 		for time.Now().Before(deadline) && sent.Load() < maxCmds {
 			switch g.r.IntN(20) {

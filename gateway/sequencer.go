@@ -61,7 +61,7 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 		if it.class == protocols.Read {
 			c.source = int16(readTarget)
 		}
-		if (it.effect != nil || it.effectOf != nil) && source >= 0 {
+		if s.gated(it) && source >= 0 {
 			gates = append(gates, &gate{backends: s.backends, effectOf: it.effectOf, probe: it.probe, probeKind: it.probeKind})
 		}
 	}
@@ -96,7 +96,7 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 		}
 		block := items[i : i+n]
 		i += n - 1
-		if it.effect != nil || it.effectOf != nil {
+		if s.gated(it) {
 			if source < 0 {
 				continue // nobody can evaluate the condition
 			}
@@ -140,6 +140,12 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 		appended = true
 	}
 	return appended
+}
+
+// gated reports whether a command goes through a gate: it is replicated by effect,
+// and there is another backend to reproduce it on (with one, it runs as sent).
+func (s *sequencer) gated(it *queuedCmd) bool {
+	return (it.effect != nil || it.effectOf != nil) && len(s.backends) > 1
 }
 
 // expect records that the backend will answer it (when it was up when queued).

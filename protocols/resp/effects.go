@@ -326,8 +326,10 @@ func xclaimEffect(args [][]byte) func([]byte) ([]byte, bool) {
 }
 
 // xautoclaimEffect: XAUTOCLAIM key group consumer min-idle start [COUNT n] [JUSTID]
-// replies [next, claimed, deleted]. The others get XCLAIM of the claimed IDs (min-idle
-// 0) and XACK of the deleted ones, which left the authority's pending list.
+// replies [next, claimed, deleted]. The others get one XCLAIM (one command: one reply
+// for the one queue entry) of the claimed and the deleted IDs with min-idle 0: Redis
+// 7.0's XCLAIM claims the first and drops the second from the pending list, as the
+// authority's XAUTOCLAIM did.
 func xautoclaimEffect(args [][]byte) func([]byte) ([]byte, bool) {
 	if len(args) < 6 {
 		return nil
@@ -352,18 +354,14 @@ func xautoclaimEffect(args [][]byte) func([]byte) ([]byte, bool) {
 				return nil, false
 			}
 		}
-		var out []byte
-		if len(claimed) > 0 {
-			cmd := append([][]byte{[]byte("XCLAIM"), key, group, consumer, []byte("0")}, claimed...)
-			if justID {
-				cmd = append(cmd, []byte("JUSTID"))
-			}
-			out = AppendCommand(out, cmd)
+		if len(claimed)+len(deleted) == 0 {
+			return nil, false
 		}
-		if len(deleted) > 0 {
-			out = AppendCommand(out, append([][]byte{[]byte("XACK"), key, group}, deleted...))
+		cmd := append(append([][]byte{[]byte("XCLAIM"), key, group, consumer, []byte("0")}, claimed...), deleted...)
+		if justID {
+			cmd = append(cmd, []byte("JUSTID"))
 		}
-		return out, out != nil
+		return AppendCommand(nil, cmd), true
 	}
 }
 
