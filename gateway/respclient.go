@@ -81,7 +81,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 			b.addLocal(cmd.Name, s.scratch)
 		default:
 			it := queuedCmd{frame: cmd.Frame, class: cmd.Class, db: r.db}
-			if cmd.Class == protocols.Write {
+			if cmd.Class == protocols.Write && len(s.gw.backends) > 1 {
 				it.effectOf, it.probe = resp.Effect(cmd.Name, cmd.Args, false) // SPOP, XADD *, INCRBYFLOAT...
 			}
 			if c := s.queue(b, cmd.Name, it); cmd.Class == protocols.Write {

@@ -15,7 +15,7 @@ func TestAbsoluteTTLOnReplay(t *testing.T) {
 	h := startGatewayPartial(t, []string{live.Addr, "127.0.0.1:" + strconv.Itoa(latePort)}, 1)
 	c := h.client(t, 0)
 	c.Set(ctx, "a", "1", 10*time.Second)
-	c.SetEx(ctx, "b", "1", 10*time.Second)
+	c.Do(ctx, "SETEX", "b", "10", "1")
 	c.Set(ctx, "c", "1", 0)
 	c.Expire(ctx, "c", 10*time.Second)
 	c.Do(ctx, "GETEX", "c", "PX", "10000")
