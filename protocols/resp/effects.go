@@ -246,24 +246,17 @@ func bulks(reply []byte) ([][]byte, bool) {
 		}
 		return [][]byte{v}, true
 	}
-	i := bytes.IndexByte(reply, '\r')
-	n, ok := parseInt(reply[1:i])
+	elems, ok := elements(reply)
 	if !ok {
 		return nil, false
 	}
-	var out [][]byte
-	rest := reply[i+2:]
-	for range max(n, 0) {
-		end, _, err := ScanReply(rest)
-		if err != nil {
-			return nil, false
-		}
-		v, ok := bulk(rest[:end])
+	out := make([][]byte, 0, len(elems))
+	for _, e := range elems {
+		v, ok := bulk(e)
 		if !ok || v == nil {
 			return nil, false
 		}
 		out = append(out, v)
-		rest = rest[end:]
 	}
 	return out, true
 }
@@ -398,14 +391,15 @@ func claimedIDs(reply []byte) ([][]byte, bool) {
 // reply, a nil array included).
 func Elements(reply []byte) ([][]byte, bool) { return elements(reply) }
 
-// elements splits an array reply into its elements' bytes.
+// elements splits an array (or RESP3 set) reply into its elements' bytes; ok is
+// false for a nil array and for any other reply.
 func elements(reply []byte) ([][]byte, bool) {
-	if len(reply) == 0 || reply[0] != '*' {
+	if len(reply) == 0 || reply[0] != '*' && reply[0] != '~' {
 		return nil, false
 	}
 	i := bytes.IndexByte(reply, '\r')
 	n, ok := parseInt(reply[1:i])
-	if !ok {
+	if !ok || n < 0 {
 		return nil, false
 	}
 	var out [][]byte
