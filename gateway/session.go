@@ -55,9 +55,8 @@ func (s *session) serve(ctx context.Context) {
 	defer s.recoverPanic()
 	s.rbuf = make([]byte, 0, readBufSize)
 	s.codec = s.gw.wire.newCodec(s)
-	s.output = newOutput(s.conn, s.gw.cfg.ClientOutputLimit, s.gw.cfg.ClientOutputTimeout)
 	// The replies before a QUIT or a protocol error are delivered before the close.
-	defer s.output.close(5 * time.Second)
+	defer s.closeOutput()
 	for {
 		if err := s.readMore(); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -77,6 +76,22 @@ func (s *session) serve(ctx context.Context) {
 		if cap(s.rbuf) > keepBufLimit && len(s.rbuf) < readBufSize {
 			s.rbuf = append(make([]byte, 0, readBufSize), s.rbuf...)
 		}
+	}
+}
+
+// send writes replies through the session's output, made at the first reply: an
+// idle client costs no output (nor the stack it would take in serve).
+func (s *session) send(b []byte) error {
+	if s.output == nil {
+		s.output = newOutput(s.conn, s.gw.cfg.ClientOutputLimit, s.gw.cfg.ClientOutputTimeout)
+	}
+	return s.output.send(b)
+}
+
+// closeOutput delivers what is still pending (within 5 s) and stops the output.
+func (s *session) closeOutput() {
+	if s.output != nil {
+		s.output.close(5 * time.Second)
 	}
 }
 
@@ -145,7 +160,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		closeAfter = true
 	}
 	if len(s.out) > 0 {
-		if err := s.output.send(s.out); err != nil {
+		if err := s.send(s.out); err != nil {
 			return pos, true, err
 		}
 	}
@@ -168,5 +183,5 @@ func (s *session) queue(b *batch, name string, it queuedCmd) *command {
 func (s *session) protocolError(perr error) {
 	s.gw.stats.ProtocolErrors.Add(1)
 	s.log.Warn("closing client after a protocol error", "err", perr)
-	_ = s.output.send(s.codec.appendFatal(nil, perr))
+	_ = s.send(s.codec.appendFatal(nil, perr))
 }
