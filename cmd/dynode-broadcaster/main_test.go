@@ -96,12 +96,24 @@ func TestDemoEmbedded(t *testing.T) {
 	}
 	for _, addr := range backends {
 		c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
-		v, err := c.Get(context.Background(), "greeting").Result()
+		// write_reply=primary: the SET returned once the primary had it; a secondary
+		// may apply it a moment later.
+		v, err := eventually(func() (string, error) { return c.Get(context.Background(), "greeting").Result() }, "hello")
 		c.Close()
 		if err != nil || v != "hello" {
 			t.Fatalf("backend %s: greeting = %q, %v", addr, v, err)
 		}
 	}
+}
+
+// eventually calls get until it returns want, for up to 5 s, and returns its last result.
+func eventually(get func() (string, error), want string) (v string, err error) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if v, err = get(); err == nil && v == want {
+			break
+		}
+	}
+	return v, err
 }
 
 // TestDemoMemcache runs the memcached flavour: two memcached processes.
@@ -112,9 +124,15 @@ func TestDemoMemcache(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, b := range backends {
-		it, err := memcache.New(b).Get("greeting")
-		if err != nil || string(it.Value) != "hello" {
-			t.Fatalf("backend %s: greeting = %v, %v", b, it, err)
+		v, err := eventually(func() (string, error) {
+			it, err := memcache.New(b).Get("greeting")
+			if err != nil {
+				return "", err
+			}
+			return string(it.Value), nil
+		}, "hello")
+		if err != nil || v != "hello" {
+			t.Fatalf("backend %s: greeting = %q, %v", b, v, err)
 		}
 	}
 }
