@@ -29,7 +29,11 @@ const (
 // takes the server's clock, INCRBYFLOAT formats a float), effectOf computes the
 // others' command from the authority's reply, as Redis replicates these commands to
 // its replicas by their effect: SREM of the members popped, XADD with the ID
-// assigned, SET of the resulting value.
+// assigned, SET of the resulting value. When the reply is not enough (the exact trim
+// of XADD MAXLEN ~, a memcached counter's bytes after incr), the authority runs probe
+// right after the command and the gate resolves on both replies. A gated write can
+// also be a whole transaction block, whose last entry (EXEC) carries the gate. Every
+// effect is exactly one reply per queue entry, so replies stay matched.
 type gate struct {
 	backends  []*backend // kicked when the outcome is known
 	effectOf  func(reply, probe []byte) ([]byte, bool)
