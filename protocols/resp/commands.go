@@ -155,38 +155,27 @@ func Reject(args [][]byte) string {
 	}
 	if spec.subcommands {
 		if len(args) < 2 {
-			return "ERR wrong number of arguments for '" + lower(spec.name) + "' command"
+			return "ERR wrong number of arguments for '" + strings.ToLower(spec.name) + "' command"
 		}
 		var buf [64]byte
 		return noNewlines("ERR unknown subcommand '" + clip(args[1], 128) + "'. Try " + string(upper(buf[:0], args[0])) + " HELP.")
 	}
 	if n := len(args); int(spec.arity) > 0 && n != int(spec.arity) || n < -int(spec.arity) {
-		return "ERR wrong number of arguments for '" + lower(spec.name) + "' command"
+		return "ERR wrong number of arguments for '" + strings.ToLower(spec.name) + "' command"
 	}
 	return ""
 }
 
 func clip(b []byte, n int) string { return string(b[:min(len(b), n)]) }
 
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
 // noNewlines replaces CR and LF with spaces, as Redis does in error replies.
 func noNewlines(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c == '\r' || c == '\n' {
-			b[i] = ' '
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
 		}
-	}
-	return string(b)
+		return r
+	}, s)
 }
 
 // CommandInfo is one command of the table as the gateway classes it.

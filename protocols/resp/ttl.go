@@ -34,14 +34,14 @@ func AbsoluteTTL(dst []byte, name string, args [][]byte, nowMillis int64) ([]byt
 		}
 		return strconv.AppendInt(nil, nowMillis+n*unit, 10), true
 	}
+	unit := int64(1000) // the relative time of EXPIRE and SETEX is in seconds
+	if name == "PEXPIRE" || name == "PSETEX" {
+		unit = 1
+	}
 	switch name {
 	case "EXPIRE", "PEXPIRE":
 		if len(args) < 3 {
 			return dst, false
-		}
-		unit := int64(1000)
-		if name == "PEXPIRE" {
-			unit = 1
 		}
 		at, ok := abs(args[2], unit)
 		if !ok {
@@ -52,10 +52,6 @@ func AbsoluteTTL(dst []byte, name string, args [][]byte, nowMillis int64) ([]byt
 	case "SETEX", "PSETEX":
 		if len(args) != 4 {
 			return dst, false
-		}
-		unit := int64(1000)
-		if name == "PSETEX" {
-			unit = 1
 		}
 		at, ok := abs(args[2], unit)
 		if !ok {
