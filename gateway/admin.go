@@ -22,6 +22,7 @@ import (
 //	/backends  JSON: every backend's state, queued bytes, commands in flight, sync
 //	/healthz   200 while the process serves
 //	/readyz    200 when clients can be served (a backend is up; always in raw mode)
+//	POST /backends/{addr}/resync  start a resync of a backend (202; 404 unknown, 409 refused)
 func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(statsCollector{g}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -30,6 +31,24 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(g.Backends())
+	})
+	mux.HandleFunc("POST /backends/{addr}/resync", func(w http.ResponseWriter, r *http.Request) {
+		addr := r.PathValue("addr")
+		w.Header().Set("Content-Type", "application/json")
+		err := g.Resync(addr)
+		code := http.StatusAccepted
+		switch {
+		case errors.Is(err, ErrUnknownBackend):
+			code = http.StatusNotFound
+		case err != nil:
+			code = http.StatusConflict
+		}
+		body := map[string]string{"backend": addr, "status": "started"}
+		if err != nil {
+			body["status"], body["error"] = "refused", err.Error()
+		}
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -93,6 +112,9 @@ var (
 	descDivClass   = prometheus.NewDesc("dynode_divergence_by_class_total", "Divergences by class: error_text (errors in different words), missing_vs_present (a key expiring about then, or data that already differed), other.", []string{"class"}, nil)
 	descDivScript  = prometheus.NewDesc("dynode_script_divergence_total", "Divergences of EVAL, EVALSHA and FCALL by script SHA1 or function name (scripts must be deterministic; see README).", []string{"script"}, nil)
 	descOutOfSync  = prometheus.NewDesc("dynode_out_of_sync_events_total", "Backends that lost writes.", nil, nil)
+	descResyncs    = prometheus.NewDesc("dynode_resyncs_total", "Backend resyncs by result: started, failed.", []string{"result"}, nil)
+	descState      = prometheus.NewDesc("dynode_backend_state", "1 for the backend's current state: connecting, up, replaying, down, out_of_sync, resyncing, warming, stopped.", []string{"backend", "state"}, nil)
+	descResyncByte = prometheus.NewDesc("dynode_backend_resync_bytes", "Bytes of the source's snapshot the backend has read in its running resync.", []string{"backend"}, nil)
 	descBackendErr = prometheus.NewDesc("dynode_backend_unwaited_errors_total", "Error replies to writes no client waited for.", nil, nil)
 	descBytes      = prometheus.NewDesc("dynode_backend_bytes_total", "Bytes to and from backends.", []string{"direction"}, nil)
 	descRawBytes   = prometheus.NewDesc("dynode_raw_bytes_total", "protocol=raw: bytes from clients and to backends.", []string{"direction"}, nil)
@@ -107,7 +129,7 @@ var (
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
-		descDivergence, descDivClass, descDivScript, descOutOfSync, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
+		descDivergence, descDivClass, descDivScript, descOutOfSync, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
 		descUp, descInSync, descQueued, descInFlight, descLost} {
 		ch <- d
 	}
@@ -138,6 +160,8 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDivScript, n, script)
 	}
 	counter(descOutOfSync, s.OutOfSyncEvents.Load())
+	counter(descResyncs, s.ResyncsStarted.Load(), "started")
+	counter(descResyncs, s.ResyncsFailed.Load(), "failed")
 	counter(descBackendErr, s.BackendErrors.Load())
 	counter(descBytes, s.BackendBytesOut.Load(), "out")
 	counter(descBytes, s.BackendBytesIn.Load(), "in")
@@ -147,8 +171,12 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRawCut, s.RawBackendsCut.Load())
 	for _, b := range c.g.Backends() {
 		up, inSync := int64(0), int64(1)
-		if b.State == StateUp.String() {
+		if b.Connected {
 			up = 1
+		}
+		gauge(descState, 1, b.Addr, b.State)
+		if b.Resync != nil && b.Resync.Finished.IsZero() {
+			gauge(descResyncByte, b.Resync.Bytes, b.Addr)
 		}
 		if b.OutOfSync {
 			inSync = 0

@@ -65,6 +65,11 @@ type backend struct {
 
 	up        atomic.Bool  // connected (readable without mu, for the sequencer's pre-pass)
 	outOfSync atomic.Bool  // a write was lost: the data may differ from the others
+	resyncing atomic.Bool  // a resync is rebuilding it: never the reply source nor read from
+	// lostInResync is set by every markOutOfSync: a resync that sees it set after its
+	// switch point has to fail, as the backend missed a write it would not copy.
+	lostInResync atomic.Bool
+	warmUntil atomic.Int64 // memcached: Unix nanoseconds until which it warms after a flush
 	queued    atomic.Int64 // bytes in out (for metrics)
 	connects  atomic.Int64 // successful connections so far
 
@@ -84,11 +89,14 @@ type backend struct {
 	largest   int       // the largest request waiting for the writer (see admitLocked)
 	identity  string    // the backend process last connected (see noteIdentity)
 	since     time.Time // when state last changed
+	phase     syncPhase // where a resync of it is (resync.go)
+	replaying bool      // connected with a backlog not yet answered
 
-	syncMu     sync.Mutex // guards syncReason and syncSince
-	syncReason string     // why it is out of sync
-	syncSince  time.Time  // when it went out of sync
-	lostWrites int64      // writes dropped (backlog full) or unacknowledged (connection lost)
+	syncMu     sync.Mutex      // guards syncReason, syncSince and resync
+	syncReason string          // why it is out of sync
+	syncSince  time.Time       // when it went out of sync
+	resync     *ResyncProgress // the running or last resync of it; nil if none
+	lostWrites int64           // writes dropped (backlog full) or unacknowledged (connection lost)
 	// progressAt is when the backend last made progress while commands were in flight:
 	// the first write after idling, or the last reply read.
 	progressAt time.Time
@@ -182,6 +190,7 @@ func (be *backend) markOutOfSync(reason string) {
 	if len(be.gw.backends) < 2 {
 		return
 	}
+	be.lostInResync.Store(true)
 	if be.outOfSync.CompareAndSwap(false, true) {
 		be.syncMu.Lock() // not mu: callers may hold it
 		be.syncReason, be.syncSince = reason, time.Now()
@@ -189,6 +198,15 @@ func (be *backend) markOutOfSync(reason string) {
 		be.gw.stats.OutOfSyncEvents.Add(1)
 		be.log.Error("backend out of sync: writes were lost; its data may differ from the other backends", "reason", reason)
 	}
+}
+
+// markInSync clears the out-of-sync flag once a resync has made the backend's data
+// the others' again.
+func (be *backend) markInSync() {
+	be.syncMu.Lock()
+	be.syncReason, be.syncSince = "", time.Time{}
+	be.syncMu.Unlock()
+	be.outOfSync.Store(false)
 }
 
 // Identity is the backend process last connected ("" before the first connection).
@@ -203,6 +221,48 @@ func (be *backend) setStateLocked(s BackendState) {
 	if be.state != s {
 		be.state, be.since = s, time.Now()
 	}
+}
+
+// displayStateLocked is the state /backends, metrics and logs show (the caller holds
+// mu): the connection's state, refined while connected by what the backend's data
+// is (being rebuilt, known to differ, warming after a flush, catching up on a
+// backlog).
+func (be *backend) displayStateLocked() string {
+	switch {
+	case be.state != StateUp:
+		return be.state.String()
+	case be.phase != phaseNone:
+		return "resyncing"
+	case be.outOfSync.Load():
+		return "out_of_sync"
+	case be.warming():
+		return "warming"
+	case be.replaying:
+		return "replaying"
+	}
+	return "up"
+}
+
+// warming reports whether the backend was flushed by a resync too recently to serve
+// reads (memcached: its items come back as clients write them).
+func (be *backend) warming() bool {
+	u := be.warmUntil.Load()
+	if u == 0 {
+		return false
+	}
+	if time.Now().UnixNano() < u {
+		return true
+	}
+	if be.warmUntil.CompareAndSwap(u, 0) {
+		be.log.Info("backend warmed up", "state", "up")
+	}
+	return false
+}
+
+// preferred reports whether the backend may be the reply source or read target while
+// another backend can: up, in sync, not being rebuilt, not warming.
+func (be *backend) preferred() bool {
+	return be.up.Load() && !be.outOfSync.Load() && !be.resyncing.Load() && !be.warming()
 }
 
 // syncState returns why and since when the backend is out of sync.
@@ -255,7 +315,13 @@ func (be *backend) run(ctx context.Context) {
 			continue
 		}
 		if failures > 0 || be.connects.Load() > 0 {
-			be.log.Info("backend connected", "process", be.Identity(), "replaying_bytes", be.queued.Load())
+			state := "up"
+			if be.outOfSync.Load() {
+				state = "out_of_sync"
+			} else if be.queued.Load() > 0 {
+				state = "replaying"
+			}
+			be.log.Info("backend connected", "state", state, "process", be.Identity(), "replaying_bytes", be.queued.Load())
 		}
 		be.connects.Add(1)
 		start := time.Now()
@@ -342,27 +408,27 @@ func (be *backend) roundTrip(conn net.Conn, scan replyScanner, req []byte, kind 
 	const maxReply = 1 << 20
 	_ = conn.SetDeadline(time.Now().Add(be.gw.cfg.ConnectTimeout))
 	if _, err := conn.Write(req); err != nil {
-		return nil, false, buf, fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+		return nil, false, buf, fmt.Errorf("backend %s: %w", be.addr, err)
 	}
 	buf = buf[:0]
 	for {
 		if len(buf) == cap(buf) {
 			if cap(buf) >= maxReply {
-				return nil, false, buf, fmt.Errorf("backend %s: handshake: reply over %d bytes", be.addr, maxReply)
+				return nil, false, buf, fmt.Errorf("backend %s: reply over %d bytes", be.addr, maxReply)
 			}
 			buf = append(buf, make([]byte, max(512, cap(buf)))...)[:len(buf)]
 		}
 		m, err := conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+m]
 		if err != nil {
-			return nil, false, buf, fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+			return nil, false, buf, fmt.Errorf("backend %s: %w", be.addr, err)
 		}
 		n, isErr, err := scan.scan(kind, buf)
 		if err == nil {
 			return buf[:n], isErr, buf, nil
 		}
 		if !errors.Is(err, protocols.ErrIncomplete) {
-			return nil, false, buf, fmt.Errorf("backend %s: handshake: %w", be.addr, err)
+			return nil, false, buf, fmt.Errorf("backend %s: %w", be.addr, err)
 		}
 	}
 }
@@ -404,6 +470,7 @@ func (be *backend) serve(ctx context.Context, conn net.Conn) {
 		be.queue.pushFront(pending{write: true}, be.inflight)
 	}
 	be.up.Store(true)
+	be.replaying = be.queue.len() > 0
 	be.mu.Unlock()
 	be.kick()
 
@@ -431,6 +498,7 @@ func (be *backend) fail(conn net.Conn, err error) {
 	be.conn = nil
 	be.setStateLocked(StateDown)
 	be.up.Store(false)
+	be.replaying = false
 	lost := be.queue.popInto(nil, be.inflight)
 	be.inflight = 0
 	be.cancelGatedLocked()
@@ -484,6 +552,10 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 		if be.conn != conn {
 			be.mu.Unlock()
 			return
+		}
+		if be.phase == phaseSwitching {
+			be.mu.Unlock() // a resync holds what is queued until it ends (resync.go)
+			continue
 		}
 		be.releaseGatedLocked()
 		buf, be.out = be.out, buf[:0]
@@ -606,6 +678,9 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 	be.inflight -= len(ends)
 	if be.inflight > 0 {
 		be.progressAt = time.Now()
+	} else if be.replaying && be.queue.len() == 0 {
+		be.replaying = false
+		be.log.Info("backend caught up on its backlog", "state", be.displayStateLocked())
 	}
 	be.mu.Unlock()
 	be.gw.stats.BackendBytesIn.Add(int64(ends[len(ends)-1] - start))

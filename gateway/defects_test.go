@@ -154,7 +154,7 @@ func TestTransactionBounded(t *testing.T) {
 // backends is applied everywhere.
 func TestTransactionAdmittedWhole(t *testing.T) {
 	backends := startRedisBackends(t, 2)
-	h := startGateway(t, []string{backends[0].Addr, backends[1].Addr}, "backend_backlog_bytes=1024")
+	h := startGateway(t, []string{backends[0].Addr, backends[1].Addr}, "backend_backlog_bytes=1024", "auto_resync=false")
 	h.backends = backends
 	c := h.client(t, 0)
 
@@ -172,7 +172,7 @@ func TestTransactionAdmittedWhole(t *testing.T) {
 	// Backend 1 down: fill its backlog close to the limit, then a transaction that
 	// does not fit there.
 	backends[1].Stop()
-	eventually(t, func() bool { return h.gw.Backends()[1].State != "up" }, "backend 1 down")
+	eventually(t, func() bool { return !h.gw.Backends()[1].Connected }, "backend 1 down")
 	// One larger write first: the bound does not count the largest request waiting.
 	if err := c.Set(ctx, "f", strings.Repeat("f", 700), 0).Err(); err != nil {
 		t.Fatal(err)
@@ -371,7 +371,7 @@ func TestLargePipelineBeforeReading(t *testing.T) {
 // the others did not (NOSCRIPT: the script was loaded elsewhere only) missed it: it
 // is flagged out of sync with a lost write, and reads and replies avoid it.
 func TestErrorReplyToAppliedWriteIsLost(t *testing.T) {
-	h := withRedis(t, 2, "read_from=any")
+	h := withRedis(t, 2, "read_from=any", "auto_resync=false")
 	sha, err := h.backends[0].Client(0).ScriptLoad(ctx, "return redis.call('INCR', KEYS[1])").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -400,7 +400,7 @@ func TestErrorReplyToAppliedWriteIsLost(t *testing.T) {
 // says when no in-sync backend is left.
 func TestOutOfSyncPrimaryNotReplySource(t *testing.T) {
 	backends := startRedisBackends(t, 2)
-	h := startGateway(t, []string{backends[0].Addr, backends[1].Addr}, "admin_port="+strconv.Itoa(freePort(t)))
+	h := startGateway(t, []string{backends[0].Addr, backends[1].Addr}, "admin_port="+strconv.Itoa(freePort(t)), "auto_resync=false")
 	h.backends = backends
 	c := h.client(t, 0)
 	c.Set(ctx, "n", "100", 0)
@@ -439,7 +439,7 @@ func TestOutOfSyncPrimaryNotReplySource(t *testing.T) {
 // and none is lost.
 func TestLoadingBackendWaitedOut(t *testing.T) {
 	backends := startRedisBackends(t, 2)
-	h := startGateway(t, []string{backends[0].Addr, backends[1].Addr})
+	h := startGateway(t, []string{backends[0].Addr, backends[1].Addr}, "auto_resync=false")
 	h.backends = backends
 	// Give backend 1 a dataset that takes a while to load.
 	direct := backends[1].Client(0)
@@ -453,7 +453,7 @@ func TestLoadingBackendWaitedOut(t *testing.T) {
 	}
 	dir, port := backends[1].Dir(), backends[1].Port
 	backends[1].Stop()
-	eventually(t, func() bool { return h.gw.Backends()[1].State != "up" }, "backend 1 down")
+	eventually(t, func() bool { return !h.gw.Backends()[1].Connected }, "backend 1 down")
 	for i := range 100 {
 		if err := c.Incr(ctx, "counter").Err(); err != nil {
 			t.Fatalf("INCR %d: %v", i, err)

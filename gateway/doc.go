@@ -16,7 +16,10 @@
 // be out of sync. The sequencer admits each request (a transaction: its whole block) to a
 // backend's queue or not at all (admitLocked), and never makes a backend that missed
 // writes (out of sync) the reply source or the read target while an in-sync one is
-// up. A client's replies go out through output.go, which never blocks the session's
+// up. An out-of-sync backend is resynced (resync.go): Redis by REPLICAOF from an
+// in-sync backend, joined to the global order at a CLIENT PAUSE placed in the
+// source's stream; memcached by a flush at a point of the order, then warming.
+// A client's replies go out through output.go, which never blocks the session's
 // reading on the client.
 //
 // Redis and memcached go through the same engine: a wire (wire.go) tells it how

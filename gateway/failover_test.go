@@ -16,7 +16,7 @@ import (
 // error (the next backend answers reads and writes), the primary's missed writes are
 // kept in its backlog, and when it runs again they are replayed in order.
 func TestPrimaryDownAndBack(t *testing.T) {
-	h := withRedis(t, 3)
+	h := withRedis(t, 3, "auto_resync=false")
 	c := h.client(t, 0)
 	for range 50 {
 		if err := c.Incr(ctx, "n").Err(); err != nil {
@@ -26,7 +26,7 @@ func TestPrimaryDownAndBack(t *testing.T) {
 	h.drained(t)
 	primary := h.backends[0]
 	primary.Stop()
-	eventually(t, func() bool { return h.gw.Backends()[0].State != "up" }, "gateway notices the primary is down")
+	eventually(t, func() bool { return !h.gw.Backends()[0].Connected }, "gateway notices the primary is down")
 
 	for i := range 50 {
 		got, err := c.Incr(ctx, "n").Result()
@@ -133,7 +133,7 @@ func TestAdminEndpoints(t *testing.T) {
 func TestBackendTimeout(t *testing.T) {
 	good := startRedisBackends(t, 1)[0]
 	stalled := newTCPBackend(t, "probe-then-stall")
-	h := startGateway(t, []string{stalled.addr(), good.Addr}, "backend_timeout=300ms")
+	h := startGateway(t, []string{stalled.addr(), good.Addr}, "backend_timeout=300ms", "auto_resync=false")
 	c := h.client(t, 0)
 	got, err := c.Incr(ctx, "n").Result()
 	if err != nil || got != 1 {

@@ -37,8 +37,9 @@ const (
 type gate struct {
 	backends  []*backend // kicked when the outcome is known
 	effectOf  func(reply, probe []byte) ([]byte, bool)
-	probe     []byte // a read the authority runs after the command, for effectOf
-	probeKind uint8  // the probe's reply kind (memcached replies are scanned by kind)
+	probe     []byte        // a read the authority runs after the command, for effectOf
+	probeKind uint8         // the probe's reply kind (memcached replies are scanned by kind)
+	done      chan struct{} // if not nil, closed once the outcome is known
 
 	mu      sync.Mutex // guards everything below
 	outcome gateOutcome
@@ -81,6 +82,9 @@ func (g *gate) resolveWith(applied bool, reply, probe []byte) {
 	}
 	g.reply = bytes.Clone(reply)
 	g.mu.Unlock()
+	if g.done != nil {
+		close(g.done)
+	}
 	for _, be := range g.backends {
 		be.kick()
 	}

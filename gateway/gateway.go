@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
@@ -39,6 +40,9 @@ type Gateway struct {
 	ready          chan struct{} // closed once the listeners are bound
 	ln             net.Listener
 	adminAddrBound net.Addr // nil when admin_port is 0
+
+	resyncs resyncer     // running resyncs (resync.go)
+	maxTTL  atomic.Int64 // protocol=memcache: the largest TTL clients set, in seconds
 
 	mu      sync.Mutex // guards clients and nextID
 	clients map[net.Conn]int64
@@ -129,6 +133,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, be := range g.backends {
 		wg.Go(func() { be.run(ctx) })
+	}
+	g.resyncs.mu.Lock()
+	g.resyncs.ctx, g.resyncs.wg = ctx, &wg
+	g.resyncs.running, g.resyncs.failures, g.resyncs.nextTry = map[*backend]bool{}, map[*backend]int{}, map[*backend]time.Time{}
+	g.resyncs.mu.Unlock()
+	if g.cfg.AutoResync && len(g.backends) > 1 {
+		wg.Go(func() { g.autoResync(ctx) })
 	}
 	wg.Go(func() {
 		<-ctx.Done()
@@ -278,10 +289,10 @@ func (g *Gateway) Backends() []BackendStatus {
 		reason, since := be.syncState()
 		be.mu.Lock()
 		out = append(out, BackendStatus{
-			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.state.String(),
+			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.displayStateLocked(), Connected: be.state == StateUp,
 			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight,
 			Connects: be.connects.Load(), LostWrites: be.lostWrites, Since: be.since, Process: be.identity,
-			OutOfSyncReason: reason, OutOfSyncSince: since,
+			OutOfSyncReason: reason, OutOfSyncSince: since, Resync: be.resyncProgress(),
 		})
 		be.mu.Unlock()
 	}

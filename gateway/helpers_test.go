@@ -107,7 +107,7 @@ func waitUp(t testing.TB, g *gateway.Gateway, want int) {
 	for {
 		up := 0
 		for _, b := range g.Backends() {
-			if b.State == "up" {
+			if b.Connected {
 				up++
 			}
 		}
@@ -156,7 +156,7 @@ func (h *harness) drained(t testing.TB) {
 	for {
 		busy := false
 		for _, b := range h.gw.Backends() {
-			if b.State == "up" && (b.InFlight > 0 || b.QueuedBytes > 0) {
+			if b.Connected && (b.InFlight > 0 || b.QueuedBytes > 0) {
 				busy = true
 			}
 		}

@@ -37,7 +37,7 @@ func TestSameProcessReconnectStaysInSync(t *testing.T) {
 // TestRestartedMemcachedOutOfSync: a memcached that comes back as a new process (new
 // pid) lost its items: it is out of sync, and reads keep coming from the primary.
 func TestRestartedMemcachedOutOfSync(t *testing.T) {
-	h := withMemcached(t, 2, "read_from=any")
+	h := withMemcached(t, 2, "read_from=any", "auto_resync=false")
 	c := h.mcClient()
 	for i := range 50 {
 		if err := c.Set(&memcache.Item{Key: "k" + strconv.Itoa(i), Value: []byte("v")}); err != nil {
@@ -47,7 +47,7 @@ func TestRestartedMemcachedOutOfSync(t *testing.T) {
 	h.drained(t)
 	port := h.mc[1].Port
 	h.mc[1].Stop()
-	eventually(t, func() bool { return h.gw.Backends()[1].State != "up" }, "backend 1 down")
+	eventually(t, func() bool { return !h.gw.Backends()[1].Connected }, "backend 1 down")
 	h.mc[1] = testserver.StartMemcachedOnPort(t, port)
 	waitUp(t, h.gw, 2)
 	st := h.gw.Backends()[1]

@@ -534,7 +534,7 @@ func TestMemcacheBackendDownAndBack(t *testing.T) {
 	c := h.mcClient()
 	port := h.mc[1].Port
 	h.mc[1].Stop()
-	eventually(t, func() bool { return h.gw.Backends()[1].State != "up" }, "the gateway sees backend 1 down")
+	eventually(t, func() bool { return !h.gw.Backends()[1].Connected }, "the gateway sees backend 1 down")
 	for i := range 100 {
 		if err := c.Set(&memcache.Item{Key: "k" + strconv.Itoa(i), Value: []byte(strconv.Itoa(i))}); err != nil {
 			t.Fatalf("set while a secondary is down: %v", err)
@@ -557,7 +557,7 @@ func TestMemcacheCasPrimaryDown(t *testing.T) {
 	}
 	_, _ = h.mc[1].Command("touch k 0") // backend 1's token now differs from backend 2's
 	h.mc[0].Stop()
-	eventually(t, func() bool { return h.gw.Backends()[0].State != "up" }, "the gateway sees the primary down")
+	eventually(t, func() bool { return !h.gw.Backends()[0].Connected }, "the gateway sees the primary down")
 	it, err := c.Get("k")
 	if err != nil {
 		t.Fatal(err)

@@ -83,6 +83,9 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 // queueTo appends the batch's commands for one backend to its queue and reports
 // whether it appended any (the caller holds be.mu, b.mu and s.mu).
 func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*gate, source, readTarget int, queueWrites bool) bool {
+	if be.phase == phaseCopying {
+		return false // it replicates from the resync's source, which has these writes
+	}
 	up := be.state == StateUp
 	appended := false
 	g := 0
@@ -161,10 +164,10 @@ func (s *sequencer) expect(be *backend, b *batch, it *queuedCmd, up bool) {
 
 // targets picks the reply source for writes and the backend for reads; -1 when no
 // backend is up. The source is the primary, or the first backend up in configuration
-// order; a backend out of sync (it missed writes) is never the source nor read from
-// while an in-sync backend is up. When every backend up is out of sync, the same
-// order applies among them (the gateway keeps serving; /readyz says so). Caller
-// holds mu.
+// order; a backend out of sync (it missed writes) or warming is never the source nor
+// read from while a preferred one is up, and one being resynced never is. When every
+// backend up is out of sync, the same order applies among them (the gateway keeps
+// serving; /readyz says so). Caller holds mu.
 func (s *sequencer) targets() (source, read int) {
 	source = s.pick(true)
 	if source < 0 {
@@ -173,20 +176,25 @@ func (s *sequencer) targets() (source, read int) {
 	if !s.readAny || source < 0 {
 		return source, source
 	}
-	inSync := !s.backends[source].outOfSync.Load()
+	preferred := s.backends[source].preferred()
 	for range s.backends {
 		s.rr = (s.rr + 1) % len(s.backends)
-		if be := s.backends[s.rr]; be.up.Load() && (!inSync || !be.outOfSync.Load()) {
+		if be := s.backends[s.rr]; be.preferred() || !preferred && be.up.Load() && !be.resyncing.Load() {
 			return source, be.index
 		}
 	}
 	return source, source
 }
 
-// pick returns the primary if it is up (and in sync, when inSync), else the first
-// such backend, else -1.
-func (s *sequencer) pick(inSync bool) int {
-	ok := func(be *backend) bool { return be.up.Load() && (!inSync || !be.outOfSync.Load()) }
+// pick returns the primary if it is up (and preferred, when preferredOnly), else the
+// first such backend, else -1. A backend being resynced is never picked.
+func (s *sequencer) pick(preferredOnly bool) int {
+	ok := func(be *backend) bool {
+		if preferredOnly {
+			return be.preferred()
+		}
+		return be.up.Load() && !be.resyncing.Load()
+	}
 	if s.primary >= 0 && s.primary < len(s.backends) && ok(s.backends[s.primary]) {
 		return s.primary
 	}

@@ -21,6 +21,8 @@ type Stats struct {
 	// DivergencesByClass counts divergences by DivergenceClass.
 	DivergencesByClass [numDivergenceClasses]atomic.Int64
 	OutOfSyncEvents    atomic.Int64 // backends that went out of sync
+	ResyncsStarted     atomic.Int64 // resyncs started (resync.go)
+	ResyncsFailed      atomic.Int64 // resyncs that failed (the backend stays out of sync)
 	BackendErrors      atomic.Int64 // error replies to writes no client waited for
 	BackendBytesOut    atomic.Int64 // bytes written to backends
 	BackendBytesIn     atomic.Int64 // reply bytes read from backends
@@ -62,9 +64,13 @@ func (s *Stats) CommandsOf(c protocols.Class) int64 { return s.Commands[c].Load(
 
 // BackendStatus is a snapshot of one backend.
 type BackendStatus struct {
-	Addr        string
-	Primary     bool
+	Addr    string
+	Primary bool
+	// State is connecting, down or stopped while not connected; when connected, up,
+	// or what its data is: resyncing, out_of_sync (it missed writes), warming
+	// (memcached flushed by a resync) or replaying (catching up on its backlog).
 	State       string
+	Connected   bool
 	OutOfSync   bool
 	QueuedBytes int64 // bytes waiting to be written (the backlog while down)
 	InFlight    int   // commands written, reply not yet read
@@ -75,4 +81,6 @@ type BackendStatus struct {
 	// OutOfSyncReason and OutOfSyncSince say why and since when it is out of sync.
 	OutOfSyncReason string    `json:",omitempty"`
 	OutOfSyncSince  time.Time `json:",omitzero"`
+	// Resync is the running or last resync of it.
+	Resync *ResyncProgress `json:",omitempty"`
 }

@@ -5,6 +5,7 @@
 //	dynode-broadcaster -c ./configuration          run with a configuration file
 //	dynode-broadcaster check-config -c FILE        print the effective settings, or every problem
 //	dynode-broadcaster demo [--protocol memcache]  gateway + two local backends
+//	dynode-broadcaster resync ADDR -c FILE         resync a backend of the running gateway (admin_port)
 //	dynode-broadcaster version
 package main
 
@@ -35,7 +36,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub := "run"
-	if len(args) > 0 && (args[0] == "run" || args[0] == "demo" || args[0] == "check-config" || args[0] == "version") {
+	if len(args) > 0 && (args[0] == "run" || args[0] == "demo" || args[0] == "check-config" || args[0] == "version" || args[0] == "resync") {
 		sub, args = args[0], args[1:]
 	}
 	fs := pflag.NewFlagSet("dynode-broadcaster "+sub, pflag.ContinueOnError)
@@ -59,8 +60,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if sub == "check-config" {
+	switch sub {
+	case "check-config":
 		return cfg.WriteEffective(stdout)
+	case "resync":
+		if fs.NArg() != 1 {
+			return errors.New("usage: dynode-broadcaster resync HOST:PORT [-c FILE]: the backend to resync, as in servers")
+		}
+		return runResync(ctx, cfg, fs.Arg(0), stdout)
 	}
 	return serve(ctx, cfg, stderr)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +145,45 @@ func TestDemoMemcacheMissing(t *testing.T) {
 	err := run(context.Background(), []string{"demo", "--protocol", "memcache", "--port", "0"}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "Debian package memcached") {
 		t.Fatalf("demo --protocol memcache without memcached: %v", err)
+	}
+}
+
+// TestResyncCommand: `dynode-broadcaster resync ADDR` asks the running gateway's admin
+// server to resync a backend that restarted empty, follows it, and reports it in sync.
+func TestResyncCommand(t *testing.T) {
+	a, b := testserver.StartRedis(t), testserver.StartRedis(t)
+	admin := strconv.Itoa(testserver.FreePort(t))
+	flags := []string{"--host", "127.0.0.1", "--port", "0", "--servers", a.Addr + "," + b.Addr, "--admin_port", admin,
+		"--auto_resync", "false", "--reconnect_delay_timeout", "100ms", "--log_level", "ERROR"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs testserver.Buffer
+	go func() { done <- run(ctx, flags, &logs, &logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	})
+	if err := a.Client(0).Set(context.Background(), "k", "v", 0).Err(); err != nil { // the data b lacks
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out.Reset()
+		if err = run(context.Background(), append([]string{"resync", b.Addr}, flags...), &out, &out); err == nil {
+			break
+		}
+	}
+	if err != nil || !strings.Contains(out.String(), b.Addr+" is in sync") {
+		t.Fatalf("resync: %v\n%s", err, out.String())
+	}
+	if v := b.Client(0).Get(context.Background(), "k").Val(); v != "v" {
+		t.Fatalf("resynced backend: k = %q", v)
+	}
+	err = run(context.Background(), append([]string{"resync", "127.0.0.1:1"}, flags...), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "no such backend") {
+		t.Fatalf("resync of an unknown backend: %v", err)
 	}
 }

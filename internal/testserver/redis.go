@@ -73,7 +73,8 @@ func StartRedisWith(t testing.TB, port int, dir string, extra ...string) *Redis 
 	r := &Redis{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, t: t}
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--enable-debug-command", "yes",
-		"--protected-mode", "no", "--loglevel", "warning"}, extra...)
+		"--protected-mode", "no", "--loglevel", "warning",
+		"--repl-diskless-sync-delay", "0"}, extra...)
 	r.cmd = exec.Command(bin, args...)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)

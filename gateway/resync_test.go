@@ -1,0 +1,244 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/dynode/dynode-broadcaster/gateway"
+	"github.com/dynode/dynode-broadcaster/internal/testserver"
+	"github.com/redis/go-redis/v9"
+)
+
+// restartEmpty stops backend i with SHUTDOWN NOSAVE and starts an empty redis-server
+// on the same port, as the scenario does.
+func (h *harness) restartEmpty(t testing.TB, i int) {
+	t.Helper()
+	port := h.backends[i].Port
+	_ = h.backends[i].Client(0).Shutdown(ctx).Err() // SHUTDOWN (no save configured): the connection drops
+	h.backends[i].Stop()
+	eventually(t, func() bool { return !h.gw.Backends()[i].Connected }, "the gateway sees the backend down")
+	h.backends[i] = startRedisOnPort(t, port)
+}
+
+// writeLoad runs 20 clients doing INCR, RPUSH and SET until stop closes and returns
+// what they saw acknowledged: INCRs of "counter", and each worker's RPUSHed elements.
+type writeLoad struct {
+	incrs atomic.Int64
+	mu    sync.Mutex
+	lists map[string][]string
+	wg    sync.WaitGroup
+	stop  chan struct{}
+}
+
+func startWriteLoad(t testing.TB, h *harness, clients int) *writeLoad {
+	l := &writeLoad{lists: map[string][]string{}, stop: make(chan struct{})}
+	for w := range clients {
+		l.wg.Go(func() {
+			c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1, MaxRetries: -1})
+			defer c.Close()
+			list := fmt.Sprintf("list:%d", w)
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				if c.Incr(ctx, "counter").Err() == nil {
+					l.incrs.Add(1)
+				}
+				elem := strconv.Itoa(i)
+				if c.RPush(ctx, list, elem).Err() == nil {
+					l.mu.Lock()
+					l.lists[list] = append(l.lists[list], elem)
+					l.mu.Unlock()
+				}
+				c.Set(ctx, fmt.Sprintf("key:%d:%d", w, i%50), i, 0)
+			}
+		})
+	}
+	return l
+}
+
+func (l *writeLoad) finish() { close(l.stop); l.wg.Wait() }
+
+// check verifies every acknowledged write is on every backend.
+func (l *writeLoad) check(t testing.TB, h *harness) {
+	t.Helper()
+	h.eachBackend(t, 0, func(i int, c *redis.Client) {
+		if n, _ := c.Get(ctx, "counter").Int64(); n != l.incrs.Load() {
+			t.Errorf("backend %d: counter = %d, acknowledged INCRs = %d", i, n, l.incrs.Load())
+		}
+		for list, want := range l.lists {
+			if got := c.LRange(ctx, list, 0, -1).Val(); !slices.Equal(got, want) {
+				t.Errorf("backend %d: %s has %d elements, %d acknowledged", i, list, len(got), len(want))
+			}
+		}
+	})
+}
+
+// TestResyncRestartedBackendUnderLoad is the scenario, under load: backend 2
+// restarts empty while 20 clients write. The gateway sees a new process, flags it out
+// of sync, resyncs it by itself (auto_resync) and joins it to the global order at an
+// exact point: afterwards every backend has every acknowledged write, once.
+func TestResyncRestartedBackendUnderLoad(t *testing.T) {
+	h := withRedis(t, 3)
+	c := h.client(t, 0)
+	for i := range 100 {
+		c.Set(ctx, "k"+strconv.Itoa(i), i, 0)
+	}
+	h.drained(t)
+	load := startWriteLoad(t, h, 20)
+	time.Sleep(200 * time.Millisecond)
+	h.restartEmpty(t, 2)
+
+	seen := map[string]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := h.gw.Backends()[2]
+		seen[st.State] = true
+		if st.State == "up" && st.Resync != nil && st.Resync.Step == "done" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend 2 not resynced after 30s: %+v (states seen %v)", st, seen)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // writes after the resync reach all three
+	load.finish()
+	h.converged(t)
+	load.check(t, h)
+	if !seen["resyncing"] {
+		t.Errorf("states seen for the restarted backend: %v, want resyncing among them", seen)
+	}
+	if n := h.backends[2].Client(0).DBSize(ctx).Val(); n < 100 {
+		t.Fatalf("resynced backend has %d keys", n)
+	}
+	if role := h.backends[2].Client(0).Do(ctx, "ROLE").String(); !strings.Contains(role, "master") {
+		t.Fatalf("resynced backend is left a replica: %s", role)
+	}
+	st := h.gw.Backends()[2]
+	if st.OutOfSync || st.Resync.Source != h.backends[0].Addr || st.Resync.Error != "" {
+		t.Fatalf("after the resync: %+v, resync %+v", st, *st.Resync)
+	}
+	t.Logf("resync: %+v; %d INCRs acknowledged during the test", *st.Resync, load.incrs.Load())
+	if !strings.Contains(h.logs.String(), "backend resync done") {
+		t.Fatal("no resync in the log")
+	}
+}
+
+// TestResyncByAdmin: with auto_resync=false a restarted backend stays out of sync
+// until POST /backends/{addr}/resync; a second request while it runs is refused
+// (409), an unknown backend is 404.
+func TestResyncByAdmin(t *testing.T) {
+	admin := freePort(t)
+	h := withRedis(t, 2, "auto_resync=false", "admin_port="+strconv.Itoa(admin))
+	c := h.client(t, 0)
+	for i := range 1000 {
+		c.Set(ctx, "k"+strconv.Itoa(i), strings.Repeat("v", 100), 0)
+	}
+	h.drained(t)
+	h.restartEmpty(t, 1)
+	waitUp(t, h.gw, 2)
+	time.Sleep(1500 * time.Millisecond) // auto_resync=false: nothing starts by itself
+	if st := h.gw.Backends()[1]; st.State != "out_of_sync" || st.Resync != nil {
+		t.Fatalf("restarted backend with auto_resync=false: %+v", st)
+	}
+	post := func(addr string) (int, map[string]string) {
+		resp, err := http.Post("http://"+h.gw.AdminAddr().String()+"/backends/"+addr+"/resync", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]string
+		raw, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(raw, &body); err != nil {
+			t.Fatalf("reply %q: %v", raw, err)
+		}
+		return resp.StatusCode, body
+	}
+	if code, body := post("127.0.0.1:1"); code != 404 || !strings.Contains(body["error"], "no such backend") {
+		t.Fatalf("unknown backend: %d %v", code, body)
+	}
+	if code, body := post(h.backends[1].Addr); code != 202 || body["status"] != "started" {
+		t.Fatalf("resync: %d %v", code, body)
+	}
+	if code, body := post(h.backends[1].Addr); code != 409 || !strings.Contains(body["error"], "already running") {
+		t.Fatalf("second resync while one runs: %d %v", code, body)
+	}
+	eventually(t, func() bool { st := h.gw.Backends()[1]; return st.State == "up" && st.Resync.Step == "done" }, "resync done")
+	c.Set(ctx, "after", "1", 0)
+	h.converged(t)
+	if code, body := post(h.backends[0].Addr); code != 202 { // a forced resync of the primary from backend 1
+		t.Fatalf("resync of an in-sync backend: %d %v", code, body)
+	}
+	eventually(t, func() bool { st := h.gw.Backends()[0]; return st.Resync != nil && st.Resync.Step == "done" }, "second resync done")
+	if st := h.gw.Backends()[0]; st.State != "up" || st.Resync.Source != h.backends[1].Addr {
+		t.Fatalf("forced resync: %+v %+v", st, *st.Resync)
+	}
+	c.Set(ctx, "after2", "1", 0)
+	h.converged(t)
+	if err := h.gw.Resync("nope:1"); err == nil || !strings.Contains(err.Error(), "no such backend") {
+		t.Fatalf("Resync of an unknown backend: %v", err)
+	}
+}
+
+// TestResyncMemcachedFlushAndWarm: a memcached resync flushes the backend at a point
+// of the global order (what it held before is gone, what clients write after is
+// there), then it warms for warm_seconds: reads avoid it meanwhile.
+func TestResyncMemcachedFlushAndWarm(t *testing.T) {
+	h := withMemcached(t, 2, "read_from=any", "auto_resync=false", "warm_seconds=2")
+	c := h.mcClient()
+	for i := range 20 {
+		if err := c.Set(&memcache.Item{Key: "k" + strconv.Itoa(i), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drained(t)
+	port := h.mc[1].Port
+	h.mc[1].Stop()
+	eventually(t, func() bool { return !h.gw.Backends()[1].Connected }, "backend 1 down")
+	h.mc[1] = testserver.StartMemcachedOnPort(t, port)
+	if _, err := h.mc[1].Command("set stale 0 0 1\r\nx"); err != nil { // data the others do not have
+		t.Fatal(err)
+	}
+	waitUp(t, h.gw, 2)
+	if st := h.gw.Backends()[1]; st.State != "out_of_sync" {
+		t.Fatalf("restarted memcached: %+v", st)
+	}
+	if err := h.gw.Resync(h.mc[1].Addr); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return h.gw.Backends()[1].State == "warming" }, "warming")
+	if err := c.Set(&memcache.Item{Key: "new", Value: []byte("n")}); err != nil {
+		t.Fatal(err)
+	}
+	h.drained(t)
+	if got, _ := h.mc[1].Command("get stale"); strings.TrimSpace(got) != "END" {
+		t.Fatalf("stale item after the flush: %q", got)
+	}
+	if got, _ := h.mc[1].Command("get new"); !strings.HasPrefix(got, "VALUE new") {
+		t.Fatalf("item written after the flush: %q", got)
+	}
+	for i := range 20 { // read_from=any: never the warming backend
+		if _, err := c.Get("k" + strconv.Itoa(i)); err != nil {
+			t.Fatalf("get k%d while backend 1 warms: %v", i, err)
+		}
+	}
+	eventually(t, func() bool { return h.gw.Backends()[1].State == "up" }, "warmed up after warm_seconds")
+	if st := h.gw.Backends()[1]; st.OutOfSync || st.Resync.Step != "done" {
+		t.Fatalf("after warming: %+v", st)
+	}
+}
+
+var _ = gateway.ErrResyncRunning
