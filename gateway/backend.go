@@ -66,9 +66,6 @@ type backend struct {
 	up        atomic.Bool  // connected (readable without mu, for the sequencer's pre-pass)
 	outOfSync atomic.Bool  // a write was lost: the data may differ from the others
 	resyncing atomic.Bool  // a resync is rebuilding it: never the reply source nor read from
-	// lostInResync is set by every markOutOfSync: a resync that sees it set after its
-	// switch point has to fail, as the backend missed a write it would not copy.
-	lostInResync atomic.Bool
 	warmUntil atomic.Int64 // memcached: Unix nanoseconds until which it warms after a flush
 	queued    atomic.Int64 // bytes in out (for metrics)
 	connects  atomic.Int64 // successful connections so far
@@ -92,11 +89,14 @@ type backend struct {
 	phase     syncPhase // where a resync of it is (resync.go)
 	replaying bool      // connected with a backlog not yet answered
 
-	syncMu     sync.Mutex      // guards syncReason, syncSince and resync
+	syncMu     sync.Mutex      // guards syncReason, syncSince, lostInResync and resync
 	syncReason string          // why it is out of sync
 	syncSince  time.Time       // when it went out of sync
 	resync     *ResyncProgress // the running or last resync of it; nil if none
-	lostWrites int64           // writes dropped (backlog full) or unacknowledged (connection lost)
+	// lostInResync is set by every markOutOfSync: a resync that finds it set after
+	// its switch point fails, as the backend missed a write the copy does not hold.
+	lostInResync bool
+	lostWrites   int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	// progressAt is when the backend last made progress while commands were in flight:
 	// the first write after idling, or the last reply read.
 	progressAt time.Time
@@ -190,23 +190,31 @@ func (be *backend) markOutOfSync(reason string) {
 	if len(be.gw.backends) < 2 {
 		return
 	}
-	be.lostInResync.Store(true)
-	if be.outOfSync.CompareAndSwap(false, true) {
-		be.syncMu.Lock() // not mu: callers may hold it
+	be.syncMu.Lock() // not mu: callers may hold it
+	be.lostInResync = true
+	first := be.outOfSync.CompareAndSwap(false, true)
+	if first {
 		be.syncReason, be.syncSince = reason, time.Now()
-		be.syncMu.Unlock()
+	}
+	be.syncMu.Unlock()
+	if first {
 		be.gw.stats.OutOfSyncEvents.Add(1)
 		be.log.Error("backend out of sync: writes were lost; its data may differ from the other backends", "reason", reason)
 	}
 }
 
 // markInSync clears the out-of-sync flag once a resync has made the backend's data
-// the others' again.
-func (be *backend) markInSync() {
+// the others' again, unless it lost a write since lostInResync was last cleared: then
+// it reports false and the flag stays.
+func (be *backend) markInSync() bool {
 	be.syncMu.Lock()
+	defer be.syncMu.Unlock()
+	if be.lostInResync {
+		return false
+	}
 	be.syncReason, be.syncSince = "", time.Time{}
-	be.syncMu.Unlock()
 	be.outOfSync.Store(false)
+	return true
 }
 
 // Identity is the backend process last connected ("" before the first connection).

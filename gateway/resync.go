@@ -211,7 +211,8 @@ func (g *Gateway) flushForResync(target *backend) error {
 	warm := g.warmDuration()
 	target.appendLocked([]byte("flush_all\r\n"), 0, pending{write: true, kind: uint8(memcache.ReplyLine)})
 	target.warmUntil.Store(time.Now().Add(warm).UnixNano())
-	target.markInSync()
+	target.clearLostInResync()
+	target.markInSync() // nothing can be lost in between: the sequencer's lock is held
 	target.kick()
 	target.log.Info("backend flushed: warming before it serves reads", "warm_for", warm)
 	return nil
@@ -310,8 +311,8 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	if sourceUp {
 		target.mu.Lock()
 		target.phase = phaseSwitching
-		target.lostInResync.Store(false)
 		target.mu.Unlock()
+		target.clearLostInResync()
 	}
 	g.seq.mu.Unlock()
 	if !sourceUp {
@@ -355,12 +356,11 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	} else if after != offset || time.Since(pausedAt) >= pause {
 		return fmt.Errorf("the source's replication moved past the switch point (offset %d, then %d)", offset, after)
 	}
-	if target.lostInResync.Load() {
-		return errors.New("the backend lost writes after the switch point (its backlog overflowed, or a write was refused)")
-	}
 	// Exact: the target holds the source's data as of the switch point, and its held
 	// writes are every write after it.
-	target.markInSync()
+	if !target.markInSync() {
+		return errors.New("the backend lost writes after the switch point (its backlog overflowed, or a write was refused)")
+	}
 	paused = false
 	if _, err := sconn.do("CLIENT", "UNPAUSE"); err != nil {
 		source.log.Warn("CLIENT UNPAUSE failed: the source resumes writes when its pause ends", "err", err, "pause", pause)
@@ -452,6 +452,13 @@ func (g *Gateway) waitFor(ctx context.Context, timeout time.Duration, what strin
 			return ctx.Err()
 		}
 	}
+}
+
+// clearLostInResync marks the point after which a lost write fails the resync.
+func (be *backend) clearLostInResync() {
+	be.syncMu.Lock()
+	be.lostInResync = false
+	be.syncMu.Unlock()
 }
 
 // setResync records a new resync of the backend.
