@@ -45,6 +45,7 @@ type Config struct {
 	ClientOutputLimit   int64         // unread reply bytes per client before its reading pauses
 	ClientOutputTimeout time.Duration // longest a client may leave replies unread
 	AutoResync          bool          // resync a backend as soon as it is out of sync
+	ShutdownTimeout     time.Duration // longest a graceful shutdown waits for replies and backend queues
 	WarmSeconds         time.Duration // memcached: how long a flushed backend warms; 0 = largest TTL seen, at most 1 h
 	MaxClients          int           // 0 = unlimited
 	Threads             int           // GOMAXPROCS; 0 = half the CPUs, at least 1
@@ -218,7 +219,7 @@ func (c *Config) values() map[string]string {
 		"protocol": c.Protocol, "write_reply": c.WriteReply, "read_from": c.ReadFrom, "primary": c.Primary,
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit), "absolute_ttl": fmt.Sprint(c.AbsoluteTTL),
-		"auto_resync": fmt.Sprint(c.AutoResync), "warm_seconds": secs(c.WarmSeconds),
+		"auto_resync": fmt.Sprint(c.AutoResync), "shutdown_timeout": secs(c.ShutdownTimeout), "warm_seconds": secs(c.WarmSeconds),
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,

@@ -43,6 +43,8 @@ type Gateway struct {
 
 	resyncs resyncer     // running resyncs (resync.go)
 	maxTTL  atomic.Int64 // protocol=memcache: the largest TTL clients set, in seconds
+	// draining: shutting down; sessions read nothing more (see shutdown).
+	draining atomic.Bool
 
 	mu      sync.Mutex // guards clients and nextID
 	clients map[net.Conn]int64
@@ -128,11 +130,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 		"backends", strings.Join(g.cfg.Servers, ","), "primary", g.cfg.PrimaryAddr(),
 		"write_reply", g.cfg.WriteReply, "discard_responses", g.cfg.DiscardResponses)
 
+	// Three lifetimes: ctx ends accepting (and resyncs); the sessions run until they
+	// have answered what they read, or shutdown_timeout; the backends, until their
+	// queues are delivered, or shutdown_timeout.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
+	sessCtx, stopSessions := context.WithCancel(context.Background())
+	defer stopSessions()
+	backCtx, stopBackends := context.WithCancel(context.Background())
+	defer stopBackends()
+	var wg, sessions sync.WaitGroup
 	for _, be := range g.backends {
-		wg.Go(func() { be.run(ctx) })
+		wg.Go(func() { be.run(backCtx) })
 	}
 	g.resyncs.mu.Lock()
 	g.resyncs.ctx, g.resyncs.wg = ctx, &wg
@@ -144,22 +153,78 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() {
 		<-ctx.Done()
 		_ = ln.Close()
-		g.closeClients()
 	})
 	if adminLn != nil {
 		wg.Go(func() {
-			if err := g.serveAdmin(ctx, adminLn); err != nil {
+			if err := g.serveAdmin(backCtx, adminLn); err != nil {
 				g.log.Error("admin server stopped", "err", err)
 			}
 		})
 	}
-	err = g.accept(ctx, ln, &wg)
+	err = g.accept(ctx, sessCtx, ln, &sessions)
 	cancel()
+	g.shutdown(&sessions, stopSessions)
+	stopBackends()
 	wg.Wait()
 	return err
 }
 
-func (g *Gateway) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
+// shutdown runs once the gateway stopped accepting: every session answers the
+// commands it has read and closes, then every backend is given what is queued for
+// it, all within shutdown_timeout. What is still queued then (a backend down or
+// hung) is lost, and logged so.
+func (g *Gateway) shutdown(sessions *sync.WaitGroup, stopSessions context.CancelFunc) {
+	timeout := g.cfg.ShutdownTimeout
+	deadline := time.Now().Add(timeout)
+	g.log.Info("shutting down: no new clients; answering the commands read and delivering the backends' queues", "shutdown_timeout", timeout)
+	g.draining.Store(true)
+	if g.cfg.Protocol == "raw" {
+		stopSessions() // a raw stream has no command boundary to stop at
+	}
+	g.mu.Lock()
+	for conn := range g.clients {
+		_ = conn.SetReadDeadline(time.Now()) // wakes sessions waiting for input
+	}
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { sessions.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Until(deadline)):
+		g.log.Warn("clients still waiting for replies at shutdown_timeout: closing them")
+		stopSessions()
+		g.closeClients()
+		<-done
+	}
+	stopSessions()
+	for time.Now().Before(deadline) && g.backendsBusy() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, st := range g.Backends() {
+		if st.QueuedBytes > 0 || st.InFlight > 0 {
+			g.log.Error("shutdown: writes queued for a backend are lost; it will have missed them", "backend", st.Addr,
+				"state", st.State, "queued_bytes", st.QueuedBytes, "in_flight", st.InFlight)
+		}
+	}
+	g.log.Info("shutdown complete")
+}
+
+// backendsBusy reports whether a connected backend still has commands queued or in
+// flight.
+func (g *Gateway) backendsBusy() bool {
+	for _, be := range g.backends {
+		be.mu.Lock()
+		busy := be.state == StateUp && (be.queue.len() > 0)
+		be.mu.Unlock()
+		if busy {
+			return true
+		}
+	}
+	return false
+}
+
+// accept serves clients until ctx ends; sessions run with sessCtx, counted in wg.
+func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -187,10 +252,10 @@ func (g *Gateway) accept(ctx context.Context, ln net.Listener, wg *sync.WaitGrou
 		wg.Go(func() {
 			defer g.unregister(conn)
 			if g.cfg.Protocol == "raw" {
-				g.newRawSession(conn, log).serve(ctx)
+				g.newRawSession(conn, log).serve(sessCtx)
 				return
 			}
-			(&session{gw: g, conn: conn, id: g.clientID(conn), log: log}).serve(ctx)
+			(&session{gw: g, conn: conn, id: g.clientID(conn), log: log}).serve(sessCtx)
 		})
 	}
 }

@@ -253,7 +253,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 		// On failure: detach and unpause whatever was done, and let the target's held
 		// writes go (it stays out of sync until the next attempt).
 		if err != nil {
-			err = errors.Join(err, g.undoResync(ctx, target, source, tconn, sconn, replicating, paused))
+			err = errors.Join(err, g.undoResync(target, source, tconn, sconn, replicating, paused))
 		}
 		target.mu.Lock()
 		target.phase = phaseNone
@@ -411,7 +411,10 @@ func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend,
 
 // undoResync detaches the target and unpauses the source after a failed resync, on
 // new connections when the old ones failed.
-func (g *Gateway) undoResync(ctx context.Context, target, source *backend, tconn, sconn *sideConn, replicating, paused bool) error {
+func (g *Gateway) undoResync(target, source *backend, tconn, sconn *sideConn, replicating, paused bool) error {
+	// Not the resync's context: it may have ended (shutdown), and this must still run.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.ConnectTimeout)
+	defer cancel()
 	var errs []error
 	if replicating {
 		if tconn == nil || tconn.broken {

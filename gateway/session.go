@@ -120,9 +120,17 @@ func (s *session) readMore() error {
 		s.rbuf = nb
 	}
 	s.idle.extend(s.conn, s.gw.cfg.ReadIdleTimeout)
+	// Checked after extend: shutdown sets draining before it moves the read deadline
+	// to now, so either this sees it or the read sees that deadline.
+	if s.gw.draining.Load() {
+		return io.EOF
+	}
 	n, err := s.conn.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
 	s.rbuf = s.rbuf[:len(s.rbuf)+n]
 	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if s.gw.draining.Load() {
+			return io.EOF
+		}
 		return fmt.Errorf("idle for %v (read_idle_timeout)", s.gw.cfg.ReadIdleTimeout)
 	}
 	return err

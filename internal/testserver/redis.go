@@ -2,6 +2,7 @@ package testserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -92,6 +93,14 @@ func StartRedisWith(t testing.TB, port int, dir string, extra ...string) *Redis 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Signal sends sig to the server process (SIGSTOP and SIGCONT to hang and resume it).
+func (r *Redis) Signal(sig os.Signal) error {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return errors.New("testserver: redis-server not running")
+	}
+	return r.cmd.Process.Signal(sig)
 }
 
 // Dir is the server's data directory.
