@@ -89,6 +89,12 @@ type backend struct {
 	phase     syncPhase // where a resync of it is (resync.go)
 	replaying bool      // connected with a backlog not yet answered
 
+	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
+	losses     int64 // times writes were lost (wait.go)
+	// progressAt is when the backend last made progress while commands were in flight:
+	// the first write after idling, or the last reply read.
+	progressAt time.Time
+
 	syncMu     sync.Mutex      // guards syncReason, syncSince, lostInResync and resync
 	syncReason string          // why it is out of sync
 	syncSince  time.Time       // when it went out of sync
@@ -96,10 +102,6 @@ type backend struct {
 	// lostInResync is set by every markOutOfSync: a resync that finds it set after
 	// its switch point fails, as the backend missed a write the copy does not hold.
 	lostInResync bool
-	lostWrites   int64 // writes dropped (backlog full) or unacknowledged (connection lost)
-	// progressAt is when the backend last made progress while commands were in flight:
-	// the first write after idling, or the last reply read.
-	progressAt time.Time
 }
 
 func newBackend(gw *Gateway, index int, addr string) *backend {
@@ -132,6 +134,7 @@ func (be *backend) admitLocked(req []queuedCmd, write bool) bool {
 	}
 	if write {
 		be.lostWrites += int64(len(req))
+		be.losses++
 		be.markOutOfSync("backlog full (backend_backlog_bytes)")
 	}
 	return false
@@ -530,6 +533,9 @@ func (be *backend) fail(conn net.Conn, err error) {
 		}
 	}
 	be.lostWrites += int64(unacked)
+	if unacked > 0 {
+		be.losses++
+	}
 	be.mu.Unlock()
 	be.kick() // let the writer see the connection is gone
 
@@ -722,6 +728,7 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 			if p.write && be.gw.wire.stateError(reply) {
 				be.mu.Lock()
 				be.lostWrites++
+				be.losses++
 				be.mu.Unlock()
 				be.markOutOfSync("it refused a replayed write: " + truncate(firstLine(reply), 60))
 			}
@@ -777,10 +784,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// ring is a FIFO of pending entries.
+// ring is a FIFO of pending entries. pushed and popped count entries since the
+// start: an entry pushed as the n-th has been answered (or lost) once popped >= n.
 type ring struct {
-	buf        []pending
-	head, size int
+	buf            []pending
+	head, size     int
+	pushed, popped int64
 }
 
 func (r *ring) len() int { return r.size }
@@ -791,6 +800,7 @@ func (r *ring) push(p pending) {
 	}
 	r.buf[(r.head+r.size)%len(r.buf)] = p
 	r.size++
+	r.pushed++
 }
 
 // pushFront inserts p at position at (0 = the head).
@@ -820,6 +830,7 @@ func (r *ring) popInto(dst []pending, n int) []pending {
 	if n > 0 {
 		r.head = (r.head + n) % len(r.buf)
 		r.size -= n
+		r.popped += int64(n)
 	}
 	return dst
 }

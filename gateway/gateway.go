@@ -327,6 +327,7 @@ func (g *Gateway) lostWrite(backend int, c *command, reply []byte) {
 	be := g.backends[backend]
 	be.mu.Lock()
 	be.lostWrites++
+	be.losses++
 	be.mu.Unlock()
 	reason := "it refused a write (" + c.name + ") that other backends applied"
 	if reply != nil {

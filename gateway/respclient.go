@@ -67,6 +67,15 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 				}
 			}
 		}
+		if cmd.Name == "WAIT" && !r.tx.active {
+			w, msg := parseWait(cmd)
+			if msg != "" {
+				b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], msg))
+				continue
+			}
+			s.wait = &w
+			return pos, false, nil // the burst ends here: WAIT is answered after it
+		}
 		if r.transact(b, cmd) {
 			continue
 		}

@@ -47,8 +47,9 @@ type sequencer struct {
 	pendings         []pending // scratch: the queue entries of one gated write
 }
 
-// submit queues the batch's backend commands and seals the batch.
-func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
+// submit queues the batch's backend commands and seals the batch. marks, if not
+// nil, records where the commands went, for the client's WAIT.
+func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte, marks *waitMarks) {
 	s.mu.Lock()
 	source, readTarget := s.targets()
 	queueWrites := source >= 0 || s.queueWhenAllDown
@@ -68,6 +69,9 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte) {
 	for _, be := range s.backends {
 		be.mu.Lock()
 		appended := s.queueTo(be, b, items, gates, source, readTarget, queueWrites)
+		if appended && marks != nil {
+			marks.note(be, len(s.backends))
+		}
 		be.mu.Unlock()
 		if appended {
 			be.kick()

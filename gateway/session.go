@@ -36,6 +36,10 @@ type session struct {
 	items   []queuedCmd
 	scratch []byte
 	out     []byte
+
+	marks waitMarks    // protocol=redis: where this client's commands went, for WAIT
+	wait  *waitRequest // a WAIT ending the current burst (wait.go)
+	again bool         // rbuf may hold complete commands after a WAIT: decode before reading
 }
 
 // clientCodec is the protocol-specific half of a session: it decodes commands and
@@ -58,7 +62,9 @@ func (s *session) serve(ctx context.Context) {
 	// The replies before a QUIT or a protocol error are delivered before the close.
 	defer s.closeOutput()
 	for {
-		if err := s.readMore(); err != nil {
+		if s.again {
+			s.again = false
+		} else if err := s.readMore(); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.log.Debug("client connection closed", "err", err)
 			}
@@ -144,7 +150,11 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	s.items = s.items[:0]
 	pos, closeAfter, perr := s.codec.decode(b, s.rbuf)
 	if len(s.items) > 0 {
-		gw.seq.submit(b, s.items, gw.noBackend)
+		marks := &s.marks
+		if gw.cfg.Protocol != "redis" {
+			marks = nil
+		}
+		gw.seq.submit(b, s.items, gw.noBackend, marks)
 	} else {
 		b.seal(gw.noBackend)
 	}
@@ -160,6 +170,13 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	s.out = s.out[:0]
 	if !gw.cfg.DiscardResponses {
 		s.out = b.appendReplies(s.out)
+	}
+	if s.wait != nil {
+		// The burst ended at a WAIT: answer it now that everything before it is, then
+		// decode what follows it.
+		s.out = s.answerWait(ctx, s.out, *s.wait)
+		s.wait = nil
+		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter
 	}
 	if perr != nil {
 		gw.stats.ProtocolErrors.Add(1)

@@ -64,7 +64,8 @@ var classOverrides = map[string]protocols.Class{
 	"CLIENT|CACHING": protocols.Unsupported, "CLIENT|NO-EVICT": protocols.Unsupported,
 	"CLIENT|NO-TOUCH": protocols.Unsupported, "READONLY": protocols.Unsupported,
 	"READWRITE": protocols.Unsupported, "ASKING": protocols.Unsupported,
-	"WAIT": protocols.Unsupported, "WAITAOF": protocols.Unsupported,
+	// WAIT is answered by the gateway from its own acknowledgements (gateway/wait.go).
+	"WAIT": protocols.Local, "WAITAOF": protocols.Unsupported,
 	"MONITOR": protocols.Unsupported, "SYNC": protocols.Unsupported,
 	"PSYNC": protocols.Unsupported, "REPLCONF": protocols.Unsupported,
 	// SCRIPT DEBUG turns the connection's next EVAL into a debugging session: on a
