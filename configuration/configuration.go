@@ -46,6 +46,8 @@ type Config struct {
 	ClientOutputTimeout time.Duration // longest a client may leave replies unread
 	AutoResync          bool          // resync a backend as soon as it is out of sync
 	ShutdownTimeout     time.Duration // longest a graceful shutdown waits for replies and backend queues
+	BacklogDir          string        // directory of the durable backlogs and state; "" = memory only
+	BacklogFsync        string        // always, everysec or no
 	WarmSeconds         time.Duration // memcached: how long a flushed backend warms; 0 = largest TTL seen, at most 1 h
 	MaxClients          int           // 0 = unlimited
 	Threads             int           // GOMAXPROCS; 0 = half the CPUs, at least 1
@@ -219,7 +221,8 @@ func (c *Config) values() map[string]string {
 		"protocol": c.Protocol, "write_reply": c.WriteReply, "read_from": c.ReadFrom, "primary": c.Primary,
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit), "absolute_ttl": fmt.Sprint(c.AbsoluteTTL),
-		"auto_resync": fmt.Sprint(c.AutoResync), "shutdown_timeout": secs(c.ShutdownTimeout), "warm_seconds": secs(c.WarmSeconds),
+		"auto_resync": fmt.Sprint(c.AutoResync), "shutdown_timeout": secs(c.ShutdownTimeout),
+		"backlog_dir": c.BacklogDir, "backlog_fsync": c.BacklogFsync, "warm_seconds": secs(c.WarmSeconds),
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,

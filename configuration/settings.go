@@ -87,6 +87,12 @@ var settings = []setting{
 	{"absolute_ttl", "true", "send relative expiries (EXPIRE, SET EX, SETEX, GETEX, RESTORE ttl...) to backends as absolute times computed once by the gateway, so a backend that applies a write late expires the key when the others do", boolInto(func(c *Config) *bool { return &c.AbsoluteTTL })},
 	{"auto_resync", "true", "resync a backend as soon as it is out of sync and up: Redis from an in-sync backend (REPLICAOF), memcached by a flush and warm_seconds of warming", boolInto(func(c *Config) *bool { return &c.AutoResync })},
 	{"warm_seconds", "0", "protocol=memcache: seconds a backend flushed by a resync serves no reads; 0 = the largest TTL clients set, at most 3600", durationInto(func(c *Config) *time.Duration { return &c.WarmSeconds })},
+	{"backlog_dir", "", "directory keeping each down backend's backlog and the backends' identity and sync state across gateway restarts; empty = memory only", func(c *Config, v string) error {
+		c.BacklogDir = strings.TrimSpace(v)
+		return nil
+	}},
+	{"backlog_fsync", "everysec", "when backlog_dir files are flushed to disk: always (before each write is acknowledged), everysec or no",
+		oneOf(strings.ToLower, func(c *Config) *string { return &c.BacklogFsync }, "always", "everysec", "no")},
 	{"shutdown_timeout", "10", "seconds SIGTERM or SIGINT waits for clients' pending replies and the backends' queues before the gateway exits", durationInto(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"client_output_limit", "67108864", "bytes of replies a client may leave unread; beyond, the gateway stops reading its commands until it reads (backpressure)", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.ClientOutputLimit })},
 	{"client_output_timeout", "60", "seconds a client may leave its pending replies unread before it is disconnected; 0 = never", durationInto(func(c *Config) *time.Duration { return &c.ClientOutputTimeout })},

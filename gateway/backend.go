@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynode/dynode-broadcaster/gateway/backlog"
 	"github.com/dynode/dynode-broadcaster/protocols"
 	"github.com/dynode/dynode-broadcaster/protocols/resp"
 )
@@ -80,14 +81,15 @@ type backend struct {
 	held      int          // queue entries in gated (the last ones of queue)
 	heldBytes int          // bytes in gated
 	selectBuf []byte
-	db        int       // database the stream selects after everything queued (out and gated)
-	outDB     int       // database selected after the bytes in out
-	writtenDB int       // database selected after the bytes already given to the writer
-	largest   int       // the largest request waiting for the writer (see admitLocked)
-	identity  string    // the backend process last connected (see noteIdentity)
-	since     time.Time // when state last changed
-	phase     syncPhase // where a resync of it is (resync.go)
-	replaying bool      // connected with a backlog not yet answered
+	db        int           // database the stream selects after everything queued (out and gated)
+	outDB     int           // database selected after the bytes in out
+	writtenDB int           // database selected after the bytes already given to the writer
+	largest   int           // the largest request waiting for the writer (see admitLocked)
+	identity  string        // the backend process last connected (see noteIdentity)
+	since     time.Time     // when state last changed
+	phase     syncPhase     // where a resync of it is (resync.go)
+	disk      *backlog.File // with backlog_dir: its backlog file (durable.go); nil: memory only
+	replaying bool          // connected with a backlog not yet answered
 
 	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	losses     int64 // times writes were lost (wait.go)
@@ -173,6 +175,9 @@ func (be *backend) enqueueLocked(frame []byte, p pending) {
 		be.outDB = be.db
 	}
 	be.queue.push(p)
+	if be.disk != nil && be.state != StateUp {
+		be.persistLocked(backlog.Record{Seq: uint64(be.queue.pushed), Kinds: []byte{p.kind}, Frames: frame})
+	}
 }
 
 // queuedBytesLocked is how many bytes wait for the writer.
@@ -201,6 +206,7 @@ func (be *backend) markOutOfSync(reason string) {
 	}
 	be.syncMu.Unlock()
 	if first {
+		be.gw.durable.update(be.addr, func(b *persistedBackend) { b.OutOfSync, b.Reason = true, reason })
 		be.gw.stats.OutOfSyncEvents.Add(1)
 		be.log.Error("backend out of sync: writes were lost; its data may differ from the other backends", "reason", reason)
 	}
@@ -217,6 +223,7 @@ func (be *backend) markInSync() bool {
 	}
 	be.syncReason, be.syncSince = "", time.Time{}
 	be.outOfSync.Store(false)
+	be.gw.durable.update(be.addr, func(b *persistedBackend) { b.OutOfSync, b.Reason = false, "" })
 	return true
 }
 
@@ -320,7 +327,7 @@ func (be *backend) run(ctx context.Context) {
 			}
 			delay := be.retryDelay(failures)
 			be.log.Log(ctx, lvl, "backend unreachable; writes are kept in its backlog", "err", err, "retry_in", delay)
-			if !sleep(ctx, delay) {
+			if !be.sleepDown(ctx, delay) {
 				return
 			}
 			continue
@@ -344,8 +351,30 @@ func (be *backend) run(ctx context.Context) {
 		// It died young: wait as after a failed attempt, so a backend that accepts
 		// and closes is not redialled in a tight loop.
 		failures++
-		if !sleep(ctx, be.retryDelay(failures)) {
+		if !be.sleepDown(ctx, be.retryDelay(failures)) {
 			return
+		}
+	}
+}
+
+// sleepDown waits d while the backend is not connected. With backlog_dir, gated
+// writes whose outcome becomes known meanwhile go to the backlog file then.
+func (be *backend) sleepDown(ctx context.Context, d time.Duration) bool {
+	if be.disk == nil {
+		return sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-be.wake:
+			be.mu.Lock()
+			be.persistGatedLocked()
+			be.mu.Unlock()
 		}
 	}
 }
@@ -454,6 +483,9 @@ func (be *backend) noteIdentity(identity string) {
 	prev := be.identity
 	be.identity = identity
 	be.mu.Unlock()
+	if identity != prev {
+		be.gw.durable.update(be.addr, func(b *persistedBackend) { b.Identity = identity })
+	}
 	if prev != "" && identity != "" && prev != identity {
 		be.markOutOfSync(fmt.Sprintf("it restarted as another process (%s, was %s): its data may differ from the others'", identity, prev))
 	}
@@ -482,7 +514,11 @@ func (be *backend) serve(ctx context.Context, conn net.Conn) {
 	}
 	be.up.Store(true)
 	be.replaying = be.queue.len() > 0
+	if be.disk != nil && !be.replaying {
+		be.dropBacklogFileLocked()
+	}
 	be.mu.Unlock()
+	be.gw.durable.update(be.addr, func(b *persistedBackend) { b.Connected = true })
 	be.kick()
 
 	stop := make(chan struct{})
@@ -536,21 +572,35 @@ func (be *backend) fail(conn net.Conn, err error) {
 	if unacked > 0 {
 		be.losses++
 	}
+	if be.disk != nil {
+		be.saveBacklogLocked()
+	}
 	be.mu.Unlock()
+	be.gw.durable.update(be.addr, func(b *persistedBackend) { b.Connected = false })
 	be.kick() // let the writer see the connection is gone
 
 	_ = conn.Close()
-	if errors.Is(err, context.Canceled) {
-		return
+	if !errors.Is(err, context.Canceled) {
+		be.log.Error("backend connection lost", "err", err, "in_flight", len(lost), "unacknowledged_writes", unacked)
 	}
-	be.log.Error("backend connection lost", "err", err, "in_flight", len(lost), "unacknowledged_writes", unacked)
 	if unacked > 0 {
-		be.markOutOfSync(fmt.Sprintf("%d writes unacknowledged when the connection was lost", unacked))
+		be.markOutOfSync(fmt.Sprintf("%d writes unacknowledged when the connection was closed", unacked))
 	}
 	for _, p := range append(lost, detached...) {
 		if p.b != nil {
 			p.b.deliver(int(p.idx), be.index, nil, be.gw.noReply)
 		}
+	}
+}
+
+// dropBacklogFileLocked empties the backlog file once everything in it was
+// answered (the caller holds mu).
+func (be *backend) dropBacklogFileLocked() {
+	if be.disk.Size() == 0 {
+		return
+	}
+	if err := be.disk.Rewrite(nil); err != nil {
+		be.log.Error("backlog_dir write failed", "err", err)
 	}
 }
 
@@ -694,6 +744,9 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 		be.progressAt = time.Now()
 	} else if be.replaying && be.queue.len() == 0 {
 		be.replaying = false
+		if be.disk != nil {
+			be.dropBacklogFileLocked()
+		}
 		be.log.Info("backend caught up on its backlog", "state", be.displayStateLocked())
 	}
 	be.mu.Unlock()

@@ -127,6 +127,11 @@ type gatedWrite struct {
 	after     []byte // frames queued behind it
 	nAfter    int    // their queue entries
 	dbAfter   int    // database selected after it and the frames behind it
+	// With backlog_dir, while the backend is not connected: its queue position, its
+	// entries' reply kinds, and whether it is in the backlog file (durable.go).
+	seq       uint64
+	kinds     []byte
+	persisted bool
 }
 
 // appendGatedLocked queues a gated write (the caller holds mu): frame for the
@@ -155,6 +160,12 @@ func (be *backend) appendGatedLocked(frame, effect []byte, db int, ps []pending,
 		gw.cancelled = true
 		last.gate.resolve(false, nil)
 	}
+	if be.disk != nil && be.state != StateUp {
+		gw.seq = uint64(be.queue.pushed) + 1
+		for _, p := range ps {
+			gw.kinds = append(gw.kinds, p.kind)
+		}
+	}
 	be.gated = append(be.gated, gw)
 	be.held += gw.entries
 	be.heldBytes += len(gw.frame)
@@ -167,7 +178,28 @@ func (be *backend) appendGatedLocked(frame, effect []byte, db int, ps []pending,
 		be.queue.push(pending{write: true, gate: last.gate, authority: true, probe: true, kind: last.gate.probeKind})
 	}
 	be.queued.Store(int64(be.queuedBytesLocked()))
+	if be.disk != nil && be.state != StateUp {
+		be.persistGatedLocked()
+	}
 	return true
+}
+
+// gatedFrame is what the backend writes for a gated write, once known: the command
+// (authority), a no-op (cancelled or skipped), or the effect.
+func (be *backend) gatedFrame(gw *gatedWrite) (frame []byte, ready bool) {
+	switch {
+	case gw.authority && gw.cancelled:
+		return be.noops(gw.entries), true
+	case gw.authority:
+		return gw.frame, true
+	}
+	switch outcome, _ := gw.g.result(); outcome {
+	case gateOpen:
+		return nil, false
+	case gateSkipped:
+		return be.noops(gw.entries), true
+	}
+	return gw.g.effectFrame(gw.frame), true
 }
 
 // releaseGatedLocked moves the gated writes whose outcome is known, and the frames
@@ -175,20 +207,9 @@ func (be *backend) appendGatedLocked(frame, effect []byte, db int, ps []pending,
 func (be *backend) releaseGatedLocked() {
 	for len(be.gated) > 0 {
 		gw := &be.gated[0]
-		frame := gw.frame
-		switch {
-		case gw.authority && gw.cancelled:
-			frame = be.noops(gw.entries)
-		case gw.authority:
-		default:
-			switch outcome, _ := gw.g.result(); outcome {
-			case gateOpen:
-				return
-			case gateSkipped:
-				frame = be.noops(gw.entries)
-			default:
-				frame = gw.g.effectFrame(frame)
-			}
+		frame, ready := be.gatedFrame(gw)
+		if !ready {
+			return
 		}
 		be.out = append(be.out, frame...)
 		be.out = append(be.out, gw.after...)

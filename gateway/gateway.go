@@ -42,6 +42,7 @@ type Gateway struct {
 	adminAddrBound net.Addr // nil when admin_port is 0
 
 	resyncs resyncer     // running resyncs (resync.go)
+	durable *durable     // backlog_dir; nil: backlogs in memory only (durable.go)
 	maxTTL  atomic.Int64 // protocol=memcache: the largest TTL clients set, in seconds
 	// draining: shutting down; sessions read nothing more (see shutdown).
 	draining atomic.Bool
@@ -99,6 +100,16 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 	g.noBackend = g.wire.appendError(nil, "dynode-broadcaster: no backend available")
 	for i, addr := range servers {
 		g.backends = append(g.backends, newBackend(g, i, addr))
+	}
+	if cfg.BacklogDir != "" {
+		d, prev, err := openDurable(cfg.BacklogDir, cfg.BacklogFsync)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		g.durable = d
+		if err := g.restoreDurable(prev); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
 	}
 	g.seq = sequencer{
 		backends:         g.backends,
@@ -166,7 +177,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.shutdown(&sessions, stopSessions)
 	stopBackends()
 	wg.Wait()
-	return err
+	return errors.Join(err, g.closeDurable())
+}
+
+// closeDurable closes the backlog files and records a clean stop.
+func (g *Gateway) closeDurable() error {
+	if g.durable == nil {
+		return nil
+	}
+	var errs []error
+	for _, be := range g.backends {
+		errs = append(errs, be.disk.Close())
+	}
+	errs = append(errs, g.durable.setClean(true))
+	return errors.Join(errs...)
 }
 
 // shutdown runs once the gateway stopped accepting: every session answers the
@@ -201,7 +225,12 @@ func (g *Gateway) shutdown(sessions *sync.WaitGroup, stopSessions context.Cancel
 		time.Sleep(5 * time.Millisecond)
 	}
 	for _, st := range g.Backends() {
-		if st.QueuedBytes > 0 || st.InFlight > 0 {
+		switch {
+		case st.QueuedBytes == 0 && st.InFlight == 0:
+		case g.durable != nil:
+			g.log.Warn("shutdown: writes queued for a backend are kept in backlog_dir for the next start", "backend", st.Addr,
+				"state", st.State, "queued_bytes", st.QueuedBytes, "in_flight_lost", st.InFlight)
+		default:
 			g.log.Error("shutdown: writes queued for a backend are lost; it will have missed them", "backend", st.Addr,
 				"state", st.State, "queued_bytes", st.QueuedBytes, "in_flight", st.InFlight)
 		}
