@@ -48,7 +48,7 @@ type Config struct {
 	ShutdownTimeout     time.Duration // longest a graceful shutdown waits for replies and backend queues
 	BacklogDir          string        // directory of the durable backlogs and state; "" = memory only
 	BacklogFsync        string        // always, everysec or no
-	WarmSeconds         time.Duration // memcached: how long a flushed backend warms; 0 = largest TTL seen, at most 1 h
+	WarmPeriod         time.Duration // memcached: how long a flushed backend warms; 0 = largest TTL seen, at most 1 h
 	MaxClients          int           // 0 = unlimited
 	Threads             int           // GOMAXPROCS; 0 = half the CPUs, at least 1
 	AdminPort           int           // admin HTTP port; 0 = off
@@ -222,7 +222,7 @@ func (c *Config) values() map[string]string {
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit), "absolute_ttl": fmt.Sprint(c.AbsoluteTTL),
 		"auto_resync": fmt.Sprint(c.AutoResync), "shutdown_timeout": secs(c.ShutdownTimeout),
-		"backlog_dir": c.BacklogDir, "backlog_fsync": c.BacklogFsync, "warm_seconds": secs(c.WarmSeconds),
+		"backlog_dir": c.BacklogDir, "backlog_fsync": c.BacklogFsync, "warm_seconds": secs(c.WarmPeriod),
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,

@@ -221,8 +221,8 @@ func (g *Gateway) flushForResync(target *backend) error {
 // warmDuration is how long a flushed memcached backend warms: warm_seconds, or the
 // largest TTL clients set (an item without expiry counts as an hour), at most an hour.
 func (g *Gateway) warmDuration() time.Duration {
-	if g.cfg.WarmSeconds > 0 {
-		return g.cfg.WarmSeconds
+	if g.cfg.WarmPeriod > 0 {
+		return g.cfg.WarmPeriod
 	}
 	return min(time.Duration(g.maxTTL.Load())*time.Second, time.Hour)
 }
