@@ -81,7 +81,7 @@ var settings = []setting{
 		c.Primary = v
 		return nil
 	}},
-	{"backend_timeout", "30", "seconds a backend may leave a command unanswered before its connection is reset", durationInto(func(c *Config) *time.Duration { return &c.BackendTimeout })},
+	{"backend_timeout", "2", "seconds a backend may leave its oldest command unanswered before its connection is reset (its reads are retried elsewhere; it is resynced when it answers again); below the read timeouts of common clients (go-redis 3 s, StackExchange.Redis 5 s)", durationInto(func(c *Config) *time.Duration { return &c.BackendTimeout })},
 	{"backend_backlog_bytes", "67108864", "bytes of writes kept per backend while it is down or slow, not counting its largest request; beyond, it is marked out of sync", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.BackendBacklogBytes })},
 	{"max_request_bytes", "536870912", "largest client request accepted (a single request is always admitted to a backend that keeps up, whatever backend_backlog_bytes says)", int64Into(1<<10, 4<<30, func(c *Config) *int64 { return &c.MaxRequestBytes })},
 	{"absolute_ttl", "true", "send relative expiries (EXPIRE, SET EX, SETEX, GETEX, RESTORE ttl...) to backends as absolute times computed once by the gateway, so a backend that applies a write late expires the key when the others do", boolInto(func(c *Config) *bool { return &c.AbsoluteTTL })},

@@ -112,6 +112,7 @@ var (
 	descDivClass   = prometheus.NewDesc("dynode_divergence_by_class_total", "Divergences by class: error_text (errors in different words), missing_vs_present (a key expiring about then, or data that already differed), other.", []string{"class"}, nil)
 	descDivScript  = prometheus.NewDesc("dynode_script_divergence_total", "Divergences of EVAL, EVALSHA and FCALL by script SHA1 or function name (scripts must be deterministic; see README).", []string{"script"}, nil)
 	descOutOfSync  = prometheus.NewDesc("dynode_out_of_sync_events_total", "Backends that lost writes.", nil, nil)
+	descRetried    = prometheus.NewDesc("dynode_reads_retried_total", "Reads sent again to another backend because theirs failed before replying (connection lost, or backend_timeout).", nil, nil)
 	descResyncs    = prometheus.NewDesc("dynode_resyncs_total", "Backend resyncs by result: started, failed.", []string{"result"}, nil)
 	descState      = prometheus.NewDesc("dynode_backend_state", "1 for the backend's current state: connecting, up, replaying, down, out_of_sync, resyncing, warming, stopped.", []string{"backend", "state"}, nil)
 	descResyncByte = prometheus.NewDesc("dynode_backend_resync_bytes", "Bytes of the source's snapshot the backend has read in its running resync.", []string{"backend"}, nil)
@@ -129,7 +130,7 @@ var (
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
-		descDivergence, descDivClass, descDivScript, descOutOfSync, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
+		descDivergence, descDivClass, descDivScript, descOutOfSync, descRetried, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
 		descUp, descInSync, descQueued, descInFlight, descLost} {
 		ch <- d
 	}
@@ -160,6 +161,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDivScript, n, script)
 	}
 	counter(descOutOfSync, s.OutOfSyncEvents.Load())
+	counter(descRetried, s.ReadsRetried.Load())
 	counter(descResyncs, s.ResyncsStarted.Load(), "started")
 	counter(descResyncs, s.ResyncsFailed.Load(), "failed")
 	counter(descBackendErr, s.BackendErrors.Load())

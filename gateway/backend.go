@@ -665,8 +665,10 @@ func (be *backend) readLoop(conn net.Conn) {
 		buf = buf[:len(buf)+n]
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if !be.stalled(conn, timeout) {
-					dl = deadline{}
+				if next, stalled := be.stalled(conn, timeout); !stalled {
+					// Wait exactly until the oldest command in flight has had timeout.
+					_ = conn.SetReadDeadline(next)
+					dl.set = time.Now()
 					continue
 				}
 				err = fmt.Errorf("no reply for %v (backend_timeout)", timeout)
@@ -791,12 +793,18 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 }
 
 // stalled reports whether conn has had commands in flight and made no progress for
-// timeout. A read deadline that passes otherwise is no failure, so a stalled backend
-// is detected between one and two timeouts after its last progress.
-func (be *backend) stalled(conn net.Conn, timeout time.Duration) bool {
+// timeout; if not, next is when that would be (the next read deadline). So a hung
+// backend is detected timeout after its last progress, and no command waits on it
+// longer than that.
+func (be *backend) stalled(conn net.Conn, timeout time.Duration) (next time.Time, stalled bool) {
 	be.mu.Lock()
 	defer be.mu.Unlock()
-	return be.conn == conn && be.inflight > 0 && time.Since(be.progressAt) >= timeout
+	now := time.Now()
+	if be.conn != conn || be.inflight == 0 {
+		return now.Add(timeout), false
+	}
+	next = be.progressAt.Add(timeout)
+	return next, !now.Before(next)
 }
 
 // grow returns a buffer with buf[start:] at its front and free room after it.

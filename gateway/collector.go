@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"sync/atomic"
+	"fmt"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -23,6 +25,10 @@ const (
 	// ReplyAll waits for every addressed backend, then returns the primary's reply.
 	ReplyAll
 )
+
+func (p ReplyPolicy) String() string {
+	return [...]string{"primary", "first", "quorum", "all"}[p]
+}
 
 // ParseReplyPolicy maps the write_reply setting to a policy.
 func ParseReplyPolicy(s string) (ReplyPolicy, bool) {
@@ -70,6 +76,9 @@ type command struct {
 	variants  [maxVariants]variant
 	nvariants uint8
 	extra     bool    // more variants than maxVariants
+	// readFailed: a read whose one backend failed before replying; the session
+	// retries it once on another backend (session.retryReads).
+	readFailed bool
 	hidden    bool    // the client does not see this reply (MULTI and QUEUED inside EXEC)
 	write     bool    // the command changes data: an error where others applied it is a lost write
 	detail    string  // for divergence logs: a script's SHA1 or a function's name
@@ -96,6 +105,9 @@ type batchSettings struct {
 	// onLostWrite runs (under b.mu) for a backend that answered a write with an
 	// error while another backend applied it: that backend missed the write.
 	onLostWrite func(backend int, c *command, reply []byte)
+	// appendError appends an error reply of the gateway's own (write_reply=all or
+	// quorum not met because backends failed).
+	appendError func(dst []byte, msg string) []byte
 }
 
 // batch holds the commands of one client read burst and collects their replies.
@@ -112,6 +124,8 @@ type batch struct {
 	settings  *batchSettings
 	cmpBuf    []byte        // scratch for comparable forms
 	done      chan struct{} // one signal when undecided reaches 0 after sealing
+	// readFails counts reads whose only backend failed (readable without mu).
+	readFails atomic.Int32
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{done: make(chan struct{}, 1)} }}
@@ -125,6 +139,7 @@ func newBatch(settings *batchSettings) *batch {
 	b.refs = 1
 	b.sealed = false
 	b.settings = settings
+	b.readFails.Store(0)
 	return b
 }
 
@@ -198,6 +213,10 @@ func (b *batch) deliver(i int, backend int, reply []byte, noReply []byte) {
 		c.failed++
 		if int(c.source) == backend {
 			c.srcFailed = true
+		}
+		if !c.write && c.expect == 1 {
+			c.readFailed = true
+			b.readFails.Add(1)
 		}
 	} else {
 		c.got++
@@ -301,6 +320,15 @@ func (b *batch) decide(c *command, noReply []byte) {
 			pick = 0 // the primary failed: the first reply of another backend
 		}
 	}
+	if complete && c.failed > 0 && c.got > 0 && c.expect > 1 && b.settings.appendError != nil &&
+		(b.settings.policy == ReplyAll || b.settings.policy == ReplyQuorum && pick < 0) {
+		// Backends failed before replying (connection lost, or no reply within
+		// backend_timeout): the policy's promise cannot be kept; say how far it got.
+		b.decideLocal(c, b.settings.appendError(nil, fmt.Sprintf("dynode-broadcaster: write_reply=%s: %d of %d backends answered",
+			b.settings.policy, c.got, c.expect)))
+		b.signalIfDone()
+		return
+	}
 	if pick < 0 && complete {
 		if pick = c.sourceVariant(); pick < 0 {
 			pick = c.mostCommon()
@@ -330,6 +358,17 @@ func (c *command) mostCommon() int8 {
 		}
 	}
 	return best
+}
+
+// failedReads reports whether a read's only backend failed before replying.
+func (b *batch) failedReads() bool { return b.readFails.Load() > 0 }
+
+// replaceReplyLocked makes reply the client reply of command i (the caller holds mu).
+func (b *batch) replaceReplyLocked(i int, reply []byte) {
+	c := &b.cmds[i]
+	c.off, c.n = int32(len(b.arena)), int32(len(reply))
+	b.arena = append(b.arena, reply...)
+	c.chosen = -1
 }
 
 // appendReplies appends the client replies of every command, in order, to dst.

@@ -26,11 +26,15 @@ func TestCollectorPolicies(t *testing.T) {
 		{"quorum none: primary's", ReplyQuorum, []event{{0, ":0"}, {1, ":1"}, {2, ":2"}}, 2, ":0", true},
 		{"all waits for all", ReplyAll, []event{{0, ":5"}, {1, ":5"}, {2, ":5"}}, 2, ":5", false},
 		{"all, everyone failed", ReplyAll, []event{{0, ""}, {1, ""}, {2, ""}}, 2, "-ERR none", false},
+		{"all, one failed: how many answered", ReplyAll, []event{{0, ":5"}, {1, ""}, {2, ":5"}}, 2, "-ERR dynode-broadcaster: write_reply=all: 2 of 3 backends answered", false},
+		{"quorum, failures leave no majority", ReplyQuorum, []event{{0, ":5"}, {1, ""}, {2, ""}}, 2, "-ERR dynode-broadcaster: write_reply=quorum: 1 of 3 backends answered", false},
+		{"quorum despite a failure", ReplyQuorum, []event{{0, ":5"}, {1, ""}, {2, ":5"}}, 2, ":5", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var finished *command
-			b := newBatch(&batchSettings{policy: tt.policy, onFinish: func(_ *batch, c *command) { finished = c }})
+			b := newBatch(&batchSettings{policy: tt.policy, onFinish: func(_ *batch, c *command) { finished = c },
+				appendError: func(dst []byte, msg string) []byte { return append(append(append(dst, "-ERR "...), msg...), "\r\n"...) }})
 			i := b.add("INCR", 0)
 			b.mu.Lock()
 			for range 3 {

@@ -95,7 +95,7 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: unknown protocol %q", cfg.Protocol)
 	}
 	g.batchSettings = batchSettings{policy: policy, onFinish: g.finish, comparable: g.wire.comparable,
-		isError: g.wire.isError, missing: g.wire.missing, onLostWrite: g.lostWrite}
+		isError: g.wire.isError, missing: g.wire.missing, onLostWrite: g.lostWrite, appendError: g.wire.appendError}
 	g.noReply = g.wire.appendError(nil, "dynode-broadcaster: no backend replied")
 	g.noBackend = g.wire.appendError(nil, "dynode-broadcaster: no backend available")
 	for i, addr := range servers {

@@ -167,6 +167,9 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 			return pos, true, nil
 		}
 	}
+	if b.failedReads() {
+		s.retryReads(ctx, b)
+	}
 	s.out = s.out[:0]
 	if !gw.cfg.DiscardResponses {
 		s.out = b.appendReplies(s.out)
@@ -193,6 +196,52 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		s.out = nil
 	}
 	return pos, closeAfter, nil
+}
+
+// retryReads sends again, once, the reads whose backend failed before replying
+// (its connection was lost, or it gave no reply within backend_timeout). They go
+// through the sequencer like any read, so they land behind the client's earlier
+// writes on the backend picked now, and their replies take the failed ones' place.
+// Reads inside a transaction are not retried: a block is answered whole.
+func (s *session) retryReads(ctx context.Context, b *batch) {
+	gw := s.gw
+	var items []queuedCmd
+	var orig []int
+	b.mu.Lock()
+	for i := 0; i < len(s.items); i++ {
+		it := s.items[i]
+		if it.block > 0 {
+			i += it.block - 1
+			continue
+		}
+		if it.class == protocols.Read && b.cmds[it.idx].readFailed {
+			orig = append(orig, it.idx)
+			items = append(items, it)
+		}
+	}
+	b.mu.Unlock()
+	if len(items) == 0 {
+		return
+	}
+	r := newBatch(&gw.batchSettings)
+	defer r.release()
+	for i := range items {
+		items[i].idx = r.add(b.cmds[orig[i]].name, -1)
+	}
+	gw.seq.submit(r, items, gw.noBackend, nil)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return
+	}
+	r.mu.Lock()
+	b.mu.Lock()
+	for i, idx := range orig {
+		b.replaceReplyLocked(idx, r.reply(&r.cmds[i]))
+	}
+	b.mu.Unlock()
+	r.mu.Unlock()
+	gw.stats.ReadsRetried.Add(int64(len(items)))
 }
 
 // queue adds a command for backends to the batch and to s.items.

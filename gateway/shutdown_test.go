@@ -24,7 +24,7 @@ func TestGracefulShutdown(t *testing.T) {
 	backends := startRedisBackends(t, 2)
 	cfg, err := configuration.Load(configuration.Sources{Environ: []string{
 		"DYNODE_HOST=127.0.0.1", "DYNODE_PORT=0", "DYNODE_SERVERS=" + backends[0].Addr + "," + backends[1].Addr,
-		"DYNODE_SHUTDOWN_TIMEOUT=10"}})
+		"DYNODE_SHUTDOWN_TIMEOUT=10", "DYNODE_BACKEND_TIMEOUT=30"}}) // the stop must not count as a hang
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := backends[1].Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // writes queue up for the stopped backend
+	eventually(t, func() bool { return g.Backends()[1].QueuedBytes > 0 }, "writes queue up in the gateway for the stopped backend")
 	queued := g.Backends()[1]
 	stop()                             // what SIGTERM does in main
 	time.Sleep(300 * time.Millisecond) // the gateway waits for it

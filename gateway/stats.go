@@ -23,6 +23,7 @@ type Stats struct {
 	OutOfSyncEvents    atomic.Int64 // backends that went out of sync
 	ResyncsStarted     atomic.Int64 // resyncs started (resync.go)
 	ResyncsFailed      atomic.Int64 // resyncs that failed (the backend stays out of sync)
+	ReadsRetried       atomic.Int64 // reads sent again because their backend failed before replying
 	BackendErrors      atomic.Int64 // error replies to writes no client waited for
 	BackendBytesOut    atomic.Int64 // bytes written to backends
 	BackendBytesIn     atomic.Int64 // reply bytes read from backends
