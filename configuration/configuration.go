@@ -34,24 +34,27 @@ type Config struct {
 	ReconnectDelayTimeout       time.Duration // first delay between reconnection attempts
 	ReadIdleTimeout             time.Duration // idle client timeout; 0 = never
 
-	Protocol            string        // redis, memcache or raw
-	WriteReply          string        // primary, first, quorum or all
-	ReadFrom            string        // primary or any
-	Primary             string        // primary backend; "" = Servers[0]
-	BackendTimeout      time.Duration // longest wait for a backend reply
-	BackendBacklogBytes int64         // queued write bytes per backend before out of sync
-	MaxRequestBytes     int64         // largest client request
-	AbsoluteTTL         bool          // relative expiries sent as absolute times
-	ClientOutputLimit   int64         // unread reply bytes per client before its reading pauses
-	ClientOutputTimeout time.Duration // longest a client may leave replies unread
-	AutoResync          bool          // resync a backend as soon as it is out of sync
-	ShutdownTimeout     time.Duration // longest a graceful shutdown waits for replies and backend queues
-	BacklogDir          string        // directory of the durable backlogs and state; "" = memory only
-	BacklogFsync        string        // always, everysec or no
-	WarmPeriod         time.Duration // memcached: how long a flushed backend warms; 0 = largest TTL seen, at most 1 h
-	MaxClients          int           // 0 = unlimited
-	Threads             int           // GOMAXPROCS; 0 = half the CPUs, at least 1
-	AdminPort           int           // admin HTTP port; 0 = off
+	Protocol               string        // redis, memcache or raw
+	WriteReply             string        // primary, first, quorum or all
+	ReadFrom               string        // primary or any
+	Primary                string        // primary backend; "" = Servers[0]
+	BackendTimeout         time.Duration // longest wait for a backend reply
+	BackendBacklogBytes    int64         // queued write bytes per backend before out of sync
+	MaxRequestBytes        int64         // largest client request
+	AbsoluteTTL            bool          // relative expiries sent as absolute times
+	ClientOutputLimit      int64         // unread reply bytes per client before its reading pauses
+	ClientOutputTimeout    time.Duration // longest a client may leave replies unread
+	AutoResync             bool          // resync a backend as soon as it is out of sync
+	ShutdownTimeout        time.Duration // longest a graceful shutdown waits for replies and backend queues
+	BacklogDir             string        // directory of the durable backlogs and state; "" = memory only
+	VerifyInterval         time.Duration // seconds between convergence check rounds; 0 = only on POST /verify
+	VerifyKeys             int           // keys compared per round
+	VerifySuspectThreshold int           // keys differing in a round that put a backend out of sync
+	BacklogFsync           string        // always, everysec or no
+	WarmPeriod             time.Duration // memcached: how long a flushed backend warms; 0 = largest TTL seen, at most 1 h
+	MaxClients             int           // 0 = unlimited
+	Threads                int           // GOMAXPROCS; 0 = half the CPUs, at least 1
+	AdminPort              int           // admin HTTP port; 0 = off
 
 	RawReply              string // protocol=raw: all, primary or none
 	RawBackendBufferBytes int64  // protocol=raw: queued bytes per backend of a client
@@ -222,7 +225,8 @@ func (c *Config) values() map[string]string {
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit), "absolute_ttl": fmt.Sprint(c.AbsoluteTTL),
 		"auto_resync": fmt.Sprint(c.AutoResync), "shutdown_timeout": secs(c.ShutdownTimeout),
-		"backlog_dir": c.BacklogDir, "backlog_fsync": c.BacklogFsync, "warm_seconds": secs(c.WarmPeriod),
+		"backlog_dir": c.BacklogDir, "backlog_fsync": c.BacklogFsync,
+		"verify_interval": secs(c.VerifyInterval), "verify_keys": fmt.Sprint(c.VerifyKeys), "verify_suspect_threshold": fmt.Sprint(c.VerifySuspectThreshold), "warm_seconds": secs(c.WarmPeriod),
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,

@@ -23,6 +23,7 @@ import (
 //	/healthz   200 while the process serves
 //	/readyz    200 when clients can be served (a backend is up; always in raw mode)
 //	POST /backends/{addr}/resync  start a resync of a backend (202; 404 unknown, 409 refused)
+//	POST /verify  run one round of the convergence check; JSON result (409 while one runs)
 func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(statsCollector{g}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -49,6 +50,20 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 		}
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(body)
+	})
+	mux.HandleFunc("POST /verify", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		res, err := g.Verify(r.Context())
+		if err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, ErrVerifyRunning) {
+				code = http.StatusConflict
+			}
+			w.WriteHeader(code)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(res)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -113,6 +128,7 @@ var (
 	descDivScript  = prometheus.NewDesc("dynode_script_divergence_total", "Divergences of EVAL, EVALSHA and FCALL by script SHA1 or function name (scripts must be deterministic; see README).", []string{"script"}, nil)
 	descOutOfSync  = prometheus.NewDesc("dynode_out_of_sync_events_total", "Backends that lost writes.", nil, nil)
 	descRetried    = prometheus.NewDesc("dynode_reads_retried_total", "Reads sent again to another backend because theirs failed before replying (connection lost, or backend_timeout).", nil, nil)
+	descVerify     = prometheus.NewDesc("dynode_verify_total", "Convergence check: rounds, keys compared, and keys found different (summed over backends).", []string{"what"}, nil)
 	descResyncs    = prometheus.NewDesc("dynode_resyncs_total", "Backend resyncs by result: started, failed.", []string{"result"}, nil)
 	descState      = prometheus.NewDesc("dynode_backend_state", "1 for the backend's current state: connecting, up, replaying, down, out_of_sync, resyncing, warming, stopped.", []string{"backend", "state"}, nil)
 	descResyncByte = prometheus.NewDesc("dynode_backend_resync_bytes", "Bytes of the source's snapshot the backend has read in its running resync.", []string{"backend"}, nil)
@@ -124,14 +140,15 @@ var (
 	descUp         = prometheus.NewDesc("dynode_backend_up", "1 if the backend is connected.", []string{"backend"}, nil)
 	descInSync     = prometheus.NewDesc("dynode_backend_in_sync", "0 once the backend lost writes.", []string{"backend"}, nil)
 	descQueued     = prometheus.NewDesc("dynode_backend_queued_bytes", "Bytes waiting to be written (the backlog while down).", []string{"backend"}, nil)
+	descLag        = prometheus.NewDesc("dynode_backend_lag_commands", "Commands a backend has yet to answer (in flight, queued, spilled): how far it is behind.", []string{"backend"}, nil)
 	descInFlight   = prometheus.NewDesc("dynode_backend_in_flight", "Commands written, reply not yet read.", []string{"backend"}, nil)
 	descLost       = prometheus.NewDesc("dynode_backend_lost_writes_total", "Writes a backend may not have applied (backlog full, or unacknowledged when its connection was lost).", []string{"backend"}, nil)
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
-		descDivergence, descDivClass, descDivScript, descOutOfSync, descRetried, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
-		descUp, descInSync, descQueued, descInFlight, descLost} {
+		descDivergence, descDivClass, descDivScript, descOutOfSync, descVerify, descRetried, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
+		descUp, descInSync, descQueued, descLag, descInFlight, descLost} {
 		ch <- d
 	}
 }
@@ -162,6 +179,9 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descOutOfSync, s.OutOfSyncEvents.Load())
 	counter(descRetried, s.ReadsRetried.Load())
+	counter(descVerify, s.VerifyRounds.Load(), "rounds")
+	counter(descVerify, s.VerifyKeys.Load(), "keys")
+	counter(descVerify, s.VerifyMismatches.Load(), "mismatches")
 	counter(descResyncs, s.ResyncsStarted.Load(), "started")
 	counter(descResyncs, s.ResyncsFailed.Load(), "failed")
 	counter(descBackendErr, s.BackendErrors.Load())
@@ -187,6 +207,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descInSync, inSync, b.Addr)
 		gauge(descQueued, b.QueuedBytes, b.Addr)
 		gauge(descInFlight, int64(b.InFlight), b.Addr)
+		gauge(descLag, b.LagCommands, b.Addr)
 		counter(descLost, b.LostWrites, b.Addr)
 	}
 }

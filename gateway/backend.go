@@ -208,7 +208,7 @@ func (be *backend) markOutOfSync(reason string) {
 	if first {
 		be.gw.durable.update(be.addr, func(b *persistedBackend) { b.OutOfSync, b.Reason = true, reason })
 		be.gw.stats.OutOfSyncEvents.Add(1)
-		be.log.Error("backend out of sync: writes were lost; its data may differ from the other backends", "reason", reason)
+		be.log.Error("backend out of sync: its data may differ from the other backends", "reason", reason)
 	}
 }
 

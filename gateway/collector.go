@@ -1,9 +1,9 @@
 package gateway
 
 import (
-	"sync/atomic"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -75,15 +75,15 @@ type command struct {
 	off, n    int32 // local reply bytes in arena (chosen == -1)
 	variants  [maxVariants]variant
 	nvariants uint8
-	extra     bool    // more variants than maxVariants
+	extra     bool // more variants than maxVariants
 	// readFailed: a read whose one backend failed before replying; the session
 	// retries it once on another backend (session.retryReads).
 	readFailed bool
-	hidden    bool    // the client does not see this reply (MULTI and QUEUED inside EXEC)
-	write     bool    // the command changes data: an error where others applied it is a lost write
-	detail    string  // for divergence logs: a script's SHA1 or a function's name
-	applied   bool    // write: a backend answered it without an error
-	errFrom   []int16 // write: backends that answered an error while none had applied it
+	hidden     bool    // the client does not see this reply (MULTI and QUEUED inside EXEC)
+	write      bool    // the command changes data: an error where others applied it is a lost write
+	detail     string  // for divergence logs: a script's SHA1 or a function's name
+	applied    bool    // write: a backend answered it without an error
+	errFrom    []int16 // write: backends that answered an error while none had applied it
 	// visible, when set, decides from the chosen reply whether the client sees it
 	// (memcached noreply and quiet meta commands).
 	visible func(reply []byte) bool

@@ -129,4 +129,3 @@ func TestBacklogDirNotWritable(t *testing.T) {
 		t.Fatalf("New with backlog_dir under a file: %v", err)
 	}
 }
-

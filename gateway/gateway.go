@@ -43,6 +43,7 @@ type Gateway struct {
 
 	resyncs resyncer     // running resyncs (resync.go)
 	durable *durable     // backlog_dir; nil: backlogs in memory only (durable.go)
+	verify  verifier     // the convergence check's state (verify.go)
 	maxTTL  atomic.Int64 // protocol=memcache: the largest TTL clients set, in seconds
 	// draining: shutting down; sessions read nothing more (see shutdown).
 	draining atomic.Bool
@@ -160,6 +161,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.resyncs.mu.Unlock()
 	if g.cfg.AutoResync && len(g.backends) > 1 {
 		wg.Go(func() { g.autoResync(ctx) })
+	}
+	if g.cfg.VerifyInterval > 0 && len(g.backends) > 1 {
+		wg.Go(func() { g.verifyEvery(ctx) })
 	}
 	wg.Go(func() {
 		<-ctx.Done()
@@ -385,7 +389,7 @@ func (g *Gateway) Backends() []BackendStatus {
 		be.mu.Lock()
 		out = append(out, BackendStatus{
 			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.displayStateLocked(), Connected: be.state == StateUp,
-			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight,
+			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight, LagCommands: int64(be.queue.len()),
 			Connects: be.connects.Load(), LostWrites: be.lostWrites, Since: be.since, Process: be.identity,
 			OutOfSyncReason: reason, OutOfSyncSince: since, Resync: be.resyncProgress(),
 		})

@@ -150,12 +150,13 @@ func (g *Gateway) autoResync(ctx context.Context) {
 	}
 }
 
-// resyncSource is the backend a resync of target copies from: the primary if it is
-// preferred, else the first preferred backend; nil if none.
+// resyncSource is the backend a resync of target copies from (target nil: the
+// reference of a verify round): the primary if it is preferred, else the first
+// preferred backend; nil if none.
 func (g *Gateway) resyncSource(target *backend) *backend {
 	g.seq.mu.Lock()
 	defer g.seq.mu.Unlock()
-	if p := g.seq.primary; p >= 0 && p != target.index && g.backends[p].preferred() {
+	if p := g.seq.primary; p >= 0 && g.backends[p] != target && g.backends[p].preferred() {
 		return g.backends[p]
 	}
 	for _, be := range g.backends {
@@ -298,7 +299,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	// instant the target holds its writes.
 	target.updateResync(func(p *ResyncProgress) { p.Step = "switching" })
 	pause := max(2*time.Second, g.cfg.BackendTimeout/2)
-	marker := &gate{effectOf: func([]byte, []byte) ([]byte, bool) { return nil, false }, done: make(chan struct{})}
+	marker := newReplyGate()
 	frame := resp.AppendCommand(nil, [][]byte{[]byte("CLIENT"), []byte("PAUSE"), []byte(strconv.FormatInt(pause.Milliseconds(), 10)), []byte("WRITE")})
 	pausedAt := time.Now()
 	g.seq.mu.Lock()
@@ -508,14 +509,19 @@ func (g *Gateway) dialSide(ctx context.Context, be *backend) (*sideConn, error) 
 		return nil, err
 	}
 	c := &sideConn{be: be, conn: conn, scan: g.wire.newScanner()}
-	if _, err := c.do("PING"); err != nil {
+	reply, isErr, buf, err := be.roundTrip(conn, c.scan, g.wire.probe, 0, nil)
+	c.buf = buf
+	if err == nil && isErr {
+		err = fmt.Errorf("backend %s: %s", be.addr, truncate(firstLine(reply), 120))
+	}
+	if err != nil {
 		c.close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// do sends one command and returns its reply; an error reply is an error.
+// do sends one Redis command and returns its reply; an error reply is an error.
 func (c *sideConn) do(args ...string) ([]byte, error) {
 	if c == nil || c.broken {
 		return nil, errors.New("no connection")

@@ -24,6 +24,9 @@ type Stats struct {
 	ResyncsStarted     atomic.Int64 // resyncs started (resync.go)
 	ResyncsFailed      atomic.Int64 // resyncs that failed (the backend stays out of sync)
 	ReadsRetried       atomic.Int64 // reads sent again because their backend failed before replying
+	VerifyRounds       atomic.Int64 // convergence check rounds (verify.go)
+	VerifyKeys         atomic.Int64 // keys compared by them
+	VerifyMismatches   atomic.Int64 // keys found different, summed over backends
 	BackendErrors      atomic.Int64 // error replies to writes no client waited for
 	BackendBytesOut    atomic.Int64 // bytes written to backends
 	BackendBytesIn     atomic.Int64 // reply bytes read from backends
@@ -75,6 +78,9 @@ type BackendStatus struct {
 	OutOfSync   bool
 	QueuedBytes int64 // bytes waiting to be written (the backlog while down)
 	InFlight    int   // commands written, reply not yet read
+	// LagCommands is how many commands it has yet to answer: in flight, queued in
+	// memory, and spilled to backlog_dir.
+	LagCommands int64
 	LostWrites  int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	Connects    int64
 	Since       time.Time // when State last changed

@@ -387,6 +387,10 @@ func claimedIDs(reply []byte) ([][]byte, bool) {
 	return ids, true
 }
 
+// Bulks returns the values of a reply that is one bulk string, a null, or an array or
+// set of bulk strings.
+func Bulks(reply []byte) ([][]byte, bool) { return bulks(reply) }
+
 // Elements splits an array reply into its elements' bytes (ok false for any other
 // reply, a nil array included).
 func Elements(reply []byte) ([][]byte, bool) { return elements(reply) }
