@@ -20,7 +20,8 @@ import (
 // through a gateway in front of 3 redis-servers, each behind a toxiproxy, while
 // faults hit one backend at a time, chosen at random: SIGKILL and restart empty,
 // SHUTDOWN NOSAVE and restart, SIGSTOP then SIGCONT, the proxy down then up, a
-// reset_peer, latency, a bandwidth limit. After each fault the test waits for every
+// reset_peer, a timeout toxic (a link that carries nothing: a partition), latency,
+// a bandwidth limit. After each fault the test waits for every
 // backend to be back in sync (resyncs run by themselves). At the end every backend
 // is in sync, DEBUG DIGEST is equal on all, and every write a client saw
 // acknowledged is there: the counter equals the acknowledged INCRs (plus at most the
@@ -134,7 +135,8 @@ func TestChaos(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	for time.Now().Before(end) {
 		i := rng.IntN(3)
-		kind := []string{"kill", "shutdown", "stop", "proxy-down", "reset", "latency", "bandwidth"}[rng.IntN(7)]
+		kinds := []string{"kill", "shutdown", "stop", "proxy-down", "reset", "timeout", "latency", "bandwidth"}
+		kind := kinds[rng.IntN(len(kinds))]
 		faults[kind]++
 		pause := time.Duration(200+rng.IntN(1300)) * time.Millisecond
 		switch kind {
@@ -152,6 +154,12 @@ func TestChaos(t *testing.T) {
 			proxies[i].AddToxic(`{"name":"reset","type":"reset_peer","attributes":{"timeout":0}}`)
 			time.Sleep(50 * time.Millisecond)
 			proxies[i].RemoveToxic("reset")
+		case "timeout": // the link stops carrying data, both ways, as in a partition
+			proxies[i].AddToxic(`{"name":"part","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
+			proxies[i].AddToxic(`{"name":"part2","type":"timeout","stream":"downstream","attributes":{"timeout":0}}`)
+			time.Sleep(pause)
+			proxies[i].RemoveToxic("part")
+			proxies[i].RemoveToxic("part2")
 		case "latency":
 			proxies[i].AddToxic(`{"name":"lat","type":"latency","attributes":{"latency":50,"jitter":20}}`)
 			time.Sleep(pause)

@@ -375,7 +375,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend, tconn *sideConn) error {
 	stall := max(30*time.Second, 6*g.cfg.ConnectTimeout)
 	var last string
-	lastChange := time.Now()
+	lastChange, lastLog := time.Now(), time.Now()
 	for {
 		info, err := tconn.do("INFO", "replication")
 		if err != nil {
@@ -389,6 +389,10 @@ func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend,
 		}
 		if inProgress == "1" {
 			target.updateResync(func(p *ResyncProgress) { p.Bytes, p.TotalBytes = read, total })
+			if time.Since(lastLog) >= 5*time.Second {
+				target.log.Info("backend resync progress", "state", "resyncing", "source", source.addr, "bytes", read, "of_bytes", total)
+				lastLog = time.Now()
+			}
 		}
 		if link == "up" && inProgress == "0" {
 			return nil
