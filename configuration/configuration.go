@@ -51,6 +51,7 @@ type Config struct {
 	VerifyKeys             int           // keys compared per round
 	VerifySuspectThreshold int           // keys differing in a round that put a backend out of sync
 	BacklogFsync           string        // always, everysec or no
+	BacklogMemoryBytes     int64         // with BacklogDir: a connected backend's queue in memory before it spills
 	WarmPeriod             time.Duration // memcached: how long a flushed backend warms; 0 = largest TTL seen, at most 1 h
 	MaxClients             int           // 0 = unlimited
 	Threads                int           // GOMAXPROCS; 0 = half the CPUs, at least 1
@@ -225,7 +226,7 @@ func (c *Config) values() map[string]string {
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit), "absolute_ttl": fmt.Sprint(c.AbsoluteTTL),
 		"auto_resync": fmt.Sprint(c.AutoResync), "shutdown_timeout": secs(c.ShutdownTimeout),
-		"backlog_dir": c.BacklogDir, "backlog_fsync": c.BacklogFsync,
+		"backlog_dir": c.BacklogDir, "backlog_fsync": c.BacklogFsync, "backlog_memory_bytes": fmt.Sprint(c.BacklogMemoryBytes),
 		"verify_interval": secs(c.VerifyInterval), "verify_keys": fmt.Sprint(c.VerifyKeys), "verify_suspect_threshold": fmt.Sprint(c.VerifySuspectThreshold), "warm_seconds": secs(c.WarmPeriod),
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),

@@ -93,6 +93,7 @@ var settings = []setting{
 	}},
 	{"backlog_fsync", "everysec", "when backlog_dir files are flushed to disk: always (before each write is acknowledged), everysec or no",
 		oneOf(strings.ToLower, func(c *Config) *string { return &c.BacklogFsync }, "always", "everysec", "no")},
+	{"backlog_memory_bytes", "8388608", "with backlog_dir: bytes of a connected backend's queue kept in memory; past it (the backend is behind), its queue goes to a spill file until it catches up", int64Into(64<<10, 1<<40, func(c *Config) *int64 { return &c.BacklogMemoryBytes })},
 	{"verify_interval", "0", "seconds between rounds of the online convergence check (a sample of keys compared across in-sync backends at one point of the global order); 0 = only on POST /verify", durationInto(func(c *Config) *time.Duration { return &c.VerifyInterval })},
 	{"verify_keys", "1000", "keys compared per convergence check round (SCAN moves on between rounds)", intInto(1, 1<<20, func(c *Config) *int { return &c.VerifyKeys })},
 	{"verify_suspect_threshold", "1", "keys found different in one round that put a backend out of sync (and so resynced with auto_resync)", intInto(1, 1<<20, func(c *Config) *int { return &c.VerifySuspectThreshold })},

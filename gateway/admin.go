@@ -129,6 +129,7 @@ var (
 	descOutOfSync  = prometheus.NewDesc("dynode_out_of_sync_events_total", "Backends that lost writes.", nil, nil)
 	descRetried    = prometheus.NewDesc("dynode_reads_retried_total", "Reads sent again to another backend because theirs failed before replying (connection lost, or backend_timeout).", nil, nil)
 	descVerify     = prometheus.NewDesc("dynode_verify_total", "Convergence check: rounds, keys compared, and keys found different (summed over backends).", []string{"what"}, nil)
+	descSpills     = prometheus.NewDesc("dynode_backend_spills_total", "Times a backend fell behind and its queue spilled to backlog_dir (backlog_memory_bytes).", nil, nil)
 	descResyncs    = prometheus.NewDesc("dynode_resyncs_total", "Backend resyncs by result: started, failed.", []string{"result"}, nil)
 	descState      = prometheus.NewDesc("dynode_backend_state", "1 for the backend's current state: connecting, up, replaying, down, out_of_sync, resyncing, warming, stopped.", []string{"backend", "state"}, nil)
 	descResyncByte = prometheus.NewDesc("dynode_backend_resync_bytes", "Bytes of the source's snapshot the backend has read in its running resync.", []string{"backend"}, nil)
@@ -147,7 +148,7 @@ var (
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
-		descDivergence, descDivClass, descDivScript, descOutOfSync, descVerify, descRetried, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
+		descDivergence, descDivClass, descDivScript, descOutOfSync, descSpills, descVerify, descRetried, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
 		descUp, descInSync, descQueued, descLag, descInFlight, descLost} {
 		ch <- d
 	}
@@ -179,6 +180,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descOutOfSync, s.OutOfSyncEvents.Load())
 	counter(descRetried, s.ReadsRetried.Load())
+	counter(descSpills, s.Spills.Load())
 	counter(descVerify, s.VerifyRounds.Load(), "rounds")
 	counter(descVerify, s.VerifyKeys.Load(), "keys")
 	counter(descVerify, s.VerifyMismatches.Load(), "mismatches")

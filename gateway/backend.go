@@ -67,6 +67,7 @@ type backend struct {
 	up        atomic.Bool  // connected (readable without mu, for the sequencer's pre-pass)
 	outOfSync atomic.Bool  // a write was lost: the data may differ from the others
 	resyncing atomic.Bool  // a resync is rebuilding it: never the reply source nor read from
+	behind    atomic.Bool  // spilling: far behind the others, so neither reply source nor read target
 	warmUntil atomic.Int64 // memcached: Unix nanoseconds until which it warms after a flush
 	queued    atomic.Int64 // bytes in out (for metrics)
 	connects  atomic.Int64 // successful connections so far
@@ -89,7 +90,13 @@ type backend struct {
 	since     time.Time     // when state last changed
 	phase     syncPhase     // where a resync of it is (resync.go)
 	disk      *backlog.File // with backlog_dir: its backlog file (durable.go); nil: memory only
-	replaying bool          // connected with a backlog not yet answered
+	spill     *backlog.File // with backlog_dir: where its queue goes past backlog_memory_bytes (spill.go)
+	spilling  bool          // new commands go to spill until the writer has read it all
+	// spillEntries and spillBytes are the commands (and their bytes) in spill not yet
+	// read back; spillOff is the file offset of the next one.
+	spillEntries, spillBytes int
+	spillOff                 int64
+	replaying                bool // connected with a backlog not yet answered
 
 	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	losses     int64 // times writes were lost (wait.go)
@@ -163,6 +170,15 @@ func (be *backend) selectLocked(db int) {
 // enqueueLocked appends a frame to the stream: to out, or behind the last gated
 // write while there is one.
 func (be *backend) enqueueLocked(frame []byte, p pending) {
+	if be.spilling {
+		// Gated writes whose outcome is known leave the way (their writer may be stuck
+		// on a backend that takes nothing: it does not have to release them).
+		be.releaseGatedLocked()
+		if len(be.gated) == 0 {
+			be.spillLocked(frame, []byte{p.kind}, be.db)
+			return
+		}
+	}
 	if n := len(be.gated); n > 0 {
 		gw := &be.gated[n-1]
 		gw.after = append(gw.after, frame...)
@@ -175,13 +191,13 @@ func (be *backend) enqueueLocked(frame []byte, p pending) {
 		be.outDB = be.db
 	}
 	be.queue.push(p)
-	if be.disk != nil && be.state != StateUp {
+	if be.disk != nil && be.state != StateUp && !be.spilling {
 		be.persistLocked(backlog.Record{Seq: uint64(be.queue.pushed), Kinds: []byte{p.kind}, Frames: frame})
 	}
 }
 
-// queuedBytesLocked is how many bytes wait for the writer.
-func (be *backend) queuedBytesLocked() int { return len(be.out) + be.heldBytes }
+// queuedBytesLocked is how many bytes wait for the writer, spilled ones included.
+func (be *backend) queuedBytesLocked() int { return len(be.out) + be.heldBytes + be.spillBytes }
 
 // kick wakes the writer after appends.
 func (be *backend) kick() {
@@ -255,6 +271,8 @@ func (be *backend) displayStateLocked() string {
 		return "out_of_sync"
 	case be.warming():
 		return "warming"
+	case be.spilling:
+		return "behind"
 	case be.replaying:
 		return "replaying"
 	}
@@ -280,7 +298,7 @@ func (be *backend) warming() bool {
 // preferred reports whether the backend may be the reply source or read target while
 // another backend can: up, in sync, not being rebuilt, not warming.
 func (be *backend) preferred() bool {
-	return be.up.Load() && !be.outOfSync.Load() && !be.resyncing.Load() && !be.warming()
+	return be.up.Load() && !be.outOfSync.Load() && !be.resyncing.Load() && !be.behind.Load() && !be.warming()
 }
 
 // syncState returns why and since when the backend is out of sync.
@@ -373,7 +391,11 @@ func (be *backend) sleepDown(ctx context.Context, d time.Duration) bool {
 			return true
 		case <-be.wake:
 			be.mu.Lock()
-			be.persistGatedLocked()
+			if be.spilling {
+				be.releaseGatedLocked() // known effects go to the spill
+			} else {
+				be.persistGatedLocked()
+			}
 			be.mu.Unlock()
 		}
 	}
@@ -513,7 +535,7 @@ func (be *backend) serve(ctx context.Context, conn net.Conn) {
 		be.queue.pushFront(pending{write: true}, be.inflight)
 	}
 	be.up.Store(true)
-	be.replaying = be.queue.len() > 0
+	be.replaying = be.queue.len() > 0 || be.spillEntries > 0
 	if be.disk != nil && !be.replaying {
 		be.dropBacklogFileLocked()
 	}
@@ -622,6 +644,9 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 			continue
 		}
 		be.releaseGatedLocked()
+		if len(be.out) == 0 && be.spilling {
+			be.unspillLocked()
+		}
 		buf, be.out = be.out, buf[:0]
 		be.largest = 0
 		if be.inflight == 0 && len(buf) > 0 {
@@ -639,6 +664,9 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 			return
 		}
 		be.gw.stats.BackendBytesOut.Add(int64(len(buf)))
+		if be.spillPending() {
+			be.kick() // read the next part of the spill once this one is written
+		}
 		if cap(buf) > 4<<20 {
 			buf = nil // keep no huge backlog buffer around
 		}
@@ -744,7 +772,7 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 	be.inflight -= len(ends)
 	if be.inflight > 0 {
 		be.progressAt = time.Now()
-	} else if be.replaying && be.queue.len() == 0 {
+	} else if be.replaying && be.queue.len() == 0 && be.spillEntries == 0 {
 		be.replaying = false
 		if be.disk != nil {
 			be.dropBacklogFileLocked()
@@ -879,6 +907,27 @@ func (r *ring) resize() {
 		nb[i] = r.buf[(r.head+i)%len(r.buf)]
 	}
 	r.buf, r.head = nb, 0
+}
+
+// skip counts n entries as pushed without holding them (they wait in a spill).
+func (r *ring) skip(n int) { r.pushed += int64(n) }
+
+// pushCounted adds an entry already counted by skip.
+func (r *ring) pushCounted(p pending) {
+	r.push(p)
+	r.pushed--
+}
+
+// removeAt removes n entries from position at (0 = the head), keeping the order of
+// the others. Their positions stay counted in pushed.
+func (r *ring) removeAt(at, n int) {
+	for i := at; i+n < r.size; i++ {
+		r.buf[(r.head+i)%len(r.buf)] = r.buf[(r.head+i+n)%len(r.buf)]
+	}
+	for i := r.size - n; i < r.size; i++ {
+		r.buf[(r.head+i)%len(r.buf)] = pending{}
+	}
+	r.size -= n
 }
 
 // popInto removes the first n entries and appends them to dst.

@@ -49,7 +49,8 @@ func TestChaos(t *testing.T) {
 		proxies[i] = testserver.StartProxy(t, b.Addr)
 		addrs[i] = proxies[i].Addr
 	}
-	h := startGateway(t, addrs, "backend_timeout=1")
+	// A small memory part of each queue: a backend that falls behind spills (spill.go).
+	h := startGateway(t, addrs, "backend_timeout=1", "backlog_dir="+t.TempDir(), "backlog_memory_bytes=65536")
 	h.backends = backends
 
 	var (
@@ -202,8 +203,8 @@ func TestChaos(t *testing.T) {
 		}
 	})
 	resyncs := h.gw.Stats().ResyncsStarted.Load()
-	t.Logf("chaos result: faults %v; resyncs %d (failed %d); INCRs acknowledged %d, failed %d; MULTI blocks acknowledged %d, failed %d; out-of-sync events %d",
-		faults, resyncs, h.gw.Stats().ResyncsFailed.Load(), incrAcked.Load(), incrFailed.Load(), txAcked.Load(), txFailed.Load(), h.gw.Stats().OutOfSyncEvents.Load())
+	t.Logf("chaos result: faults %v; spills %d; resyncs %d (failed %d); INCRs acknowledged %d, failed %d; MULTI blocks acknowledged %d, failed %d; out-of-sync events %d",
+		faults, h.gw.Stats().Spills.Load(), resyncs, h.gw.Stats().ResyncsFailed.Load(), incrAcked.Load(), incrFailed.Load(), txAcked.Load(), txFailed.Load(), h.gw.Stats().OutOfSyncEvents.Load())
 	for _, p := range problems {
 		t.Error(p)
 	}

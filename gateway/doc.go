@@ -20,7 +20,8 @@
 // in-sync backend, joined to the global order at a CLIENT PAUSE placed in the
 // source's stream; memcached by a flush at a point of the order, then warming.
 // With backlog_dir, down backends' backlogs and every backend's identity and sync
-// state are kept on disk (durable.go, package backlog) across gateway restarts.
+// state are kept on disk (durable.go, package backlog) across gateway restarts, and
+// a backend that falls behind spills its queue there (spill.go).
 // A client's replies go out through output.go, which never blocks the session's
 // reading on the client.
 //

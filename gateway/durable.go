@@ -164,6 +164,15 @@ func (g *Gateway) restoreDurable(prev persistedState) error {
 			return err
 		}
 		be.disk = l
+		if be.spill, err = backlog.Open(d.spillPath(be.addr), d.fsync); err != nil {
+			return err
+		}
+		leftover := be.spill.Size() > 0
+		if leftover {
+			if err := be.spill.Rewrite(nil); err != nil {
+				return err
+			}
+		}
 		was := prev.Backends[be.addr]
 		if was == nil {
 			was = &persistedBackend{}
@@ -172,6 +181,9 @@ func (g *Gateway) restoreDurable(prev persistedState) error {
 		d.state.Backends[be.addr] = &persistedBackend{Identity: was.Identity, OutOfSync: was.OutOfSync, Reason: was.Reason}
 		if was.OutOfSync {
 			be.restoreOutOfSync(was.Reason)
+		}
+		if leftover {
+			be.markOutOfSync("it was behind (its queue spilled to backlog_dir) when the gateway stopped: what of the spill it applied is not known")
 		}
 		if !prev.Clean && was.Connected && be.addr != reference {
 			if err := l.Rewrite(nil); err != nil {
@@ -315,6 +327,12 @@ func (be *backend) saveBacklogLocked() {
 		kinds = append(kinds, be.queue.at(i).kind)
 	}
 	recs = append(recs, backlog.Record{Seq: base, Kinds: kinds, Frames: frames})
+	if be.spilling {
+		// The gated writes go to the spill, after what is there (spill.go); a restart
+		// finds the spill and puts the backend out of sync.
+		be.rewriteBacklog(recs)
+		return
+	}
 	pos := uint64(be.queue.popped) + 1 + uint64(nOut)
 	at := nOut
 	for i := range be.gated {
@@ -338,6 +356,11 @@ func (be *backend) saveBacklogLocked() {
 		pos += uint64(gw.nAfter)
 		at += gw.nAfter
 	}
+	be.rewriteBacklog(recs)
+}
+
+// rewriteBacklog replaces the backlog file with recs (the caller holds mu).
+func (be *backend) rewriteBacklog(recs []backlog.Record) {
 	if err := be.disk.Rewrite(recs); err != nil {
 		be.log.Error("backlog_dir write failed", "err", err)
 		be.markOutOfSync("its backlog could not be written to backlog_dir: " + err.Error())

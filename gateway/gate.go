@@ -132,6 +132,9 @@ type gatedWrite struct {
 	seq       uint64
 	kinds     []byte
 	persisted bool
+	// whileSpilling: queued while the backend spilled, so nobody waits for it and it
+	// goes to the spill once known (spill.go).
+	whileSpilling bool
 }
 
 // appendGatedLocked queues a gated write (the caller holds mu): frame for the
@@ -150,7 +153,8 @@ func (be *backend) appendGatedLocked(frame, effect []byte, db int, ps []pending,
 		return false
 	}
 	be.selectLocked(db)
-	gw := gatedWrite{g: last.gate, frame: bytes.Clone(frame), authority: last.authority, entries: len(ps), dbAfter: be.db}
+	gw := gatedWrite{g: last.gate, frame: bytes.Clone(frame), authority: last.authority, entries: len(ps), dbAfter: be.db,
+		whileSpilling: be.spilling}
 	if last.authority && last.gate.probe != nil {
 		gw.frame, gw.entries = append(gw.frame, last.gate.probe...), gw.entries+1
 	}
@@ -203,13 +207,20 @@ func (be *backend) gatedFrame(gw *gatedWrite) (frame []byte, ready bool) {
 }
 
 // releaseGatedLocked moves the gated writes whose outcome is known, and the frames
-// behind them, to out (the caller holds mu and is the writer).
+// behind them, to out, or to the spill (the caller holds mu).
 func (be *backend) releaseGatedLocked() {
 	for len(be.gated) > 0 {
 		gw := &be.gated[0]
 		frame, ready := be.gatedFrame(gw)
 		if !ready {
 			return
+		}
+		if be.spilling && gw.whileSpilling {
+			if gw.authority && !gw.cancelled {
+				return // the spill holds no gates: it waits until the spill is read back
+			}
+			be.spillGatedLocked(gw, frame)
+			continue
 		}
 		be.out = append(be.out, frame...)
 		be.out = append(be.out, gw.after...)

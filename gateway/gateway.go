@@ -191,7 +191,7 @@ func (g *Gateway) closeDurable() error {
 	}
 	var errs []error
 	for _, be := range g.backends {
-		errs = append(errs, be.disk.Close())
+		errs = append(errs, be.disk.Close(), be.spill.Close())
 	}
 	errs = append(errs, g.durable.setClean(true))
 	return errors.Join(errs...)
@@ -247,7 +247,7 @@ func (g *Gateway) shutdown(sessions *sync.WaitGroup, stopSessions context.Cancel
 func (g *Gateway) backendsBusy() bool {
 	for _, be := range g.backends {
 		be.mu.Lock()
-		busy := be.state == StateUp && (be.queue.len() > 0)
+		busy := be.state == StateUp && (be.queue.len() > 0 || be.spillEntries > 0)
 		be.mu.Unlock()
 		if busy {
 			return true
@@ -389,7 +389,7 @@ func (g *Gateway) Backends() []BackendStatus {
 		be.mu.Lock()
 		out = append(out, BackendStatus{
 			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.displayStateLocked(), Connected: be.state == StateUp,
-			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight, LagCommands: int64(be.queue.len()),
+			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight, LagCommands: int64(be.queue.len() + be.spillEntries),
 			Connects: be.connects.Load(), LostWrites: be.lostWrites, Since: be.since, Process: be.identity,
 			OutOfSyncReason: reason, OutOfSyncSince: since, Resync: be.resyncProgress(),
 		})

@@ -272,7 +272,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 		if target.state != StateUp {
 			return false, fmt.Errorf("%w: %s", ErrBackendDown, target.addr)
 		}
-		return target.queue.len() == 0, nil
+		return target.queue.len() == 0 && target.spillEntries == 0, nil
 	}); err != nil {
 		return err
 	}

@@ -109,11 +109,13 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 			}
 			// One gated write: a command, or a transaction block whose last entry (EXEC)
 			// carries the gate.
+			// A spilling backend's replies are not waited for (spill.go).
+			attach := up && !be.spilling
 			ps := s.pendings[:0]
 			frame := it.frame
 			for j := range block {
 				p := pending{write: isWrite, kind: block[j].kind}
-				if up {
+				if attach {
 					p.b, p.idx = b, int32(block[j].idx)
 				}
 				ps = append(ps, p)
@@ -126,7 +128,7 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 			if be.appendGatedLocked(frame, it.effect, it.db, ps, up) {
 				appended = true
 				for j := range block {
-					s.expect(be, b, &block[j], up)
+					s.expect(be, b, &block[j], attach)
 				}
 			}
 			s.pendings = ps[:0]
@@ -135,14 +137,18 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 		if !be.admitLocked(block, isWrite) {
 			continue
 		}
+		if be.spill != nil && !be.spilling && up && be.index != source {
+			be.maybeSpillLocked()
+		}
+		attach := up && !be.spilling
 		for j := range block {
 			it := &block[j]
 			p := pending{write: isWrite, kind: it.kind}
-			if up {
+			if attach {
 				p.b, p.idx = b, int32(it.idx)
 			}
 			be.appendLocked(it.frame, it.db, p)
-			s.expect(be, b, it, up)
+			s.expect(be, b, it, attach)
 		}
 		appended = true
 	}

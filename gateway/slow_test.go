@@ -1,9 +1,12 @@
 package gateway_test
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,5 +76,68 @@ func TestSlowBackend(t *testing.T) {
 		if st.State != "up" || st.OutOfSync {
 			t.Fatalf("after the toxic: %+v", st)
 		}
+	}
+}
+
+// TestSlowBackendSpills: with backlog_dir and backlog_memory_bytes=64 KiB, a backend
+// that stops taking data (SIGSTOP, so the kernel's buffers fill; backend_timeout is
+// long enough not to call it hung) keeps only that much of its queue in memory: the
+// rest goes to its spill file, in order, effects (INCRBYFLOAT) included, and it is
+// "behind": reads (read_from=any) avoid it. Once it continues it reads the spill
+// back, catches up, and every backend converges, in sync, the spill file emptied.
+func TestSlowBackendSpills(t *testing.T) {
+	backends := startRedisBackends(t, 3)
+	dir := t.TempDir()
+	h := startGateway(t, []string{backends[0].Addr, backends[1].Addr, backends[2].Addr},
+		"backlog_dir="+dir, "backlog_memory_bytes=65536", "read_from=any", "backend_timeout=60")
+	h.backends = backends
+	spill := filepath.Join(dir, "backlog-"+strings.ReplaceAll(backends[2].Addr, ":", "_")+".spill")
+	load := startWriteLoad(t, h, 10)
+	stopBig := make(chan struct{})
+	bigDone := make(chan struct{})
+	go func() {
+		defer close(bigDone)
+		c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
+		defer c.Close()
+		big := strings.Repeat("x", 4096)
+		for i := 0; ; i++ {
+			select {
+			case <-stopBig:
+				return
+			default:
+			}
+			c.Set(ctx, "big:"+strconv.Itoa(i%200), big, 0)
+			c.IncrByFloat(ctx, "float", 0.5) // by effect: the stopped backend gets SET of the result
+		}
+	}()
+	if err := backends[2].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = backends[2].Signal(syscall.SIGCONT) }()
+	eventually(t, func() bool { return h.gw.Backends()[2].State == "behind" }, "the stopped backend spills")
+	c := h.client(t, 0)
+	for i := range 100 { // never read from the backend that is behind
+		if err := c.Get(ctx, "big:"+strconv.Itoa(i)).Err(); err != nil && err != redis.Nil {
+			t.Fatalf("read while a backend is behind: %v", err)
+		}
+	}
+	eventually(t, func() bool { fi, err := os.Stat(spill); return err == nil && fi.Size() > 1<<20 }, "1 MiB spilled")
+	st := h.gw.Backends()[2]
+	if err := backends[2].Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	close(stopBig)
+	<-bigDone
+	load.finish()
+	t.Logf("while stopped: %d commands behind, %d bytes queued (memory part at most 64 KiB plus one request)", st.LagCommands, st.QueuedBytes)
+	h.converged(t)
+	load.check(t, h)
+	for _, st := range h.gw.Backends() {
+		if st.State != "up" || st.OutOfSync {
+			t.Fatalf("after it continued: %+v", st)
+		}
+	}
+	if fi, err := os.Stat(spill); err != nil || fi.Size() != 0 {
+		t.Fatalf("spill file after catching up: %v %v", fi, err)
 	}
 }

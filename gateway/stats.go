@@ -24,6 +24,7 @@ type Stats struct {
 	ResyncsStarted     atomic.Int64 // resyncs started (resync.go)
 	ResyncsFailed      atomic.Int64 // resyncs that failed (the backend stays out of sync)
 	ReadsRetried       atomic.Int64 // reads sent again because their backend failed before replying
+	Spills             atomic.Int64 // times a backend fell behind and its queue spilled to backlog_dir
 	VerifyRounds       atomic.Int64 // convergence check rounds (verify.go)
 	VerifyKeys         atomic.Int64 // keys compared by them
 	VerifyMismatches   atomic.Int64 // keys found different, summed over backends
@@ -72,7 +73,8 @@ type BackendStatus struct {
 	Primary bool
 	// State is connecting, down or stopped while not connected; when connected, up,
 	// or what its data is: resyncing, out_of_sync (it missed writes), warming
-	// (memcached flushed by a resync) or replaying (catching up on its backlog).
+	// (memcached flushed by a resync), behind (its queue spills to backlog_dir) or
+	// replaying (catching up on its backlog).
 	State       string
 	Connected   bool
 	OutOfSync   bool

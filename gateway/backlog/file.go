@@ -159,6 +159,40 @@ func (l *File) Records() (recs []Record, torn bool, err error) {
 	}
 }
 
+// ReadFrom reads complete records from byte offset off, in file order, until about
+// maxBytes of frames are read or the file ends, and returns the offset after them.
+func (l *File) ReadFrom(off int64, maxBytes int) (recs []Record, next int64, err error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, off, fmt.Errorf("backlog: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(io.NewSectionReader(f, off, 1<<62), 64<<10)
+	var hdr [headerSize]byte
+	read := 0
+	for read < maxBytes {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			break // the end (a record being appended is read next time)
+		}
+		n := binary.LittleEndian.Uint32(hdr[:4])
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			break
+		}
+		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
+			return recs, off, fmt.Errorf("backlog %s: corrupt record at offset %d", l.path, off)
+		}
+		rec, ok := decode(payload)
+		if !ok {
+			return recs, off, fmt.Errorf("backlog %s: corrupt record at offset %d", l.path, off)
+		}
+		recs = append(recs, rec)
+		off += headerSize + int64(n)
+		read += len(rec.Frames)
+	}
+	return recs, off, nil
+}
+
 // Rewrite replaces the file's contents with recs (none: empties it), atomically: a
 // new file is written, flushed and renamed over the old one.
 func (l *File) Rewrite(recs []Record) error {

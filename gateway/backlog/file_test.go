@@ -52,6 +52,40 @@ func TestAppendRecordsRewrite(t *testing.T) {
 	}
 }
 
+// TestReadFrom reads a log in chunks while it is appended to.
+func TestReadFrom(t *testing.T) {
+	l, err := Open(filepath.Join(t.TempDir(), "s.log"), FsyncNo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := range 10 {
+		_ = l.Append(Record{Seq: uint64(i), Kinds: []byte{0}, Frames: []byte("0123456789")})
+	}
+	var got []Record
+	off, appended := int64(0), false
+	for {
+		recs, next, err := l.ReadFrom(off, 25)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		if len(recs) > 3 {
+			t.Fatalf("chunk of %d records for 25 bytes", len(recs))
+		}
+		got, off = append(got, recs...), next
+		if len(got) >= 5 && !appended {
+			_ = l.Append(Record{Seq: 10, Kinds: []byte{0}, Frames: []byte("appended")})
+			appended = true
+		}
+	}
+	if len(got) != 11 || got[10].Seq != 10 || off != l.Size() {
+		t.Fatalf("read %d records to offset %d of %d", len(got), off, l.Size())
+	}
+}
+
 // TestTornTail: a record cut short (the process stopped mid-write) ends the list; the
 // complete records before it are kept.
 func TestTornTail(t *testing.T) {
