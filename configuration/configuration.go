@@ -34,19 +34,26 @@ type Config struct {
 	ReconnectDelayTimeout       time.Duration // first delay between reconnection attempts
 	ReadIdleTimeout             time.Duration // idle client timeout; 0 = never
 
-	Protocol               string        // redis, memcache or raw
-	WriteReply             string        // primary, first, quorum or all
-	ReadFrom               string        // primary or any
-	Primary                string        // primary backend; "" = Servers[0]
-	BackendTimeout         time.Duration // longest wait for a backend reply
-	BackendBacklogBytes    int64         // queued write bytes per backend before out of sync
-	MaxRequestBytes        int64         // largest client request
-	AbsoluteTTL            bool          // relative expiries sent as absolute times
-	ClientOutputLimit      int64         // unread reply bytes per client before its reading pauses
-	ClientOutputTimeout    time.Duration // longest a client may leave replies unread
-	AutoResync             bool          // resync a backend as soon as it is out of sync
-	ShutdownTimeout        time.Duration // longest a graceful shutdown waits for replies and backend queues
-	BacklogDir             string        // directory of the durable backlogs and state; "" = memory only
+	Protocol            string            // redis, memcache or raw
+	WriteReply          string            // primary, first, quorum or all
+	ReadFrom            string            // primary or any
+	Primary             string            // primary backend; "" = Servers[0]
+	BackendTimeout      time.Duration     // longest wait for a backend reply
+	BackendBacklogBytes int64             // queued write bytes per backend before out of sync
+	MaxRequestBytes     int64             // largest client request
+	AbsoluteTTL         bool              // relative expiries sent as absolute times
+	ClientOutputLimit   int64             // unread reply bytes per client before its reading pauses
+	ClientOutputTimeout time.Duration     // longest a client may leave replies unread
+	AutoResync          bool              // resync a backend as soon as it is out of sync
+	ShutdownTimeout     time.Duration     // longest a graceful shutdown waits for replies and backend queues
+	BacklogDir          string            // directory of the durable backlogs and state; "" = memory only
+	RequirePass         string            // password of the default user clients AUTH with; "" = none
+	Users               map[string]string // more client users: name -> password
+	BackendUsername     string            // AUTH username toward every backend ("" = default)
+	BackendPassword     string            // AUTH password toward every backend ("" = no AUTH)
+	// ServerCredentials are per-backend credentials from servers entries written
+	// redis://user:pass@host:port, by host:port; they override the two above.
+	ServerCredentials      map[string]Credentials
 	VerifyInterval         time.Duration // seconds between convergence check rounds; 0 = only on POST /verify
 	VerifyKeys             int           // keys compared per round
 	VerifySuspectThreshold int           // keys differing in a round that put a backend out of sync
@@ -61,6 +68,18 @@ type Config struct {
 	RawBackendBufferBytes int64  // protocol=raw: queued bytes per backend of a client
 	RawSlowBackend        string // protocol=raw: slow_client or cut
 	Databases             int    // Redis databases per backend
+}
+
+// Credentials are a username (empty: the default user) and a password.
+type Credentials struct{ Username, Password string }
+
+// BackendCredentials are the credentials the gateway AUTHs with on the backend at
+// addr; an empty Password means no AUTH.
+func (c *Config) BackendCredentials(addr string) Credentials {
+	if cr, ok := c.ServerCredentials[addr]; ok {
+		return cr
+	}
+	return Credentials{Username: c.BackendUsername, Password: c.BackendPassword}
 }
 
 // EnvPrefix is the prefix of environment variables that override settings.
@@ -226,13 +245,32 @@ func (c *Config) values() map[string]string {
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit), "absolute_ttl": fmt.Sprint(c.AbsoluteTTL),
 		"auto_resync": fmt.Sprint(c.AutoResync), "shutdown_timeout": secs(c.ShutdownTimeout),
-		"backlog_dir": c.BacklogDir, "backlog_fsync": c.BacklogFsync, "backlog_memory_bytes": fmt.Sprint(c.BacklogMemoryBytes),
+		"backlog_dir": c.BacklogDir, "requirepass": masked(c.RequirePass), "users": maskedUsers(c.Users),
+		"backend_username": c.BackendUsername, "backend_password": masked(c.BackendPassword), "backlog_fsync": c.BacklogFsync, "backlog_memory_bytes": fmt.Sprint(c.BacklogMemoryBytes),
 		"verify_interval": secs(c.VerifyInterval), "verify_keys": fmt.Sprint(c.VerifyKeys), "verify_suspect_threshold": fmt.Sprint(c.VerifySuspectThreshold), "warm_seconds": secs(c.WarmPeriod),
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,
 		"admin_port":       fmt.Sprint(c.AdminPort), "threads": fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
 	}
+}
+
+// masked shows whether a secret is set, never the secret.
+func masked(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return "(set)"
+}
+
+// maskedUsers lists user names, without their passwords.
+func maskedUsers(users map[string]string) string {
+	names := make([]string, 0, len(users))
+	for name := range users {
+		names = append(names, name+":(set)")
+	}
+	slices.Sort(names)
+	return strings.Join(names, ",")
 }
 
 // PrimaryAddr is the primary backend: Primary, or the first server.

@@ -27,7 +27,7 @@ func TestSeedFileLoadsUnchanged(t *testing.T) {
 		ReconnectDelayTimeout: 10 * time.Second, ReadIdleTimeout: 60 * time.Second,
 		Protocol: "redis", WriteReply: "primary", ReadFrom: "primary", Primary: "",
 		BackendTimeout: 2 * time.Second, BackendBacklogBytes: 64 << 20, MaxRequestBytes: 512 << 20,
-		ClientOutputLimit: 64 << 20, ClientOutputTimeout: 60 * time.Second, AbsoluteTTL: true, AutoResync: true, ShutdownTimeout: 10 * time.Second, BacklogFsync: "everysec", BacklogMemoryBytes: 8 << 20, VerifyKeys: 1000, VerifySuspectThreshold: 1,
+		ClientOutputLimit: 64 << 20, ClientOutputTimeout: 60 * time.Second, AbsoluteTTL: true, AutoResync: true, ShutdownTimeout: 10 * time.Second, BacklogFsync: "everysec", Users: map[string]string{}, ServerCredentials: map[string]Credentials{}, BacklogMemoryBytes: 8 << 20, VerifyKeys: 1000, VerifySuspectThreshold: 1,
 		MaxClients: 10000, Databases: 16, Threads: 0, AdminPort: 0,
 		RawReply: "all", RawBackendBufferBytes: 4 << 20, RawSlowBackend: "slow_client",
 	}
@@ -134,5 +134,40 @@ func TestWriteEffectiveRoundTrips(t *testing.T) {
 	}
 	if !equalConfig(*c, *again) {
 		t.Fatalf("round trip changed config:\n%+v\n%+v", *c, *again)
+	}
+}
+
+// TestCredentials: servers entries may carry a backend's own credentials; secrets
+// never appear in check-config output nor in errors.
+func TestCredentials(t *testing.T) {
+	c, err := Load(Sources{Environ: []string{
+		"DYNODE_SERVERS=redis://app:s3cret@10.0.0.1:6379,10.0.0.2:6379,redis://:p2@10.0.0.3:6380",
+		"DYNODE_BACKEND_PASSWORD=c0mm0n-pw", "DYNODE_REQUIREPASS=gwpass", "DYNODE_USERS=alice:apw,bob:bpw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Servers; len(got) != 3 || got[0] != "10.0.0.1:6379" || got[2] != "10.0.0.3:6380" {
+		t.Fatalf("servers: %v", got)
+	}
+	for addr, want := range map[string]Credentials{"10.0.0.1:6379": {"app", "s3cret"}, "10.0.0.2:6379": {"", "c0mm0n-pw"}, "10.0.0.3:6380": {"", "p2"}} {
+		if got := c.BackendCredentials(addr); got != want {
+			t.Errorf("%s: %+v, want %+v", addr, got, want)
+		}
+	}
+	if c.Users["bob"] != "bpw" || c.RequirePass != "gwpass" {
+		t.Fatalf("client users: %v", c.Users)
+	}
+	var out strings.Builder
+	if err := c.WriteEffective(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"s3cret", "c0mm0n-pw", "gwpass", "apw", "bpw", "p2@"} {
+		if strings.Contains(out.String(), secret) {
+			t.Fatalf("check-config shows a secret (%s):\n%s", secret, out.String())
+		}
+	}
+	_, err = Load(Sources{Environ: []string{"DYNODE_SERVERS=rediss://u:topsecret@h:1"}})
+	if err == nil || strings.Contains(err.Error(), "topsecret") {
+		t.Fatalf("bad entry: %v", err)
 	}
 }

@@ -21,8 +21,8 @@ type setting struct {
 
 // settings lists every key, the original's first and in its order, then ours.
 var settings = []setting{
-	{"servers", "127.0.0.1:6379", "backend servers, comma separated host:port", func(c *Config, v string) (err error) {
-		c.Servers, err = parseAddrList(v)
+	{"servers", "127.0.0.1:6379", "backend servers, comma separated host:port, or redis://user:password@host:port for a backend's own credentials", func(c *Config, v string) (err error) {
+		c.Servers, c.ServerCredentials, err = parseServers(v)
 		return err
 	}},
 	{"servers_autoupdate", "false", "load the backend list from an HTTP endpoint", boolInto(func(c *Config) *bool { return &c.ServersAutoupdate })},
@@ -94,6 +94,32 @@ var settings = []setting{
 	{"backlog_fsync", "everysec", "when backlog_dir files are flushed to disk: always (before each write is acknowledged), everysec or no",
 		oneOf(strings.ToLower, func(c *Config) *string { return &c.BacklogFsync }, "always", "everysec", "no")},
 	{"backlog_memory_bytes", "8388608", "with backlog_dir: bytes of a connected backend's queue kept in memory; past it (the backend is behind), its queue goes to a spill file until it catches up", int64Into(64<<10, 1<<40, func(c *Config) *int64 { return &c.BacklogMemoryBytes })},
+	{"requirepass", "", "password clients must AUTH with (the default user), as Redis's requirepass; empty = no AUTH", func(c *Config, v string) error {
+		c.RequirePass = v
+		return nil
+	}},
+	{"users", "", "more client users, comma separated name:password (AUTH name password, HELLO 2 AUTH name password)", func(c *Config, v string) error {
+		c.Users = map[string]string{}
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			name, pass, ok := strings.Cut(part, ":")
+			if !ok || name == "" || pass == "" {
+				return fmt.Errorf("a users entry is not name:password")
+			}
+			c.Users[name] = pass
+		}
+		return nil
+	}},
+	{"backend_username", "", "username the gateway AUTHs with on every backend (empty: the default user)", func(c *Config, v string) error {
+		c.BackendUsername = strings.TrimSpace(v)
+		return nil
+	}},
+	{"backend_password", "", "password the gateway AUTHs with on every backend; empty = no AUTH (a redis:// servers entry's own credentials win)", func(c *Config, v string) error {
+		c.BackendPassword = v
+		return nil
+	}},
 	{"verify_interval", "0", "seconds between rounds of the online convergence check (a sample of keys compared across in-sync backends at one point of the global order); 0 = only on POST /verify", durationInto(func(c *Config) *time.Duration { return &c.VerifyInterval })},
 	{"verify_keys", "1000", "keys compared per convergence check round (SCAN moves on between rounds)", intInto(1, 1<<20, func(c *Config) *int { return &c.VerifyKeys })},
 	{"verify_suspect_threshold", "1", "keys found different in one round that put a backend out of sync (and so resynced with auto_resync)", intInto(1, 1<<20, func(c *Config) *int { return &c.VerifySuspectThreshold })},
@@ -177,20 +203,48 @@ func durationInto(field func(*Config) *time.Duration) func(*Config, string) erro
 	}
 }
 
-func parseAddrList(v string) ([]string, error) {
-	var out []string
+// parseServers reads the servers list: host:port entries, or
+// redis://[user[:password]@]host:port entries whose credentials are returned by
+// host:port.
+func parseServers(v string) ([]string, map[string]Credentials, error) {
+	var addrs []string
+	creds := map[string]Credentials{}
 	for _, part := range strings.Split(v, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
 		}
-		if err := checkAddr(part); err != nil {
-			return nil, err
+		if !strings.Contains(part, "://") {
+			if err := checkAddr(part); err != nil {
+				return nil, nil, err
+			}
+			addrs = append(addrs, part)
+			continue
 		}
-		out = append(out, part)
+		u, err := url.Parse(part)
+		if err != nil || u.Scheme != "redis" || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+			return nil, nil, fmt.Errorf("a servers entry is not redis://user:password@host:port (%s)", redactURL(part))
+		}
+		if err := checkAddr(u.Host); err != nil {
+			return nil, nil, err
+		}
+		addrs = append(addrs, u.Host)
+		if u.User != nil {
+			pass, _ := u.User.Password()
+			creds[u.Host] = Credentials{Username: u.User.Username(), Password: pass}
+		}
 	}
-	return out, nil
+	return addrs, creds, nil
 }
+
+// redactURL is a servers entry without its password, for error messages.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable entry)"
+}
+
 
 // checkAddr requires "host:port" with both parts, as the original does.
 func checkAddr(a string) error {

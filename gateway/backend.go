@@ -62,7 +62,8 @@ type backend struct {
 	gw    *Gateway
 	log   *slog.Logger
 
-	wake chan struct{} // cap 1: out has bytes for the writer
+	wake    chan struct{} // cap 1: out has bytes for the writer
+	authCmd []byte        // AUTH sent first on every connection; nil: none (auth.go)
 
 	up        atomic.Bool  // connected (readable without mu, for the sequencer's pre-pass)
 	outOfSync atomic.Bool  // a write was lost: the data may differ from the others
@@ -114,7 +115,7 @@ type backend struct {
 }
 
 func newBackend(gw *Gateway, index int, addr string) *backend {
-	return &backend{
+	be := &backend{
 		addr:  addr,
 		index: index,
 		gw:    gw,
@@ -122,6 +123,11 @@ func newBackend(gw *Gateway, index int, addr string) *backend {
 		wake:  make(chan struct{}, 1),
 		since: time.Now(),
 	}
+	if gw.wire == &respWire {
+		cr := gw.cfg.BackendCredentials(addr)
+		be.authCmd = backendAuth(cr.Username, cr.Password)
+	}
+	return be
 }
 
 // admitLocked decides whether a request (one command, or a transaction's commands)
@@ -271,7 +277,7 @@ func (be *backend) displayStateLocked() string {
 		return "out_of_sync"
 	case be.warming():
 		return "warming"
-	case be.spilling:
+	case be.behind.Load():
 		return "behind"
 	case be.replaying:
 		return "replaying"
@@ -423,7 +429,10 @@ func (be *backend) retryDelay(n int) time.Duration {
 func (be *backend) handshake(ctx context.Context, conn net.Conn) (identity string, err error) {
 	w := be.gw.wire
 	scan := w.newScanner()
-	var buf []byte
+	buf, err := be.authenticate(conn, scan, nil)
+	if err != nil {
+		return "", err
+	}
 	loggedBusy := false
 	for {
 		if ctx.Err() != nil {
@@ -770,6 +779,9 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 	}
 	ps = be.queue.popInto(ps, len(ends))
 	be.inflight -= len(ends)
+	if be.behind.Load() {
+		be.caughtUpLocked()
+	}
 	if be.inflight > 0 {
 		be.progressAt = time.Now()
 	} else if be.replaying && be.queue.len() == 0 && be.spillEntries == 0 {

@@ -41,10 +41,11 @@ type Gateway struct {
 	ln             net.Listener
 	adminAddrBound net.Addr // nil when admin_port is 0
 
-	resyncs resyncer     // running resyncs (resync.go)
-	durable *durable     // backlog_dir; nil: backlogs in memory only (durable.go)
-	verify  verifier     // the convergence check's state (verify.go)
-	maxTTL  atomic.Int64 // protocol=memcache: the largest TTL clients set, in seconds
+	resyncs resyncer      // running resyncs (resync.go)
+	durable *durable      // backlog_dir; nil: backlogs in memory only (durable.go)
+	verify  verifier      // the convergence check's state (verify.go)
+	auth    authenticator // client AUTH (auth.go)
+	maxTTL  atomic.Int64  // protocol=memcache: the largest TTL clients set, in seconds
 	// draining: shutting down; sessions read nothing more (see shutdown).
 	draining atomic.Bool
 
@@ -77,6 +78,10 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		log.Warn("servers_autoupdate is not implemented yet: serving the static servers list only", "servers", strings.Join(servers, ","))
 	}
 	g.servers = servers
+	g.auth = authenticator{requirePass: cfg.RequirePass, users: cfg.Users}
+	if cfg.Protocol != "redis" && (g.auth.required() || cfg.BackendPassword != "" || len(cfg.ServerCredentials) > 0) {
+		return nil, fmt.Errorf("gateway: requirepass, users, backend_password and redis:// credentials are for protocol=redis only")
+	}
 	g.primaryIndex = slices.Index(servers, cfg.PrimaryAddr())
 	if cfg.Protocol == "raw" {
 		if g.rawReply, err = raw.ParseReplyMode(cfg.RawReply); err != nil {

@@ -43,6 +43,8 @@ func (r *respCodec) local(dst []byte, cmd protocols.Command) (reply []byte, quit
 		}
 	case "HELLO":
 		return r.hello(dst, args), false
+	case "AUTH":
+		return r.auth(dst, args), false
 	case "CLIENT|ID":
 		if len(args) == 2 {
 			return resp.AppendInt(dst, r.s.id), false
@@ -81,8 +83,9 @@ func wrongArity(dst []byte, name string) []byte {
 	return resp.AppendError(dst, "ERR wrong number of arguments for '"+name+"' command")
 }
 
-// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] for RESP2. RESP3 is
-// refused with NOPROTO, so clients such as go-redis fall back to RESP2.
+// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] for RESP2 (AUTH as
+// the AUTH command; nothing changes when it fails). RESP3 is refused with NOPROTO, so
+// clients such as go-redis fall back to RESP2.
 func (r *respCodec) hello(dst []byte, args [][]byte) []byte {
 	if len(args) >= 2 {
 		v, err := strconv.Atoi(string(args[1]))
@@ -92,17 +95,29 @@ func (r *respCodec) hello(dst []byte, args [][]byte) []byte {
 		if v != 2 {
 			return resp.AppendError(dst, "NOPROTO sorry, this protocol version is not supported")
 		}
+		authed, name := r.authed, r.name
 		for i := 2; i < len(args); i++ {
 			switch opt := strings.ToUpper(string(args[i])); {
 			case opt == "AUTH" && i+2 < len(args):
-				return resp.AppendError(dst, "ERR AUTH is not supported by dynode-broadcaster")
+				if !r.s.gw.auth.check(string(args[i+1]), string(args[i+2])) {
+					r.s.log.Warn("client authentication failed", "user", string(args[i+1])) // never the password
+					return resp.AppendError(dst, errWrongPass)
+				}
+				authed = true
+				i += 2
 			case opt == "SETNAME" && i+1 < len(args):
-				r.name = string(args[i+1])
+				name = string(args[i+1])
 				i++
 			default:
 				return resp.AppendError(dst, "ERR Syntax error in HELLO option '"+string(args[i])+"'")
 			}
 		}
+		if !authed {
+			return resp.AppendError(dst, errHelloAuth)
+		}
+		r.authed, r.name = authed, name
+	} else if !r.authed {
+		return resp.AppendError(dst, errHelloAuth)
 	}
 	dst = resp.AppendArray(dst, 14)
 	for _, kv := range [][2]string{{"server", "dynode-broadcaster"}, {"version", Version}} {

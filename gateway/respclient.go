@@ -18,10 +18,11 @@ type respCodec struct {
 	tx         transaction
 	execFrames []byte // frames of transactions executed in the current burst
 	rewritten  []byte // frames the gateway rewrote (absolute TTLs) in the current burst
+	authed     bool   // the client authenticated, or needs not (auth.go)
 }
 
 func newRespCodec(s *session) clientCodec {
-	r := &respCodec{s: s}
+	r := &respCodec{s: s, authed: !s.gw.auth.required()}
 	// A bulk argument that cannot fit in max_request_bytes is refused at its header,
 	// with Redis's own error, instead of being read up to the limit.
 	r.parser.MaxBulkLen = min(s.gw.cfg.MaxRequestBytes, resp.MaxBulkLen)
@@ -44,6 +45,10 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 			continue
 		}
 		s.gw.stats.Commands[cmd.Class].Add(1)
+		if !r.authed && cmd.Name != "AUTH" && cmd.Name != "HELLO" && cmd.Name != "QUIT" {
+			b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], errNoAuth))
+			continue
+		}
 		if cmd.Class == protocols.Write && s.gw.cfg.AbsoluteTTL {
 			if now == 0 {
 				now = time.Now().UnixMilli()

@@ -286,6 +286,12 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	if err != nil {
 		return fmt.Errorf("source address %s: %w", source.addr, err)
 	}
+	if cr := g.cfg.BackendCredentials(source.addr); cr.Password != "" {
+		// The target authenticates to the source as the gateway does.
+		if _, err := tconn.do("CONFIG", "SET", "masteruser", cr.Username, "masterauth", cr.Password); err != nil {
+			return err
+		}
+	}
 	if _, err := tconn.do("REPLICAOF", host, port); err != nil {
 		return err
 	}
@@ -513,7 +519,12 @@ func (g *Gateway) dialSide(ctx context.Context, be *backend) (*sideConn, error) 
 		return nil, err
 	}
 	c := &sideConn{be: be, conn: conn, scan: g.wire.newScanner()}
-	reply, isErr, buf, err := be.roundTrip(conn, c.scan, g.wire.probe, 0, nil)
+	buf, err := be.authenticate(conn, c.scan, nil)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	reply, isErr, buf, err := be.roundTrip(conn, c.scan, g.wire.probe, 0, buf)
 	c.buf = buf
 	if err == nil && isErr {
 		err = fmt.Errorf("backend %s: %s", be.addr, truncate(firstLine(reply), 120))

@@ -137,8 +137,8 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 		if !be.admitLocked(block, isWrite) {
 			continue
 		}
-		if be.spill != nil && !be.spilling && up && be.index != source {
-			be.maybeSpillLocked()
+		if be.spill != nil && !be.spilling && up && be.index != source && source >= 0 && s.backends[source].preferred() {
+			be.maybeSpillLocked() // the source stays: one backend that is not behind
 		}
 		attach := up && !be.spilling
 		for j := range block {
@@ -175,9 +175,11 @@ func (s *sequencer) expect(be *backend, b *batch, it *queuedCmd, up bool) {
 // targets picks the reply source for writes and the backend for reads; -1 when no
 // backend is up. The source is the primary, or the first backend up in configuration
 // order; a backend out of sync (it missed writes) or warming is never the source nor
-// read from while a preferred one is up, and one being resynced never is. When every
-// backend up is out of sync, the same order applies among them (the gateway keeps
-// serving; /readyz says so). Caller holds mu.
+// read from while a preferred one is up, and one being resynced or behind (its queue
+// spills: spill.go) never is: with only such backends up, commands get "no backend
+// available" rather than wait behind a spill or be applied without an answer. When
+// every backend up is out of sync, the same order applies among them (the gateway
+// keeps serving; /readyz says so). Caller holds mu.
 func (s *sequencer) targets() (source, read int) {
 	source = s.pick(true)
 	if source < 0 {
@@ -189,7 +191,7 @@ func (s *sequencer) targets() (source, read int) {
 	preferred := s.backends[source].preferred()
 	for range s.backends {
 		s.rr = (s.rr + 1) % len(s.backends)
-		if be := s.backends[s.rr]; be.preferred() || !preferred && be.up.Load() && !be.resyncing.Load() {
+		if be := s.backends[s.rr]; be.preferred() || !preferred && be.up.Load() && !be.resyncing.Load() && !be.behind.Load() {
 			return source, be.index
 		}
 	}
@@ -197,13 +199,13 @@ func (s *sequencer) targets() (source, read int) {
 }
 
 // pick returns the primary if it is up (and preferred, when preferredOnly), else the
-// first such backend, else -1. A backend being resynced is never picked.
+// first such backend, else -1. A backend being resynced or behind is never picked.
 func (s *sequencer) pick(preferredOnly bool) int {
 	ok := func(be *backend) bool {
 		if preferredOnly {
 			return be.preferred()
 		}
-		return be.up.Load() && !be.resyncing.Load()
+		return be.up.Load() && !be.resyncing.Load() && !be.behind.Load()
 	}
 	if s.primary >= 0 && s.primary < len(s.backends) && ok(s.backends[s.primary]) {
 		return s.primary

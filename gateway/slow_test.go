@@ -99,7 +99,7 @@ func TestSlowBackendSpills(t *testing.T) {
 		defer close(bigDone)
 		c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
 		defer c.Close()
-		big := strings.Repeat("x", 4096)
+		big := strings.Repeat("x", 16<<10) // fills the stopped server's socket buffers fast
 		for i := 0; ; i++ {
 			select {
 			case <-stopBig:
@@ -114,11 +114,15 @@ func TestSlowBackendSpills(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = backends[2].Signal(syscall.SIGCONT) }()
-	eventually(t, func() bool { return h.gw.Backends()[2].State == "behind" }, "the stopped backend spills")
+	for deadline := time.Now().Add(60 * time.Second); h.gw.Backends()[2].State != "behind"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stopped backend does not spill after 60s: %+v", h.gw.Backends()[2])
+		}
+	}
 	c := h.client(t, 0)
 	for i := range 100 { // never read from the backend that is behind
 		if err := c.Get(ctx, "big:"+strconv.Itoa(i)).Err(); err != nil && err != redis.Nil {
-			t.Fatalf("read while a backend is behind: %v", err)
+			t.Fatalf("read while a backend is behind: %v; backends %+v", err, h.gw.Backends())
 		}
 	}
 	eventually(t, func() bool { fi, err := os.Stat(spill); return err == nil && fi.Size() > 1<<20 }, "1 MiB spilled")
@@ -129,7 +133,11 @@ func TestSlowBackendSpills(t *testing.T) {
 	close(stopBig)
 	<-bigDone
 	load.finish()
+	if st := h.gw.Backends()[2]; st.OutOfSync {
+		t.Fatalf("the backend that is behind lost writes: %+v", st)
+	}
 	t.Logf("while stopped: %d commands behind, %d bytes queued (memory part at most 64 KiB plus one request)", st.LagCommands, st.QueuedBytes)
+	eventually(t, func() bool { return h.gw.Backends()[2].State == "up" }, "caught up")
 	h.converged(t)
 	load.check(t, h)
 	for _, st := range h.gw.Backends() {

@@ -113,9 +113,21 @@ func (be *backend) unspillLocked() {
 		be.log.Error("backlog_dir write failed", "err", err)
 	}
 	be.spillOff = 0
-	be.spilling = false
-	be.behind.Store(false)
-	be.log.Info("backend caught up: its queue is in memory again")
+	be.spilling = false // it stays behind until it has answered most of it (caughtUpLocked)
+}
+
+// caughtUpLimit is how many unanswered commands a backend that stopped spilling may
+// have and count as caught up (no longer behind).
+const caughtUpLimit = 1024
+
+// caughtUpLocked clears behind once the spill is read back and the backend has
+// answered all but caughtUpLimit of its commands (the caller holds mu). Until then
+// reads and replies keep avoiding it: what it was sent may still sit in its socket.
+func (be *backend) caughtUpLocked() {
+	if !be.spilling && be.queue.len() < caughtUpLimit {
+		be.behind.Store(false)
+		be.log.Info("backend caught up: its queue is in memory again", "state", be.displayStateLocked())
+	}
 }
 
 // spillPending reports whether the writer has more to read back from the spill.

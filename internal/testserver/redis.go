@@ -19,9 +19,11 @@ import (
 type Redis struct {
 	Addr string
 	Port int
-	dir  string
-	cmd  *exec.Cmd
-	t    testing.TB
+	// Password is the server's requirepass, when started with one (its clients use it).
+	Password string
+	dir      string
+	cmd      *exec.Cmd
+	t        testing.TB
 }
 
 // Require returns the path of a server binary, skipping the test when it is missing,
@@ -72,6 +74,11 @@ func StartRedisWith(t testing.TB, port int, dir string, extra ...string) *Redis 
 	t.Helper()
 	bin := Require(t, "redis-server", "redis-server")
 	r := &Redis{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, t: t}
+	for i, a := range extra {
+		if a == "--requirepass" && i+1 < len(extra) {
+			r.Password = extra[i+1]
+		}
+	}
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--enable-debug-command", "yes",
 		"--protected-mode", "no", "--loglevel", "warning",
@@ -81,7 +88,7 @@ func StartRedisWith(t testing.TB, port int, dir string, extra ...string) *Redis 
 		t.Fatalf("start redis-server: %v", err)
 	}
 	t.Cleanup(r.Stop)
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, Password: r.Password})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -113,7 +120,7 @@ func (r *Redis) Stop() {
 
 // Client returns a go-redis client connected directly to this server, closed at the end of the test.
 func (r *Redis) Client(db int) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, DB: db, Protocol: 2})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, DB: db, Protocol: 2, Password: r.Password})
 	r.t.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -59,7 +59,9 @@ var classOverrides = map[string]protocols.Class{
 	"WATCH": protocols.Unsupported, "UNWATCH": protocols.Unsupported,
 
 	// Connection state that would leak into the shared backend pipelines.
-	"AUTH": protocols.Unsupported, "RESET": protocols.Unsupported,
+	// AUTH is answered by the gateway (gateway/auth.go); it AUTHs its own backend
+	// connections itself.
+	"AUTH": protocols.Local, "RESET": protocols.Unsupported,
 	"CLIENT|REPLY": protocols.Unsupported, "CLIENT|TRACKING": protocols.Unsupported,
 	"CLIENT|CACHING": protocols.Unsupported, "CLIENT|NO-EVICT": protocols.Unsupported,
 	"CLIENT|NO-TOUCH": protocols.Unsupported, "READONLY": protocols.Unsupported,
