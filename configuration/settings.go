@@ -245,7 +245,6 @@ func redactURL(s string) string {
 	return "(unparsable entry)"
 }
 
-
 // checkAddr requires "host:port" with both parts, as the original does.
 func checkAddr(a string) error {
 	host, port, err := net.SplitHostPort(a)

@@ -52,7 +52,10 @@ func TestAuth(t *testing.T) {
 	eventually(t, func() bool { return !h.gw.Backends()[1].Connected }, "b down")
 	b = testserver.StartRedisWith(t, port, t.TempDir(), "--requirepass", "backend-b-pw")
 	h.backends[1] = b
-	eventually(t, func() bool { st := h.gw.Backends()[1]; return st.State == "up" && st.Resync != nil && st.Resync.Step == "done" }, "b resynced")
+	eventually(t, func() bool {
+		st := h.gw.Backends()[1]
+		return st.State == "up" && st.Resync != nil && st.Resync.Step == "done"
+	}, "b resynced")
 	h.converged(t)
 	for _, secret := range []string{"backend-a-pw", "backend-b-pw", "gateway-pw", "alice-pw", "nope", "wrong"} {
 		if strings.Contains(h.logs.String(), secret) {
