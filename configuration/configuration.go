@@ -45,6 +45,7 @@ type Config struct {
 	ClientOutputLimit   int64             // unread reply bytes per client before its reading pauses
 	ClientOutputTimeout time.Duration     // longest a client may leave replies unread
 	AutoResync          bool              // resync a backend as soon as it is out of sync
+	ResyncVia           string            // auto, direct or gateway: how a resync's target reaches its source
 	ShutdownTimeout     time.Duration     // longest a graceful shutdown waits for replies and backend queues
 	BacklogDir          string            // directory of the durable backlogs and state; "" = memory only
 	RequirePass         string            // password of the default user clients AUTH with; "" = none
@@ -244,7 +245,7 @@ func (c *Config) values() map[string]string {
 		"protocol": c.Protocol, "write_reply": c.WriteReply, "read_from": c.ReadFrom, "primary": c.Primary,
 		"backend_timeout": secs(c.BackendTimeout), "backend_backlog_bytes": fmt.Sprint(c.BackendBacklogBytes),
 		"max_request_bytes": fmt.Sprint(c.MaxRequestBytes), "client_output_limit": fmt.Sprint(c.ClientOutputLimit), "absolute_ttl": fmt.Sprint(c.AbsoluteTTL),
-		"auto_resync": fmt.Sprint(c.AutoResync), "shutdown_timeout": secs(c.ShutdownTimeout),
+		"auto_resync": fmt.Sprint(c.AutoResync), "resync_via": c.ResyncVia, "shutdown_timeout": secs(c.ShutdownTimeout),
 		"backlog_dir": c.BacklogDir, "requirepass": masked(c.RequirePass), "users": maskedUsers(c.Users),
 		"backend_username": c.BackendUsername, "backend_password": masked(c.BackendPassword), "backlog_fsync": c.BacklogFsync, "backlog_memory_bytes": fmt.Sprint(c.BacklogMemoryBytes),
 		"verify_interval": secs(c.VerifyInterval), "verify_keys": fmt.Sprint(c.VerifyKeys), "verify_suspect_threshold": fmt.Sprint(c.VerifySuspectThreshold), "warm_seconds": secs(c.WarmPeriod),

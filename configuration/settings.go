@@ -86,6 +86,8 @@ var settings = []setting{
 	{"max_request_bytes", "536870912", "largest client request accepted (a single request is always admitted to a backend that keeps up, whatever backend_backlog_bytes says)", int64Into(1<<10, 4<<30, func(c *Config) *int64 { return &c.MaxRequestBytes })},
 	{"absolute_ttl", "true", "send relative expiries (EXPIRE, SET EX, SETEX, GETEX, RESTORE ttl...) to backends as absolute times computed once by the gateway, so a backend that applies a write late expires the key when the others do", boolInto(func(c *Config) *bool { return &c.AbsoluteTTL })},
 	{"auto_resync", "true", "resync a backend as soon as it is out of sync and up: Redis from an in-sync backend (REPLICAOF), memcached by a flush and warm_seconds of warming", boolInto(func(c *Config) *bool { return &c.AutoResync })},
+	{"resync_via", "auto", "how a resynced Redis backend reaches its source: direct (REPLICAOF its servers address), gateway (through a relay in the gateway, for backends that cannot reach each other), or auto (direct, then through the gateway if the link never comes up)",
+		oneOf(strings.ToLower, func(c *Config) *string { return &c.ResyncVia }, "auto", "direct", "gateway")},
 	{"warm_seconds", "0", "protocol=memcache: seconds a backend flushed by a resync serves no reads; 0 = the largest TTL clients set, at most 3600", durationInto(func(c *Config) *time.Duration { return &c.WarmPeriod })},
 	{"backlog_dir", "", "directory keeping each down backend's backlog and the backends' identity and sync state across gateway restarts; empty = memory only", func(c *Config, v string) error {
 		c.BacklogDir = strings.TrimSpace(v)

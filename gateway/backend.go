@@ -98,6 +98,10 @@ type backend struct {
 	spillEntries, spillBytes int
 	spillOff                 int64
 	replaying                bool // connected with a backlog not yet answered
+	// relayNext: its last resync's replication link never came up directly, so the
+	// next one goes through the gateway (resync_via=auto). Only resyncs use it, one at
+	// a time.
+	relayNext bool
 
 	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	losses     int64 // times writes were lost (wait.go)

@@ -17,8 +17,9 @@
 // backend's queue or not at all (admitLocked), and never makes a backend that missed
 // writes (out of sync) the reply source or the read target while an in-sync one is
 // up. An out-of-sync backend is resynced (resync.go): Redis by REPLICAOF from an
-// in-sync backend, joined to the global order at a CLIENT PAUSE placed in the
-// source's stream; memcached by a flush at a point of the order, then warming.
+// in-sync backend (directly, or through a relay in the gateway: relay.go), joined to
+// the global order at a CLIENT PAUSE placed in the source's stream; memcached by a
+// flush at a point of the order, then warming.
 // With backlog_dir, down backends' backlogs and every backend's identity and sync
 // state are kept on disk (durable.go, package backlog) across gateway restarts, and
 // a backend that falls behind spills its queue there (spill.go).

@@ -28,10 +28,9 @@ import (
 // source's, detaches it (REPLICAOF NO ONE), checks that the source's offset did not
 // move meanwhile (so no later write reached the target twice), then releases the
 // target's held writes and unpauses the source. The pause lasts a few round trips.
-// Copying by REPLICAOF needs the target to reach the source at its address in
-// servers; when it cannot, the resync fails with that reason and the backend stays
-// out of sync (a gateway-driven copy, SCAN and DUMP/RESTORE, is the way around it
-// that is not built).
+// Copying by REPLICAOF needs the target to reach the source: at its address in
+// servers, or, when the backends cannot reach each other (cross-region), through a
+// relay in the gateway, which reaches both (relay.go; resync_via).
 //
 // Memcached cannot be copied (no command lists every item): the target is flushed at
 // a point of the global order, is then in sync (it holds nothing the others do not),
@@ -58,8 +57,10 @@ type ResyncProgress struct {
 	// known, a diskless transfer).
 	Bytes      int64
 	TotalBytes int64
-	Finished   time.Time `json:",omitzero"`
-	Error      string    `json:",omitempty"`
+	// Via is how the target reached the source: direct, or gateway (a relay).
+	Via      string
+	Finished time.Time `json:",omitzero"`
+	Error    string    `json:",omitempty"`
 }
 
 // Errors of Resync, told apart by the admin server.
@@ -286,6 +287,24 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	if err != nil {
 		return fmt.Errorf("source address %s: %w", source.addr, err)
 	}
+	via := g.cfg.ResyncVia
+	if via == "auto" {
+		via = "direct"
+		if target.relayNext {
+			via = "gateway" // the last direct attempt never got a replication link
+		}
+	}
+	if via == "gateway" {
+		rl, err := startRelay(source, tconn.conn.LocalAddr())
+		if err != nil {
+			return err
+		}
+		defer rl.close()
+		if host, port, err = rl.addr(); err != nil {
+			return err
+		}
+	}
+	target.updateResync(func(p *ResyncProgress) { p.Via = via })
 	if cr := g.cfg.BackendCredentials(source.addr); cr.Password != "" {
 		// The target authenticates to the source as the gateway does.
 		if _, err := tconn.do("CONFIG", "SET", "masteruser", cr.Username, "masterauth", cr.Password); err != nil {
@@ -297,7 +316,12 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	}
 	replicating = true
 	target.updateResync(func(p *ResyncProgress) { p.Step = "copying" })
-	if err := g.awaitReplicaLink(ctx, target, source, tconn); err != nil {
+	linked, err := g.awaitReplicaLink(ctx, target, source, tconn)
+	target.relayNext = !linked && via != "gateway" && g.cfg.ResyncVia == "auto"
+	if err != nil {
+		if target.relayNext {
+			err = fmt.Errorf("%w; the next attempt replicates through the gateway (resync_via=auto)", err)
+		}
 		return err
 	}
 
@@ -377,15 +401,16 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 
 // awaitReplicaLink waits until target has loaded the source's snapshot and follows
 // its replication stream, updating the progress. It fails when the copy makes no
-// progress for resyncStallTimeout (the target cannot reach the source, say).
-func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend, tconn *sideConn) error {
+// progress for a while (the target cannot reach the source, say); linked reports
+// whether the target's replication link to the source ever came up.
+func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend, tconn *sideConn) (linked bool, _ error) {
 	stall := max(30*time.Second, 6*g.cfg.ConnectTimeout)
 	var last string
 	lastChange, lastLog := time.Now(), time.Now()
 	for {
 		info, err := tconn.do("INFO", "replication")
 		if err != nil {
-			return err
+			return linked, err
 		}
 		link, inProgress := infoField(info, "master_link_status"), infoField(info, "master_sync_in_progress")
 		read, _ := strconv.ParseInt(infoField(info, "master_sync_read_bytes"), 10, 64)
@@ -393,6 +418,7 @@ func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend,
 		if err != nil {
 			total = -1
 		}
+		linked = linked || inProgress == "1" || link == "up"
 		if inProgress == "1" {
 			target.updateResync(func(p *ResyncProgress) { p.Bytes, p.TotalBytes = read, total })
 			if time.Since(lastLog) >= 5*time.Second {
@@ -401,21 +427,21 @@ func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend,
 			}
 		}
 		if link == "up" && inProgress == "0" {
-			return nil
+			return true, nil
 		}
 		if now := link + inProgress + strconv.FormatInt(read, 10); now != last {
 			last, lastChange = now, time.Now()
 		} else if time.Since(lastChange) > stall {
-			return fmt.Errorf("the backend made no progress replicating from %s for %v (master_link_status:%s; the backends must reach each other at the addresses in servers)", source.addr, stall, link)
+			return linked, fmt.Errorf("the backend made no progress replicating from %s for %v (master_link_status:%s; the backends must reach each other at the addresses in servers)", source.addr, stall, link)
 		}
 		if !target.up.Load() {
-			return fmt.Errorf("%w: %s", ErrBackendDown, target.addr)
+			return linked, fmt.Errorf("%w: %s", ErrBackendDown, target.addr)
 		}
 		if !source.preferred() {
-			return fmt.Errorf("the source %s is no longer up and in sync", source.addr)
+			return linked, fmt.Errorf("the source %s is no longer up and in sync", source.addr)
 		}
 		if !sleep(ctx, 50*time.Millisecond) {
-			return ctx.Err()
+			return linked, ctx.Err()
 		}
 	}
 }

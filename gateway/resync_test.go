@@ -242,3 +242,24 @@ func TestResyncMemcachedFlushAndWarm(t *testing.T) {
 }
 
 var _ = gateway.ErrResyncRunning
+
+// TestResyncThroughGateway: with resync_via=gateway (what auto falls back to when a
+// backend cannot reach the source), the restarted backend replicates from the source
+// through a relay in the gateway, under write load, and ends exactly in sync.
+func TestResyncThroughGateway(t *testing.T) {
+	h := withRedis(t, 2, "resync_via=gateway")
+	c := h.client(t, 0)
+	for i := range 200 {
+		c.Set(ctx, "k"+strconv.Itoa(i), i, 0)
+	}
+	h.drained(t)
+	load := startWriteLoad(t, h, 10)
+	h.restartEmpty(t, 1)
+	eventually(t, func() bool { st := h.gw.Backends()[1]; return st.State == "up" && st.Resync != nil && st.Resync.Step == "done" }, "resynced")
+	load.finish()
+	h.converged(t)
+	load.check(t, h)
+	if st := h.gw.Backends()[1]; st.Resync.Via != "gateway" || !strings.Contains(h.logs.String(), "a replica connected through the gateway") {
+		t.Fatalf("resync not through the relay: %+v", *st.Resync)
+	}
+}
