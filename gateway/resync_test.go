@@ -255,7 +255,10 @@ func TestResyncThroughGateway(t *testing.T) {
 	h.drained(t)
 	load := startWriteLoad(t, h, 10)
 	h.restartEmpty(t, 1)
-	eventually(t, func() bool { st := h.gw.Backends()[1]; return st.State == "up" && st.Resync != nil && st.Resync.Step == "done" }, "resynced")
+	eventually(t, func() bool {
+		st := h.gw.Backends()[1]
+		return st.State == "up" && st.Resync != nil && st.Resync.Step == "done"
+	}, "resynced")
 	load.finish()
 	h.converged(t)
 	load.check(t, h)
