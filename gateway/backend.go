@@ -695,6 +695,7 @@ func (be *backend) readLoop(conn net.Conn) {
 	var popped []pending
 	timeout := be.gw.cfg.BackendTimeout
 	var dl deadline
+	busyLogged := false
 	start := 0 // start of the first unconsumed reply in buf
 	for {
 		dl.extend(conn, timeout)
@@ -709,6 +710,15 @@ func (be *backend) readLoop(conn net.Conn) {
 				if next, stalled := be.stalled(conn, timeout); !stalled {
 					// Wait exactly until the oldest command in flight has had timeout.
 					_ = conn.SetReadDeadline(next)
+					dl.set = time.Now()
+					continue
+				}
+				if be.busyScript() { // alive, running a script: a kill can still help (scriptkill.go)
+					if !busyLogged {
+						be.log.Warn("backend is busy running a script or function; SCRIPT KILL or FUNCTION KILL through the gateway stops it")
+						busyLogged = true
+					}
+					_ = conn.SetReadDeadline(time.Now().Add(busyWait(timeout)))
 					dl.set = time.Now()
 					continue
 				}

@@ -45,6 +45,10 @@ func (r *respCodec) local(dst []byte, cmd protocols.Command) (reply []byte, quit
 		return r.hello(dst, args), false
 	case "AUTH":
 		return r.auth(dst, args), false
+	case "SCRIPT|KILL", "FUNCTION|KILL":
+		if len(args) == 2 {
+			return r.s.gw.killScripts(dst, cmd.Name), false
+		}
 	case "CLIENT|ID":
 		if len(args) == 2 {
 			return resp.AppendInt(dst, r.s.id), false

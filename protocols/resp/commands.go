@@ -73,6 +73,9 @@ var classOverrides = map[string]protocols.Class{
 	// SCRIPT DEBUG turns the connection's next EVAL into a debugging session: on a
 	// shared pipeline every other client's commands would go to the Lua debugger.
 	"SCRIPT|DEBUG": protocols.Unsupported,
+	// SCRIPT KILL and FUNCTION KILL go to every backend on side connections, not
+	// behind the busy script in the pipeline (gateway/scriptkill.go).
+	"SCRIPT|KILL": protocols.Local, "FUNCTION|KILL": protocols.Local,
 }
 
 // lookup finds the table row of a command; args[0] is the name in any case, args[1]
@@ -88,7 +91,18 @@ func lookup(args [][]byte) (spec commandSpec, ok bool) {
 	if sub, found := commandTable[string(full)]; found {
 		return sub, true
 	}
+	if sub, found := newerCommands[string(full)]; found {
+		return sub, true
+	}
 	return spec, true
+}
+
+// newerCommands are commands of Redis versions after the table's (7.0) that clients
+// send on their own, answered by the gateway. go-redis and redis-py send CLIENT
+// SETINFO on every new connection (Redis 7.2); forwarded, it would wait behind
+// whatever the primary's pipeline is busy with.
+var newerCommands = map[string]commandSpec{
+	"CLIENT|SETINFO": {name: "CLIENT|SETINFO", flags: flagNoScript | flagConnection, arity: 4},
 }
 
 // classify turns a table row into the gateway's class.
