@@ -45,6 +45,7 @@ type Gateway struct {
 	durable *durable      // backlog_dir; nil: backlogs in memory only (durable.go)
 	verify  verifier      // the convergence check's state (verify.go)
 	auth    authenticator // client AUTH (auth.go)
+	scripts scriptCache   // Lua scripts clients sent, for resynced backends (scripts.go)
 	maxTTL  atomic.Int64  // protocol=memcache: the largest TTL clients set, in seconds
 	// draining: shutting down; sessions read nothing more (see shutdown).
 	draining atomic.Bool

@@ -100,10 +100,28 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 			}
 			if c := s.queue(b, cmd.Name, it); cmd.Class == protocols.Write {
 				c.detail = resp.ScriptName(cmd.Name, cmd.Args)
+				if c.detail != "" || cmd.Name == "SCRIPT|LOAD" || cmd.Name == "SCRIPT|FLUSH" {
+					r.noteScript(cmd)
+				}
 			}
 		}
 	}
 	return pos, closeAfter, nil
+}
+
+// noteScript keeps the scripts clients send, for backends rebuilt later (scripts.go).
+func (r *respCodec) noteScript(cmd protocols.Command) {
+	if len(r.s.gw.backends) < 2 {
+		return
+	}
+	switch {
+	case (cmd.Name == "EVAL" || cmd.Name == "EVAL_RO") && len(cmd.Args) > 1:
+		r.s.gw.scripts.note(cmd.Args[1])
+	case cmd.Name == "SCRIPT|LOAD" && len(cmd.Args) == 3:
+		r.s.gw.scripts.note(cmd.Args[2])
+	case cmd.Name == "SCRIPT|FLUSH":
+		r.s.gw.scripts.flush()
+	}
 }
 
 func (r *respCodec) submitted() {

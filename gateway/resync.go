@@ -382,6 +382,9 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 		return err
 	}
 	replicating = false
+	if err := g.loadScripts(tconn); err != nil { // before the held writes (EVALSHA) reach it
+		return err
+	}
 	if after, err := sconn.infoInt("master_repl_offset"); err != nil {
 		return err
 	} else if after != offset || time.Since(pausedAt) >= pause {

@@ -266,3 +266,33 @@ func TestResyncThroughGateway(t *testing.T) {
 		t.Fatalf("resync not through the relay: %+v", *st.Resync)
 	}
 }
+
+// TestEvalshaAfterResync: scripts are not in a Redis snapshot, so a backend rebuilt
+// by a resync has none; the gateway loads the scripts clients sent before the
+// backend rejoins, and EVALSHA keeps working on it (no NOSCRIPT, no new out of sync).
+func TestEvalshaAfterResync(t *testing.T) {
+	h := withRedis(t, 2)
+	c := h.client(t, 0)
+	sha, err := c.ScriptLoad(ctx, "return redis.call('INCR', KEYS[1])").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Eval(ctx, "return redis.call('SET', KEYS[1], ARGV[1])", []string{"e"}, "1")
+	c.EvalSha(ctx, sha, []string{"n"})
+	h.drained(t)
+	h.restartEmpty(t, 1)
+	eventually(t, func() bool {
+		st := h.gw.Backends()[1]
+		return st.State == "up" && st.Resync != nil && st.Resync.Step == "done"
+	}, "resynced")
+	if n, err := c.EvalSha(ctx, sha, []string{"n"}).Int(); err != nil || n != 2 {
+		t.Fatalf("EVALSHA after the resync: %d %v", n, err)
+	}
+	if n, _ := h.backends[1].Client(0).ScriptExists(ctx, sha).Result(); len(n) != 1 || !n[0] {
+		t.Fatal("the resynced backend lacks the script")
+	}
+	h.converged(t)
+	if st := h.gw.Backends()[1]; st.OutOfSync || h.gw.Stats().OutOfSyncEvents.Load() != 1 {
+		t.Fatalf("after EVALSHA on the resynced backend: %+v (out-of-sync events %d)", st, h.gw.Stats().OutOfSyncEvents.Load())
+	}
+}
