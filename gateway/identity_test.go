@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/bradfitz/gomemcache/memcache"
-	"github.com/dynode/dynode-broadcaster/internal/testserver"
 )
 
 // TestSameProcessReconnectStaysInSync: a connection dropped by the backend (CLIENT
@@ -45,10 +44,7 @@ func TestRestartedMemcachedOutOfSync(t *testing.T) {
 		}
 	}
 	h.drained(t)
-	port := h.mc[1].Port
-	h.mc[1].Stop()
-	eventually(t, func() bool { return !h.gw.Backends()[1].Connected }, "backend 1 down")
-	h.mc[1] = testserver.StartMemcachedOnPort(t, port)
+	h.restartMemcachedEmpty(t, 1)
 	waitUp(t, h.gw, 2)
 	st := h.gw.Backends()[1]
 	if !st.OutOfSync || !strings.Contains(st.OutOfSyncReason, "restarted") || !strings.HasPrefix(st.Process, "pid ") {

@@ -31,6 +31,16 @@ func withMemcached(t testing.TB, n int, settings ...string) *harness {
 	return h
 }
 
+// restartMemcachedEmpty stops memcached backend i and starts a new, empty process on
+// the same port, once the gateway has seen it down.
+func (h *harness) restartMemcachedEmpty(t testing.TB, i int) {
+	t.Helper()
+	port := h.mc[i].Port
+	h.mc[i].Stop()
+	eventually(t, func() bool { return !h.gw.Backends()[i].Connected }, "the gateway sees the backend down")
+	h.mc[i] = testserver.StartMemcachedOnPort(t, port)
+}
+
 // mcClient is a gomemcache client of the gateway.
 func (h *harness) mcClient() *memcache.Client {
 	c := memcache.New(h.addr)

@@ -129,14 +129,7 @@ func (g *Gateway) startResync(be *backend) error {
 // autoResync starts a resync of every backend that is up and out of sync, once a
 // second, after a failed attempt waiting 5 s doubled per failure up to 2 min.
 func (g *Gateway) autoResync(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Second, func() {
 		for _, be := range g.backends {
 			if !be.up.Load() || !be.outOfSync.Load() || be.resyncing.Load() {
 				continue
@@ -147,6 +140,20 @@ func (g *Gateway) autoResync(ctx context.Context) {
 			if !wait {
 				_ = g.startResync(be) // refused: tried again on a later tick
 			}
+		}
+	})
+}
+
+// every runs f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
 		}
 	}
 }

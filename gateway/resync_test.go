@@ -15,7 +15,6 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/dynode/dynode-broadcaster/gateway"
-	"github.com/dynode/dynode-broadcaster/internal/testserver"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -205,10 +204,7 @@ func TestResyncMemcachedFlushAndWarm(t *testing.T) {
 		}
 	}
 	h.drained(t)
-	port := h.mc[1].Port
-	h.mc[1].Stop()
-	eventually(t, func() bool { return !h.gw.Backends()[1].Connected }, "backend 1 down")
-	h.mc[1] = testserver.StartMemcachedOnPort(t, port)
+	h.restartMemcachedEmpty(t, 1)
 	if _, err := h.mc[1].Command("set stale 0 0 1\r\nx"); err != nil { // data the others do not have
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -82,21 +83,31 @@ func (g *Gateway) dialSideBusy(ctx context.Context, be *backend) (*sideConn, err
 }
 
 // busyScript reports whether the backend, whose pipeline made no progress, is alive
-// but running a script or function (a PING on a side connection answers -BUSY).
+// but running a script or function: a PING on a side connection answers -BUSY. A busy
+// Redis answers at once; a hung process (its kernel still accepts connections) does
+// not, so the question waits at most busyProbeTimeout before the backend is reset.
 func (be *backend) busyScript() bool {
 	if be.gw.wire != &respWire {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), be.gw.cfg.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), busyProbeTimeout)
 	defer cancel()
 	c, err := be.gw.dialSideBusy(ctx, be)
 	if err != nil {
 		return false
 	}
 	defer c.close()
-	reply, isErr, _, err := be.roundTrip(c.conn, c.scan, be.gw.wire.probe, 0, c.buf)
-	return err == nil && isErr && strings.HasPrefix(string(reply), "-BUSY")
+	_ = c.conn.SetDeadline(time.Now().Add(busyProbeTimeout))
+	if _, err := c.conn.Write(be.gw.wire.probe); err != nil {
+		return false
+	}
+	var buf [64]byte
+	n, err := io.ReadAtLeast(c.conn, buf[:], len("-BUSY"))
+	return err == nil && strings.HasPrefix(string(buf[:n]), "-BUSY")
 }
+
+// busyProbeTimeout bounds busyScript.
+const busyProbeTimeout = 250 * time.Millisecond
 
 // busyWait is how often a busy backend is asked again (see busyScript).
 func busyWait(timeout time.Duration) time.Duration { return max(timeout, time.Second) }

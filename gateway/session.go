@@ -151,8 +151,8 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	pos, closeAfter, perr := s.codec.decode(b, s.rbuf)
 	if len(s.items) > 0 {
 		marks := &s.marks
-		if gw.cfg.Protocol != "redis" {
-			marks = nil
+		if gw.wire != &respWire {
+			marks = nil // WAIT is Redis's
 		}
 		gw.seq.submit(b, s.items, gw.noBackend, marks)
 	} else {

@@ -61,7 +61,6 @@ type verifier struct {
 	db      int        // Redis: database being scanned
 	cursor  string     // Redis: SCAN cursor in db ("0": start it)
 	digests int8       // Redis: 0 unknown, 1 DEBUG DIGEST-VALUE works, -1 it does not
-	last    *VerifyResult
 }
 
 // Verify runs one round of the convergence check (see above) and returns its result.
@@ -151,25 +150,16 @@ func (g *Gateway) Verify(ctx context.Context) (VerifyResult, error) {
 	} else {
 		g.log.Debug("verify round", attrs...)
 	}
-	last := res
-	v.last = &last
 	return res, nil
 }
 
 // verifyEvery runs a round every verify_interval until ctx ends.
 func (g *Gateway) verifyEvery(ctx context.Context) {
-	t := time.NewTicker(g.cfg.VerifyInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, g.cfg.VerifyInterval, func() {
 		if _, err := g.Verify(ctx); err != nil && !errors.Is(err, ErrVerifyRunning) && ctx.Err() == nil {
 			g.log.Warn("verify round failed", "err", err)
 		}
-	}
+	})
 }
 
 // keyProbe is one sampled key: the reads that show its value, and how to compare
