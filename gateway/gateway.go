@@ -51,8 +51,11 @@ type Gateway struct {
 	draining atomic.Bool
 
 	mu      sync.Mutex // guards clients and nextID
-	clients map[net.Conn]int64
+	clients map[net.Conn]*client
 	nextID  int64
+
+	keys     keyWatch // clients waiting on keys: WATCH, blocking pops (keywatch.go)
+	monitors monitors // MONITOR clients (monitor.go)
 }
 
 // New validates what the engine needs from cfg and builds a gateway.
@@ -73,7 +76,7 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		log:     log,
 		started: time.Now(),
 		ready:   make(chan struct{}),
-		clients: map[net.Conn]int64{},
+		clients: map[net.Conn]*client{},
 	}
 	if cfg.ServersAutoupdate {
 		log.Warn("servers_autoupdate is not implemented yet: serving the static servers list only", "servers", strings.Join(servers, ","))
@@ -123,6 +126,9 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		primary:          g.primaryIndex,
 		readAny:          cfg.ReadFrom == "any",
 		queueWhenAllDown: cfg.DiscardResponses,
+	}
+	if g.wire == &respWire {
+		g.seq.keys = &g.keys
 	}
 	return g, nil
 }
@@ -276,7 +282,7 @@ func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync
 			}
 			return fmt.Errorf("gateway: accept: %w", err)
 		}
-		log, ok := g.register(conn)
+		cl, log, ok := g.register(conn)
 		if !ok {
 			g.stats.ClientsRejected.Add(1)
 			switch g.cfg.Protocol {
@@ -294,33 +300,28 @@ func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync
 				g.newRawSession(conn, log).serve(sessCtx)
 				return
 			}
-			(&session{gw: g, conn: conn, id: g.clientID(conn), log: log}).serve(sessCtx)
+			s := &session{gw: g, conn: conn, id: cl.id, log: log, client: cl}
+			s.serve(sessCtx)
 		})
 	}
 }
 
 // register admits a client connection, or refuses it at max_clients.
-func (g *Gateway) register(conn net.Conn) (*slog.Logger, bool) {
+func (g *Gateway) register(conn net.Conn) (*client, *slog.Logger, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.cfg.MaxClients > 0 && len(g.clients) >= g.cfg.MaxClients {
-		return nil, false
+		return nil, nil, false
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
 	g.nextID++
-	g.clients[conn] = g.nextID
+	cl := newClient(g.nextID, conn)
+	g.clients[conn] = cl
 	g.stats.ClientsConnected.Add(1)
 	g.stats.ClientsAccepted.Add(1)
-	return g.log.With("client", conn.RemoteAddr().String()), true
-}
-
-// clientID is the CLIENT ID of a registered connection.
-func (g *Gateway) clientID(conn net.Conn) int64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.clients[conn]
+	return cl, g.log.With("client", conn.RemoteAddr().String()), true
 }
 
 func (g *Gateway) unregister(conn net.Conn) {

@@ -39,6 +39,7 @@ func (r *respCodec) local(dst []byte, cmd protocols.Command) (reply []byte, quit
 				return resp.AppendError(dst, "ERR DB index is out of range"), false
 			}
 			r.db = db
+			r.s.client.update(func(c *client) { c.db = db })
 			return resp.AppendOK(dst), false
 		}
 	case "HELLO":
@@ -49,6 +50,17 @@ func (r *respCodec) local(dst []byte, cmd protocols.Command) (reply []byte, quit
 		if len(args) == 2 {
 			return r.s.gw.killScripts(dst, cmd.Name), false
 		}
+	case "MONITOR":
+		if len(args) == 1 {
+			r.startMonitor()
+			return resp.AppendOK(dst), false
+		}
+	case "RESET":
+		if len(args) == 1 {
+			return r.reset(dst), false
+		}
+	case "CLIENT|LIST", "CLIENT|INFO", "CLIENT|KILL", "CLIENT|UNBLOCK", "CLIENT|NO-EVICT", "CLIENT|NO-TOUCH", "CLIENT|TRACKING":
+		return r.clientCommand(dst, cmd), false
 	case "CLIENT|ID":
 		if len(args) == 2 {
 			return resp.AppendInt(dst, r.s.id), false
@@ -66,6 +78,7 @@ func (r *respCodec) local(dst []byte, cmd protocols.Command) (reply []byte, quit
 				return resp.AppendError(dst, "ERR Client names cannot contain spaces, newlines or special characters."), false
 			}
 			r.name = string(args[2])
+			r.s.client.update(func(c *client) { c.name = r.name })
 			return resp.AppendOK(dst), false
 		}
 	case "CLIENT|SETINFO":

@@ -84,6 +84,10 @@ func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, 
 
 func (m *memcacheCodec) submitted() { m.parser.Reset() }
 
+func (m *memcacheCodec) replied(*batch) {}
+
+func (m *memcacheCodec) closed() {}
+
 func (m *memcacheCodec) appendFatal(dst []byte, perr error) []byte {
 	return append(append(dst, perr.Error()...), "\r\n"...)
 }

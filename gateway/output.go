@@ -33,6 +33,7 @@ type output struct {
 	pending []byte     // bytes not yet written, in order
 	spare   []byte
 	running bool  // the writer goroutine is running
+	writing bool  // a sender writes directly, without the lock
 	closing bool  // close is waiting: keep its deadline
 	err     error // the write error that ends the session
 }
@@ -50,34 +51,51 @@ func newOutput(conn net.Conn, limit int64, timeout time.Duration) *output {
 
 // send writes b (or queues what the socket does not take at once). It returns once b
 // is written or queued and no more than the limit waits, or with the error that
-// ends the session. b may be reused by the caller afterwards.
-func (o *output) send(b []byte) error {
+// ends the session. b may be reused by the caller afterwards. It may be called from
+// several goroutines (a subscriber's messages, a monitor's lines): each b stays whole.
+func (o *output) send(b []byte) error { return o.write(b, true) }
+
+// push is send for messages other goroutines deliver (pub/sub messages, MONITOR
+// lines): it never waits. A client that leaves more than the limit unread is
+// disconnected, as Redis disconnects a pub/sub client over its output buffer limit.
+func (o *output) push(b []byte) error { return o.write(b, false) }
+
+func (o *output) write(b []byte, wait bool) error {
 	o.mu.Lock()
 	if o.err != nil {
 		defer o.mu.Unlock()
 		return o.err
 	}
-	if !o.running && len(o.pending) == 0 {
+	if !o.running && !o.writing && len(o.pending) == 0 {
+		o.writing = true // other senders queue behind this write meanwhile
 		o.mu.Unlock()
 		n, err := o.tryWrite(b)
+		o.mu.Lock()
+		o.writing = false
 		if err != nil {
-			o.mu.Lock()
 			o.err = err
 			o.mu.Unlock()
 			return err
 		}
-		if n == len(b) {
+		if n == len(b) && len(o.pending) == 0 {
+			o.mu.Unlock()
 			return nil
 		}
-		b = b[n:]
-		o.mu.Lock()
+		// What others queued meanwhile goes after the rest of b.
+		rest := append(append(o.spare[:0], b[n:]...), o.pending...)
+		o.spare, o.pending = o.pending[:0], rest
+		b = nil
 	}
 	o.pending = append(o.pending, b...)
-	if !o.running {
+	if !o.running && !o.writing { // a direct writer starts the loop when it is done
 		o.running = true
 		go o.writeLoop()
 	}
-	for int64(len(o.pending)) > o.limit && o.err == nil {
+	if !wait && int64(len(o.pending)) > o.limit {
+		o.err = fmt.Errorf("more than %d bytes of messages left unread (client_output_limit)", o.limit)
+		_ = o.conn.Close()
+	}
+	for wait && int64(len(o.pending)) > o.limit && o.err == nil {
 		o.drained.Wait()
 	}
 	err := o.err

@@ -19,10 +19,19 @@ type respCodec struct {
 	execFrames []byte // frames of transactions executed in the current burst
 	rewritten  []byte // frames the gateway rewrote (absolute TTLs) in the current burst
 	authed     bool   // the client authenticated, or needs not (auth.go)
+	proto      int    // RESP version the client speaks: 2, or 3 after HELLO 3
+
+	watching     *watchState  // WATCHed keys (watch.go); nil: none
+	watchProbes  []watchProbe // this burst's PEXPIRETIME reads for WATCH
+	unwatchAfter bool         // EXEC or DISCARD ends the WATCH once the burst is submitted
+	killSelf     bool         // CLIENT KILL named this client: close after the reply
+
+	monitor      *output // this client is a MONITOR (monitor.go)
+	monitorLines []byte  // MONITOR lines of the burst being decoded
 }
 
 func newRespCodec(s *session) clientCodec {
-	r := &respCodec{s: s, authed: !s.gw.auth.required()}
+	r := &respCodec{s: s, authed: !s.gw.auth.required(), proto: 2}
 	// A bulk argument that cannot fit in max_request_bytes is refused at its header,
 	// with Redis's own error, instead of being read up to the limit.
 	r.parser.MaxBulkLen = min(s.gw.cfg.MaxRequestBytes, resp.MaxBulkLen)
@@ -32,7 +41,12 @@ func newRespCodec(s *session) clientCodec {
 func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
 	s := r.s
 	var now int64 // Unix milliseconds, read once per burst when a TTL is rewritten
-	for pos < len(buf) && !closeAfter {
+	var monitorNow time.Time
+	if s.gw.monitors.n.Load() > 0 {
+		monitorNow = time.Now()
+		defer r.publishMonitorLines()
+	}
+	for pos < len(buf) && !closeAfter && s.afterSend == nil {
 		cmd, n, err := r.parser.Next(buf[pos:])
 		if errors.Is(err, protocols.ErrIncomplete) {
 			break
@@ -48,6 +62,9 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		if !r.authed && cmd.Name != "AUTH" && cmd.Name != "HELLO" && cmd.Name != "QUIT" {
 			b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], errNoAuth))
 			continue
+		}
+		if !monitorNow.IsZero() && cmd.Name != "MONITOR" {
+			r.monitorLines = appendMonitorLine(r.monitorLines, monitorNow, r.db, s.conn.RemoteAddr().String(), cmd)
 		}
 		if cmd.Class == protocols.Write && s.gw.cfg.AbsoluteTTL {
 			if now == 0 {
@@ -84,12 +101,34 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		if r.transact(b, cmd) {
 			continue
 		}
+		if resp.IsBlocking(cmd.Name) {
+			msg := resp.Reject(cmd.Args)
+			var call resp.BlockingCall
+			if msg == "" {
+				call, msg = resp.ParseBlocking(cmd.Name, cmd.Args)
+			}
+			if msg != "" {
+				b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], msg))
+				continue
+			}
+			s.blocking = newBlockCall(cmd, r.db, call)
+			return pos, false, nil // the burst ends here: answered after it (blocking.go)
+		}
+		switch cmd.Name {
+		case "WATCH":
+			r.watch(b, cmd)
+			continue
+		case "UNWATCH":
+			r.unwatch()
+			b.addLocal(cmd.Name, resp.AppendOK(s.scratch[:0]))
+			continue
+		}
 		switch cmd.Class {
 		case protocols.Local:
 			var quit bool
 			s.scratch, quit = r.local(s.scratch[:0], cmd)
 			b.addLocal(cmd.Name, s.scratch)
-			closeAfter = quit
+			closeAfter = quit || r.killSelf
 		case protocols.Unsupported:
 			s.scratch = unsupported(s.scratch[:0], cmd.Name)
 			b.addLocal(cmd.Name, s.scratch)
@@ -125,9 +164,78 @@ func (r *respCodec) noteScript(cmd protocols.Command) {
 }
 
 func (r *respCodec) submitted() {
+	if r.unwatchAfter {
+		r.unwatchAfter = false
+		r.unwatch()
+	}
 	r.execFrames = r.execFrames[:0] // submit copied them to the backends
 	r.rewritten = r.rewritten[:0]
 	r.parser.Reset()
+}
+
+func (r *respCodec) replied(b *batch) { r.watchReplied(b) }
+
+// closed releases what the client held: its WATCH, its MONITOR.
+func (r *respCodec) closed() {
+	r.unwatch()
+	if r.monitor != nil {
+		r.s.gw.monitors.remove(r.monitor)
+	}
+}
+
+// publishMonitorLines sends the burst's MONITOR lines.
+func (r *respCodec) publishMonitorLines() {
+	if len(r.monitorLines) > 0 {
+		r.s.gw.monitors.publish(r.monitorLines)
+	}
+	r.monitorLines = r.monitorLines[:0]
+	if cap(r.monitorLines) > keepBufLimit {
+		r.monitorLines = nil
+	}
+}
+
+// startMonitor makes the client a MONITOR once its +OK is sent.
+func (r *respCodec) startMonitor() {
+	if r.monitor != nil {
+		return
+	}
+	r.s.afterSend = func() {
+		if r.s.output != nil {
+			r.monitor = r.s.output
+			r.s.gw.monitors.add(r.monitor)
+			r.s.client.update(func(c *client) { c.monitor = true })
+		}
+	}
+}
+
+// reset answers RESET: the connection's state as it was when it connected.
+func (r *respCodec) reset(dst []byte) []byte {
+	r.tx.reset()
+	r.unwatch()
+	if r.monitor != nil {
+		r.s.gw.monitors.remove(r.monitor)
+		r.monitor = nil
+	}
+	r.db, r.name, r.proto = 0, "", 2
+	r.authed = !r.s.gw.auth.required()
+	r.s.client.update(func(c *client) { c.db, c.name, c.proto, c.monitor, c.multi = 0, "", 2, false, -1 })
+	return resp.AppendSimple(dst, "RESET")
+}
+
+// nullArray is the client's protocol's null array (RESP3 has one null).
+func (r *respCodec) nullArray() []byte {
+	if r.proto == 3 {
+		return []byte("_\r\n")
+	}
+	return []byte("*-1\r\n")
+}
+
+// nullBulk is the client's protocol's null bulk string.
+func (r *respCodec) nullBulk() []byte {
+	if r.proto == 3 {
+		return []byte("_\r\n")
+	}
+	return []byte("$-1\r\n")
 }
 
 func (r *respCodec) appendFatal(dst []byte, perr error) []byte {

@@ -28,6 +28,14 @@ type queuedCmd struct {
 	// block, on the first command of a transaction (MULTI), is how many commands the
 	// block has, EXEC included: a backend gets all of them or none.
 	block int
+	// watch, on the first command of a transaction, is the client's WATCH: the block
+	// is not sent, and EXEC answers nil, when a watched key changed (watch.go).
+	watch *watchState
+	// skip: not sent to any backend (a transaction whose WATCH failed).
+	skip bool
+	// self is the key waiter of the blocked client this attempt is for: its own
+	// attempt does not wake it (blocking.go).
+	self *keyWaiter
 }
 
 // sequencer is the gateway's one serial point. It appends every batch to every
@@ -45,6 +53,9 @@ type sequencer struct {
 	queueWhenAllDown bool
 	gates            []*gate   // scratch: the gates of the batch being submitted
 	pendings         []pending // scratch: the queue entries of one gated write
+	// keys tells clients waiting on keys (WATCH, blocking pops) about the writes
+	// queued (keywatch.go); nil for protocols without them.
+	keys *keyWatch
 }
 
 // submit queues the batch's backend commands and seals the batch. marks, if not
@@ -57,6 +68,18 @@ func (s *sequencer) submit(b *batch, items []queuedCmd, errNoBackend []byte, mar
 	gates := s.gates[:0]
 	for i := range items {
 		it := &items[i]
+		if s.keys != nil && s.keys.active() {
+			// In order: a write of this batch before its EXEC fails that EXEC's WATCH.
+			if it.watch != nil {
+				s.checkWatch(b, items, i)
+			}
+			if !it.skip {
+				s.keys.touched(it)
+			}
+		}
+		if it.skip {
+			continue
+		}
 		c := &b.cmds[it.idx]
 		c.source = int16(source)
 		if it.class == protocols.Read {
@@ -96,6 +119,10 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 	for i := 0; i < len(items); i++ {
 		it := &items[i]
 		n := max(it.block, 1) // commands admitted together
+		if it.skip {
+			i += n - 1
+			continue
+		}
 		isWrite := it.class != protocols.Read
 		if isWrite && !queueWrites || !isWrite && be.index != readTarget {
 			i += n - 1
@@ -153,6 +180,26 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 		appended = true
 	}
 	return appended
+}
+
+// checkWatch drops the transaction starting at items[i] if its WATCH failed: a
+// watched key was touched by a write queued since the WATCH (or expired). Its
+// commands are decided here: EXEC's reply is nil, the hidden ones have none.
+// Caller holds s.mu and b.mu.
+func (s *sequencer) checkWatch(b *batch, items []queuedCmd, i int) {
+	w := items[i].watch
+	if !w.failed() {
+		return
+	}
+	n := max(items[i].block, 1)
+	for j := i; j < i+n; j++ {
+		items[j].skip = true
+		reply := []byte(nil)
+		if j == i+n-1 {
+			reply = w.execNil
+		}
+		b.decideLocal(&b.cmds[items[j].idx], reply)
+	}
 }
 
 // gated reports whether a command goes through a gate: it is replicated by effect,

@@ -24,11 +24,12 @@ const (
 // rest to the sequencer as one batch, wait until each command's reply is chosen, and
 // write all replies in request order with one write.
 type session struct {
-	gw    *Gateway
-	conn  net.Conn
-	log   *slog.Logger
-	id    int64
-	codec clientCodec
+	gw     *Gateway
+	conn   net.Conn
+	log    *slog.Logger
+	id     int64
+	codec  clientCodec
+	client *client // what other clients see of this one (CLIENT LIST, KILL, UNBLOCK)
 
 	idle    deadline
 	output  *output
@@ -37,9 +38,13 @@ type session struct {
 	scratch []byte
 	out     []byte
 
-	marks waitMarks    // protocol=redis: where this client's commands went, for WAIT
-	wait  *waitRequest // a WAIT ending the current burst (wait.go)
-	again bool         // rbuf may hold complete commands after a WAIT: decode before reading
+	marks    waitMarks    // protocol=redis: where this client's commands went, for WAIT
+	wait     *waitRequest // a WAIT ending the current burst (wait.go)
+	blocking *blockCall   // a blocking command ending the current burst (blocking.go)
+	again    bool         // rbuf may hold complete commands after a WAIT: decode before reading
+	// afterSend, set while decoding, runs once the burst's replies are sent (MONITOR
+	// starts after its +OK); the burst ended at the command that set it.
+	afterSend func()
 }
 
 // clientCodec is the protocol-specific half of a session: it decodes commands and
@@ -51,6 +56,10 @@ type clientCodec interface {
 	decode(b *batch, buf []byte) (n int, closeAfter bool, perr error)
 	// submitted runs once the batch's frames have been copied to the backends.
 	submitted()
+	// replied runs once every command of the batch is answered.
+	replied(b *batch)
+	// closed runs when the session ends: release what the client held.
+	closed()
 	// appendFatal appends the reply to a protocol error that closes the connection.
 	appendFatal(dst []byte, perr error) []byte
 }
@@ -61,6 +70,7 @@ func (s *session) serve(ctx context.Context) {
 	s.codec = s.gw.wire.newCodec(s)
 	// The replies before a QUIT or a protocol error are delivered before the close.
 	defer s.closeOutput()
+	defer s.codec.closed()
 	for {
 		if s.again {
 			s.again = false
@@ -170,9 +180,26 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	if b.failedReads() {
 		s.retryReads(ctx, b)
 	}
+	s.codec.replied(b)
 	s.out = s.out[:0]
 	if !gw.cfg.DiscardResponses {
 		s.out = b.appendReplies(s.out)
+	}
+	if bc := s.blocking; bc != nil {
+		// The burst ended at a blocking command: the replies before it go out now, as
+		// Redis sends them before the client blocks.
+		s.blocking = nil
+		if len(s.out) > 0 {
+			if err := s.send(s.out); err != nil {
+				return pos, true, err
+			}
+			s.out = s.out[:0]
+		}
+		var gone bool
+		if s.out, gone = s.serveBlocking(ctx, s.out, bc); gone {
+			return pos, true, nil
+		}
+		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter
 	}
 	if s.wait != nil {
 		// The burst ended at a WAIT: answer it now that everything before it is, then
@@ -191,6 +218,11 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		if err := s.send(s.out); err != nil {
 			return pos, true, err
 		}
+	}
+	if f := s.afterSend; f != nil {
+		s.afterSend = nil
+		f()
+		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter
 	}
 	if cap(s.out) > keepBufLimit {
 		s.out = nil

@@ -69,6 +69,7 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 			return true
 		}
 		tx.reset()
+		r.unwatchAfter = true
 		b.addLocal(cmd.Name, resp.AppendOK(r.s.scratch[:0]))
 		return true
 	case "EXEC":
@@ -77,6 +78,9 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 	}
 	if !tx.active {
 		return false
+	}
+	if cmd.Name == "WATCH" {
+		return false // answered with an error, the transaction goes on (watch.go)
 	}
 	if msg := resp.Reject(cmd.Args); msg != "" {
 		// As Redis: an unknown command or a wrong arity is answered at once, and EXEC
@@ -91,7 +95,7 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 		return true
 	}
 	class := cmd.Class
-	if cmd.Name == "PING" || cmd.Name == "ECHO" {
+	if cmd.Name == "PING" || cmd.Name == "ECHO" || cmd.Name == "UNWATCH" {
 		class = protocols.Read // inside MULTI their replies belong in EXEC's array
 	}
 	if class != protocols.Read && class != protocols.Write {
@@ -129,6 +133,7 @@ func (r *respCodec) exec(b *batch, cmd protocols.Command) {
 		return
 	case tx.aborted:
 		tx.reset()
+		r.unwatchAfter = true
 		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "EXECABORT Transaction discarded because of previous errors."))
 		return
 	}
@@ -153,6 +158,10 @@ func (r *respCodec) exec(b *batch, cmd protocols.Command) {
 	}
 	queue(cmd.Name, cmd.Frame, false)
 	r.s.items[first].block = len(r.s.items) - first // admitted whole or not at all
+	if r.watching != nil {
+		r.s.items[first].watch = r.watching
+		r.unwatchAfter = true
+	}
 	if tx.byEffect {
 		// The authority runs the block as sent; the others run it with each command
 		// whose outcome depends on the server replaced by its effect (see gate).

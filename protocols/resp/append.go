@@ -38,3 +38,12 @@ func AppendSelect(dst []byte, db int) []byte {
 	dst = append(dst, "*2\r\n$6\r\nSELECT\r\n"...)
 	return redcon.AppendBulk(dst, digits)
 }
+
+// AppendCommandStrings appends a command made of args as a RESP array of bulks.
+func AppendCommandStrings(dst []byte, args ...string) []byte {
+	dst = redcon.AppendArray(dst, len(args))
+	for _, a := range args {
+		dst = redcon.AppendBulkString(dst, a)
+	}
+	return dst
+}

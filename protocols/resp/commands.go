@@ -29,9 +29,9 @@ const (
 type commandSpec struct {
 	name        string
 	flags       commandFlags
-	arity       int16 // Redis arity: n exact, -n at least n (the name counts)
-	firstKey    int8
-	subcommands bool // the class depends on the subcommand ("CLIENT SETNAME")
+	arity       int16     // Redis arity: n exact, -n at least n (the name counts)
+	keys        []keySpec // key specifications (keys.go)
+	subcommands bool      // the class depends on the subcommand ("CLIENT SETNAME")
 }
 
 // classOverrides are the commands whose class does not follow from their flags.
@@ -41,6 +41,10 @@ var classOverrides = map[string]protocols.Class{
 	"HELLO": protocols.Local, "SELECT": protocols.Local,
 	"CLIENT|SETNAME": protocols.Local, "CLIENT|GETNAME": protocols.Local,
 	"CLIENT|SETINFO": protocols.Local, "CLIENT|ID": protocols.Local,
+	// The gateway's own clients (gateway/clients.go), and MONITOR of what they send.
+	"CLIENT|LIST": protocols.Local, "CLIENT|INFO": protocols.Local, "CLIENT|KILL": protocols.Local,
+	"CLIENT|UNBLOCK": protocols.Local, "CLIENT|NO-EVICT": protocols.Local, "CLIENT|NO-TOUCH": protocols.Local,
+	"CLIENT|TRACKING": protocols.Local, "MONITOR": protocols.Local, "RESET": protocols.Local,
 
 	// Scripts must exist on every backend for EVALSHA to replay everywhere.
 	"SCRIPT|LOAD": protocols.Write, "SCRIPT|FLUSH": protocols.Write,
@@ -50,25 +54,32 @@ var classOverrides = map[string]protocols.Class{
 
 	// Scripts and functions may write; Redis 7.0 flags them only "noscript".
 	"EVAL": protocols.Write, "EVALSHA": protocols.Write, "FCALL": protocols.Write,
+	// Blocking commands are served by the gateway (gateway/blocking.go), which sends
+	// them only inside MULTI, where Redis runs them without blocking; as such they
+	// are ordinary writes (XREAD a read), in transactions too.
+	"BLPOP": protocols.Write, "BRPOP": protocols.Write, "BLMOVE": protocols.Write,
+	"BRPOPLPUSH": protocols.Write, "BLMPOP": protocols.Write, "BZPOPMIN": protocols.Write,
+	"BZPOPMAX": protocols.Write, "BZMPOP": protocols.Write, "XREADGROUP": protocols.Write,
+	"XREAD": protocols.Read,
+
 	// A message published through the gateway reaches subscribers of every backend.
 	"PUBLISH": protocols.Write, "SPUBLISH": protocols.Write,
 
 	// Transactions: the gateway queues MULTI ... EXEC and appends it whole to every
-	// backend. WATCH needs a connection of the client's own: not supported.
+	// backend. It answers WATCH from the writes it sequences (gateway/watch.go).
 	"MULTI": protocols.Local, "EXEC": protocols.Local, "DISCARD": protocols.Local,
-	"WATCH": protocols.Unsupported, "UNWATCH": protocols.Unsupported,
+	"WATCH": protocols.Local, "UNWATCH": protocols.Local,
 
 	// Connection state that would leak into the shared backend pipelines.
 	// AUTH is answered by the gateway (gateway/auth.go); it AUTHs its own backend
 	// connections itself.
-	"AUTH": protocols.Local, "RESET": protocols.Unsupported,
-	"CLIENT|REPLY": protocols.Unsupported, "CLIENT|TRACKING": protocols.Unsupported,
-	"CLIENT|CACHING": protocols.Unsupported, "CLIENT|NO-EVICT": protocols.Unsupported,
-	"CLIENT|NO-TOUCH": protocols.Unsupported, "READONLY": protocols.Unsupported,
+	"AUTH":         protocols.Local,
+	"CLIENT|REPLY": protocols.Unsupported, "CLIENT|CACHING": protocols.Unsupported,
+	"READONLY":  protocols.Unsupported,
 	"READWRITE": protocols.Unsupported, "ASKING": protocols.Unsupported,
 	// WAIT is answered by the gateway from its own acknowledgements (gateway/wait.go).
 	"WAIT": protocols.Local, "WAITAOF": protocols.Unsupported,
-	"MONITOR": protocols.Unsupported, "SYNC": protocols.Unsupported,
+	"SYNC":  protocols.Unsupported,
 	"PSYNC": protocols.Unsupported, "REPLCONF": protocols.Unsupported,
 	// SCRIPT DEBUG turns the connection's next EVAL into a debugging session: on a
 	// shared pipeline every other client's commands would go to the Lua debugger.

@@ -391,6 +391,10 @@ func claimedIDs(reply []byte) ([][]byte, bool) {
 // set of bulk strings.
 func Bulks(reply []byte) ([][]byte, bool) { return bulks(reply) }
 
+// BulkValue returns a bulk string reply's value (nil for a null); ok false for any
+// other reply.
+func BulkValue(reply []byte) ([]byte, bool) { return bulk(reply) }
+
 // Elements splits an array reply into its elements' bytes (ok false for any other
 // reply, a nil array included).
 func Elements(reply []byte) ([][]byte, bool) { return elements(reply) }

@@ -37,8 +37,8 @@ func main() {
 	type row struct {
 		name  string
 		flags []string
-		first int64
 		arity int64
+		keys  []string // keySpec literals
 		subs  bool
 	}
 	var rows []row
@@ -46,7 +46,7 @@ func main() {
 	// categories, tips, key specs, subcommands (entries of the same shape).
 	var walk func(entry []any)
 	walk = func(entry []any) {
-		r := row{name: strings.ToUpper(entry[0].(string)), arity: entry[1].(int64), first: entry[3].(int64)}
+		r := row{name: strings.ToUpper(entry[0].(string)), arity: entry[1].(int64), keys: keySpecs(entry[8])}
 		for _, f := range entry[2].([]any) {
 			r.flags = append(r.flags, f.(string))
 		}
@@ -85,8 +85,12 @@ func main() {
 		if len(fl) > 0 {
 			flags = strings.Join(fl, " | ")
 		}
-		fmt.Fprintf(&b, "\t%q: {name: %q, flags: %s, arity: %d, firstKey: %d, subcommands: %v},\n",
-			r.name, r.name, flags, r.arity, r.first, r.subs)
+		keys := "nil"
+		if len(r.keys) > 0 {
+			keys = "[]keySpec{" + strings.Join(r.keys, ", ") + "}"
+		}
+		fmt.Fprintf(&b, "\t%q: {name: %q, flags: %s, arity: %d, keys: %s, subcommands: %v},\n",
+			r.name, r.name, flags, r.arity, keys, r.subs)
 	}
 	b.WriteString("}\n")
 	src, err := format.Source(b.Bytes())
@@ -134,6 +138,50 @@ func writesKeys(specs any) bool {
 		}
 	}
 	return false
+}
+
+// keySpecs turns a COMMAND entry's key specifications into keySpec literals (see
+// protocols/resp/keys.go for their meaning).
+func keySpecs(specs any) []string {
+	list, _ := specs.([]any)
+	var out []string
+	for _, spec := range list {
+		m, _ := spec.(map[any]any)
+		var fields []string
+		flags, _ := m["flags"].([]any)
+		for _, f := range flags {
+			switch f {
+			case "RW", "OW", "RM", "insert", "delete", "update":
+				if !slices.Contains(fields, "write: true") {
+					fields = append(fields, "write: true")
+				}
+			}
+		}
+		bs, _ := m["begin_search"].(map[any]any)
+		bsSpec, _ := bs["spec"].(map[any]any)
+		fk, _ := m["find_keys"].(map[any]any)
+		fkSpec, _ := fk["spec"].(map[any]any)
+		switch bs["type"] {
+		case "index":
+			fields = append(fields, fmt.Sprintf("index: %d", bsSpec["index"]))
+		case "keyword":
+			fields = append(fields, fmt.Sprintf("keyword: %q, startFrom: %d", bsSpec["keyword"], bsSpec["startfrom"]))
+		default:
+			fields = append(fields, "unknown: true")
+		}
+		switch fk["type"] {
+		case "range":
+			fields = append(fields, fmt.Sprintf("lastKey: %d, step: %d, limit: %d", fkSpec["lastkey"], fkSpec["keystep"], fkSpec["limit"]))
+		case "keynum":
+			fields = append(fields, fmt.Sprintf("keyNum: true, keyNumIdx: %d, firstKey: %d, step: %d", fkSpec["keynumidx"], fkSpec["firstkey"], fkSpec["keystep"]))
+		default:
+			if !slices.Contains(fields, "unknown: true") {
+				fields = append(fields, "unknown: true")
+			}
+		}
+		out = append(out, "{"+strings.Join(fields, ", ")+"}")
+	}
+	return out
 }
 
 func redisVersion(info string) string {

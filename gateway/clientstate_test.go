@@ -1,0 +1,405 @@
+package gateway_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestBlockingPopWokenByPush: a BLPOP through the gateway blocks until another
+// client's RPUSH, other clients are served meanwhile, and every backend popped the
+// same element (the list is gone everywhere, the digests are equal).
+func TestBlockingPopWokenByPush(t *testing.T) {
+	h := withRedis(t, 3)
+	waiter, pusher := h.client(t, 0), h.client(t, 0)
+	got := make(chan []string, 1)
+	go func() {
+		v, err := waiter.BLPop(ctx, 0, "queue:a", "queue:b").Result()
+		if err != nil {
+			t.Errorf("BLPOP: %v", err)
+		}
+		got <- v
+	}()
+	eventually(t, func() bool { return strings.Contains(clientList(t, pusher), "flags=b") }, "BLPOP blocked")
+	for i := range 50 { // others are not blocked by it
+		if err := pusher.Set(ctx, fmt.Sprint("other", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pusher.RPush(ctx, "queue:b", "job-1", "job-2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		if len(v) != 2 || v[0] != "queue:b" || v[1] != "job-1" {
+			t.Fatalf("BLPOP = %q, want [queue:b job-1]", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("BLPOP not woken by RPUSH")
+	}
+	h.eachBackend(t, 0, func(i int, c *redis.Client) {
+		if v, _ := c.LRange(ctx, "queue:b", 0, -1).Result(); len(v) != 1 || v[0] != "job-2" {
+			t.Errorf("backend %d queue:b = %q, want [job-2]", i, v)
+		}
+	})
+	h.converged(t)
+}
+
+// TestBlockingQueueWorkers: 20 workers BRPOP a queue that 5 producers fill with
+// 10,000 jobs. Every job is taken exactly once, the list ends empty on every backend,
+// and the backends converge.
+func TestBlockingQueueWorkers(t *testing.T) {
+	h := withRedis(t, 3)
+	const producers, workers, jobs = 5, 20, 10000
+	var taken sync.Map
+	var count, dup atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range workers {
+		wg.Go(func() {
+			c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2})
+			defer c.Close()
+			for {
+				v, err := c.BRPop(ctx, time.Second, "jobs").Result()
+				if errors.Is(err, redis.Nil) {
+					select {
+					case <-stop:
+						return
+					default:
+						continue
+					}
+				}
+				if err != nil {
+					t.Errorf("worker %d: %v", w, err)
+					return
+				}
+				if _, loaded := taken.LoadOrStore(v[1], w); loaded {
+					dup.Add(1)
+				}
+				count.Add(1)
+			}
+		})
+	}
+	start := time.Now()
+	runConcurrently(t, producers, func(p int) error {
+		c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2})
+		defer c.Close()
+		for i := range jobs / producers {
+			if err := c.LPush(ctx, "jobs", fmt.Sprintf("job-%d-%d", p, i)).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	eventually(t, func() bool { return count.Load() == jobs }, "every job taken")
+	close(stop)
+	wg.Wait()
+	t.Logf("%d jobs through %d workers in %v", jobs, workers, time.Since(start))
+	if dup.Load() != 0 || count.Load() != jobs {
+		t.Fatalf("taken %d jobs, %d twice; want %d once each", count.Load(), dup.Load(), jobs)
+	}
+	h.eachBackend(t, 0, func(i int, c *redis.Client) {
+		if n, _ := c.LLen(ctx, "jobs").Result(); n != 0 {
+			t.Errorf("backend %d: %d jobs left", i, n)
+		}
+	})
+	h.converged(t)
+}
+
+// TestBlockingTimeoutsAndUnblock: BZPOPMIN with a timeout answers nil; BLMOVE's nil
+// is a null bulk; CLIENT UNBLOCK (gateway ids) ends a wait, with TIMEOUT or ERROR;
+// a blocked client that disconnects is released.
+func TestBlockingTimeoutsAndUnblock(t *testing.T) {
+	h := withRedis(t, 3)
+	c := h.client(t, 0)
+	start := time.Now()
+	if err := c.BZPopMin(ctx, time.Second, "zq").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("BZPOPMIN timeout: %v, want nil", err)
+	}
+	t.Logf("BZPOPMIN 1 answered nil after %v", time.Since(start))
+	converse(t, h.addr, "BLMOVE src dst LEFT RIGHT 0.05\r\nBZPOPMIN zq -1\r\nBLPOP k notanumber\r\nBLPOP k 0.01\r\n",
+		"$-1\r\n-ERR timeout is negative\r\n-ERR timeout is not a float or out of range\r\n*-1\r\n")
+
+	blocked := h.client(t, 0)
+	id := blocked.ClientID(ctx).Val()
+	errc := make(chan error, 2)
+	go func() { errc <- blocked.BLPop(ctx, 0, "never").Err() }()
+	eventually(t, func() bool { return strings.Contains(clientList(t, c), fmt.Sprintf("id=%d ", id)) && strings.Contains(clientList(t, c), "flags=b") }, "client blocked")
+	if n := c.ClientUnblock(ctx, id).Val(); n != 1 {
+		t.Fatalf("CLIENT UNBLOCK = %d", n)
+	}
+	if err := <-errc; !errors.Is(err, redis.Nil) {
+		t.Fatalf("unblocked BLPOP: %v, want nil", err)
+	}
+	go func() { errc <- blocked.BLPop(ctx, 0, "never").Err() }()
+	eventually(t, func() bool { return strings.Contains(clientList(t, c), "flags=b") }, "client blocked again")
+	if n := c.ClientUnblockWithError(ctx, id).Val(); n != 1 {
+		t.Fatalf("CLIENT UNBLOCK ERROR = %d", n)
+	}
+	if err := <-errc; err == nil || !strings.HasPrefix(err.Error(), "UNBLOCKED") {
+		t.Fatalf("unblocked with error: %v", err)
+	}
+	if n := c.ClientUnblock(ctx, id).Val(); n != 0 {
+		t.Fatalf("CLIENT UNBLOCK of a client not blocked = %d", n)
+	}
+
+	// A blocked client that goes away holds nothing: a later push stays in the list.
+	gone := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2})
+	go func() { _ = gone.BLPop(ctx, 0, "leftover").Err() }()
+	eventually(t, func() bool { return strings.Contains(clientList(t, c), "flags=b") }, "blocked")
+	_ = gone.Close()
+	eventually(t, func() bool { return !strings.Contains(clientList(t, c), "flags=b") }, "released")
+	c.RPush(ctx, "leftover", "x")
+	h.eachBackend(t, 0, func(i int, b *redis.Client) {
+		if v := b.LRange(ctx, "leftover", 0, -1).Val(); len(v) != 1 {
+			t.Errorf("backend %d leftover = %q", i, v)
+		}
+	})
+	h.converged(t)
+}
+
+// TestStreamConsumers: XREADGROUP BLOCK wakes on XADD; XREAD BLOCK $ waits for an
+// entry after the command; XREADGROUP, XACK, XCLAIM, XAUTOCLAIM and XPENDING leave
+// the same pending lists on every backend.
+func TestStreamConsumers(t *testing.T) {
+	h := withRedis(t, 3)
+	c := h.client(t, 0)
+	if err := c.XGroupCreateMkStream(ctx, "s", "g", "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.XAdd(ctx, &redis.XAddArgs{Stream: "s", ID: "1-1", Values: []string{"old", "1"}})
+	if v, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "early", Streams: []string{"s", ">"}, Count: 10}).Result(); err != nil || len(v[0].Messages) != 1 {
+		t.Fatalf("XREADGROUP without BLOCK: %v %v", v, err)
+	}
+	group := make(chan []redis.XStream, 1)
+	plain := make(chan []redis.XStream, 1)
+	go func() {
+		v, err := h.client(t, 0).XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "alice", Streams: []string{"s", ">"}, Block: 0}).Result()
+		if err != nil {
+			t.Errorf("XREADGROUP BLOCK: %v", err)
+		}
+		group <- v
+	}()
+	go func() {
+		v, err := h.client(t, 0).XRead(ctx, &redis.XReadArgs{Streams: []string{"s", "$"}, Block: 0}).Result()
+		if err != nil {
+			t.Errorf("XREAD BLOCK: %v", err)
+		}
+		plain <- v
+	}()
+	eventually(t, func() bool { return strings.Count(clientList(t, c), "flags=b") == 2 }, "both readers blocked")
+	c.XAdd(ctx, &redis.XAddArgs{Stream: "s", ID: "2-1", Values: []string{"new", "2"}})
+	for _, ch := range []chan []redis.XStream{group, plain} {
+		select {
+		case v := <-ch:
+			if len(v) != 1 || len(v[0].Messages) != 1 || v[0].Messages[0].ID != "2-1" {
+				t.Fatalf("woken reader got %+v, want entry 2-1", v)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("reader not woken by XADD")
+		}
+	}
+	if err := c.XAck(ctx, "s", "g", "1-1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.XClaim(ctx, &redis.XClaimArgs{Stream: "s", Group: "g", Consumer: "bob", Messages: []string{"2-1"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: "s", Group: "g", Consumer: "carol", Start: "0"})
+	want := fmt.Sprint(c.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: "-", End: "+", Count: 10}).Val()[0].Consumer)
+	h.eachBackend(t, 0, func(i int, b *redis.Client) {
+		p := b.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: "-", End: "+", Count: 10}).Val()
+		if len(p) != 1 || p[0].ID != "2-1" || p[0].Consumer != want {
+			t.Errorf("backend %d pending = %+v", i, p)
+		}
+	})
+	h.converged(t)
+}
+
+// TestWatchCounter: 20 clients in WATCH/GET/MULTI/SET/EXEC retry loops increment one
+// counter 2,000 times in total; the counter is exactly 2,000 on every backend. EXEC
+// also fails after FLUSHDB and after a watched key expires.
+func TestWatchCounter(t *testing.T) {
+	h := withRedis(t, 3)
+	const clients, total = 20, 2000
+	var retries atomic.Int64
+	runClients(t, h, clients, func(w int, c *redis.Client) error {
+		for range total / clients {
+			for {
+				err := c.Watch(ctx, func(tx *redis.Tx) error {
+					n, err := tx.Get(ctx, "counter").Int()
+					if err != nil && !errors.Is(err, redis.Nil) {
+						return err
+					}
+					_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+						p.Set(ctx, "counter", n+1, 0)
+						return nil
+					})
+					return err
+				}, "counter")
+				if errors.Is(err, redis.TxFailedErr) {
+					retries.Add(1)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				break
+			}
+		}
+		return nil
+	})
+	t.Logf("%d increments, %d EXEC retries after a concurrent change", total, retries.Load())
+	h.eachBackend(t, 0, func(i int, c *redis.Client) {
+		if v := c.Get(ctx, "counter").Val(); v != strconv.Itoa(total) {
+			t.Errorf("backend %d counter = %s, want %d", i, v, total)
+		}
+	})
+
+	// FLUSHDB from another client, and expiry, fail EXEC; UNWATCH and a change
+	// before the WATCH do not.
+	c, other := h.client(t, 0), h.client(t, 0)
+	raw := func(cmds string) string { return exchange(t, h.addr, cmds) }
+	_ = raw
+	failsAfter := func(what string, change func()) {
+		t.Helper()
+		err := c.Watch(ctx, func(tx *redis.Tx) error {
+			change()
+			_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, "w", "after", 0)
+				return nil
+			})
+			return err
+		}, "w")
+		if !errors.Is(err, redis.TxFailedErr) {
+			t.Errorf("EXEC after %s: %v, want nil reply", what, err)
+		}
+	}
+	c.Set(ctx, "w", "1", 0)
+	failsAfter("SET by another client", func() { other.Set(ctx, "w", "2", 0) })
+	failsAfter("FLUSHDB", func() { other.FlushDB(ctx) })
+	c.Set(ctx, "w", "1", 150*time.Millisecond)
+	failsAfter("expiry", func() { time.Sleep(300 * time.Millisecond) })
+	other.Set(ctx, "w", "before", 0)
+	if err := c.Watch(ctx, func(tx *redis.Tx) error {
+		other.Set(ctx, "unrelated", "x", 0)
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "w", "mine", 0)
+			return nil
+		})
+		return err
+	}, "w"); err != nil {
+		t.Fatalf("EXEC with an untouched watched key: %v", err)
+	}
+	if got := exchange(t, h.addr, "WATCH w\r\nMULTI\r\nWATCH x\r\nUNWATCH\r\nSET w z\r\nEXEC\r\n"); got != "+OK\r\n+OK\r\n-ERR WATCH inside MULTI is not allowed\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n+OK\r\n" {
+		t.Fatalf("WATCH inside MULTI: %q", got)
+	}
+	h.converged(t)
+}
+
+// TestClientCommands: CLIENT LIST / INFO / KILL / NO-EVICT / TRACKING off answered
+// for the gateway's own clients; other CLIENT subcommands keep a clear error.
+func TestClientCommands(t *testing.T) {
+	h := withRedis(t, 2)
+	a, b := h.client(t, 0), h.client(t, 0)
+	a.Do(ctx, "CLIENT", "SETNAME", "alpha")
+	idB := b.ClientID(ctx).Val()
+	list := clientList(t, a)
+	if !strings.Contains(list, "name=alpha") || !strings.Contains(list, fmt.Sprintf("id=%d ", idB)) {
+		t.Fatalf("CLIENT LIST:\n%s", list)
+	}
+	if info := a.ClientInfo(ctx).Val(); info == nil || info.Name != "alpha" {
+		t.Fatalf("CLIENT INFO: %+v", info)
+	}
+	for _, cmd := range [][]any{{"CLIENT", "NO-EVICT", "on"}, {"CLIENT", "TRACKING", "off"}} {
+		if err := a.Do(ctx, cmd...).Err(); err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+	}
+	for _, cmd := range [][]any{{"CLIENT", "TRACKING", "on"}, {"CLIENT", "PAUSE", "10"}, {"CLIENT", "REPLY", "OFF"}} {
+		if err := a.Do(ctx, cmd...).Err(); err == nil || !strings.Contains(err.Error(), "not supported") {
+			t.Fatalf("%v: %v, want a clear refusal", cmd, err)
+		}
+	}
+	if n := a.ClientKillByFilter(ctx, "ID", strconv.FormatInt(idB, 10)).Val(); n != 1 {
+		t.Fatalf("CLIENT KILL ID = %d", n)
+	}
+	eventually(t, func() bool { return !strings.Contains(clientList(t, a), fmt.Sprintf("id=%d ", idB)) }, "killed client gone")
+	if err := a.Do(ctx, "CLIENT", "KILL", "127.0.0.1:1").Err(); err == nil || err.Error() != "ERR No such client" {
+		t.Fatalf("CLIENT KILL unknown addr: %v", err)
+	}
+}
+
+// TestMonitor: MONITOR is answered by the gateway from what its clients send, in
+// Redis's format, to several monitors at once; passwords are not shown.
+func TestMonitor(t *testing.T) {
+	h := withRedis(t, 2)
+	var mons []*redis.MonitorCmd
+	lines := make([]chan string, 2)
+	for i := range lines {
+		lines[i] = make(chan string, 100)
+		mc := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2})
+		t.Cleanup(func() { _ = mc.Close() })
+		m := mc.Monitor(ctx, lines[i])
+		m.Start()
+		mons = append(mons, m)
+	}
+	c := h.client(t, 0)
+	eventually(t, func() bool { return strings.Count(clientList(t, c), "flags=O") == 2 }, "monitors registered")
+	c.Set(ctx, "mk", "a \"quoted\"\nvalue", 0)
+	c.Do(ctx, "SELECT", "3")
+	for i := range lines {
+		deadline := time.After(5 * time.Second)
+		for found := false; !found; {
+			select {
+			case l := <-lines[i]:
+				found = strings.Contains(l, `] "set" "mk" "a \"quoted\"\nvalue"`)
+			case <-deadline:
+				t.Fatalf("monitor %d did not see the SET", i)
+			}
+		}
+	}
+	for _, m := range mons {
+		m.Stop()
+	}
+}
+
+// clientList returns CLIENT LIST through the gateway.
+func clientList(t testing.TB, c *redis.Client) string {
+	t.Helper()
+	s, err := c.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatalf("CLIENT LIST: %v", err)
+	}
+	return s
+}
+
+// converse writes input on a new connection and reads until want has arrived (or 10 s
+// pass), without half-closing: a client that closes its side is gone for Redis, and
+// for the gateway, before a blocked command is answered.
+func converse(t testing.TB, addr, input, want string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, input); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := make([]byte, len(want))
+	n, err := io.ReadFull(c, got)
+	if err != nil || string(got) != want {
+		t.Fatalf("after %q: got %q (%v), want %q", input, got[:n], err, want)
+	}
+}
