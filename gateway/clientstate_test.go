@@ -133,7 +133,9 @@ func TestBlockingTimeoutsAndUnblock(t *testing.T) {
 	id := blocked.ClientID(ctx).Val()
 	errc := make(chan error, 2)
 	go func() { errc <- blocked.BLPop(ctx, 0, "never").Err() }()
-	eventually(t, func() bool { return strings.Contains(clientList(t, c), fmt.Sprintf("id=%d ", id)) && strings.Contains(clientList(t, c), "flags=b") }, "client blocked")
+	eventually(t, func() bool {
+		return strings.Contains(clientList(t, c), fmt.Sprintf("id=%d ", id)) && strings.Contains(clientList(t, c), "flags=b")
+	}, "client blocked")
 	if n := c.ClientUnblock(ctx, id).Val(); n != 1 {
 		t.Fatalf("CLIENT UNBLOCK = %d", n)
 	}

@@ -159,6 +159,9 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	b := newBatch(&gw.batchSettings)
 	s.items = s.items[:0]
 	pos, closeAfter, perr := s.codec.decode(b, s.rbuf)
+	if n := len(b.cmds); n > 0 {
+		s.client.touch(b.cmds[n-1].name, time.Now())
+	}
 	if len(s.items) > 0 {
 		marks := &s.marks
 		if gw.wire != &respWire {
