@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -404,4 +405,76 @@ func converse(t testing.TB, addr, input, want string) {
 	if err != nil || string(got) != want {
 		t.Fatalf("after %q: got %q (%v), want %q", input, got[:n], err, want)
 	}
+}
+
+// TestPubSub: a go-redis subscriber through the gateway and one connected directly to
+// a secondary backend each receive every message published through the gateway
+// exactly once; PING works in subscriber mode, other commands get Redis's error;
+// PUBSUB NUMSUB answers; a subscriber that disconnects leaves no goroutine behind.
+func TestPubSub(t *testing.T) {
+	h := withRedis(t, 3)
+	before := runtime.NumGoroutine()
+	c := h.client(t, 0)
+	through := c.Subscribe(ctx, "news")
+	if _, err := through.Receive(ctx); err != nil { // the confirmation
+		t.Fatal(err)
+	}
+	if err := through.PSubscribe(ctx, "sport.*"); err != nil {
+		t.Fatal(err)
+	}
+	direct := h.backends[2].Client(0).Subscribe(ctx, "news")
+	if _, err := direct.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := through.Ping(ctx, "hi"); err != nil {
+		t.Fatalf("PING while subscribed: %v", err)
+	}
+	eventually(t, func() bool { return c.PubSubNumSub(ctx, "news").Val()["news"] == 1 }, "PUBSUB NUMSUB news = 1 on the primary")
+	const n = 200
+	for i := range n {
+		if err := c.Publish(ctx, "news", fmt.Sprint("m", i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Publish(ctx, "sport.tennis", "ace")
+	read := func(ps *redis.PubSub, want int) []string {
+		var got []string
+		for len(got) < want {
+			msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
+			if err != nil {
+				t.Fatalf("after %d messages: %v", len(got), err)
+			}
+			switch m := msg.(type) {
+			case *redis.Message:
+				got = append(got, m.Channel+":"+m.Payload)
+			case *redis.Pong, *redis.Subscription:
+			default:
+				t.Fatalf("unexpected %T %v", msg, msg)
+			}
+		}
+		return got
+	}
+	for name, ps := range map[string]*redis.PubSub{"through the gateway": through, "direct on a secondary": direct} {
+		want := n
+		if ps == through {
+			want++ // and the pattern's message
+		}
+		got := read(ps, want)
+		for i := range n {
+			if got[i] != fmt.Sprint("news:m", i) {
+				t.Fatalf("%s: message %d = %q", name, i, got[i])
+			}
+		}
+		if _, err := ps.ReceiveTimeout(ctx, 300*time.Millisecond); err == nil {
+			t.Fatalf("%s: a message more than published", name)
+		}
+	}
+	converse(t, h.addr, "SUBSCRIBE a\r\nGET x\r\nPING\r\nUNSUBSCRIBE\r\nGET x\r\n",
+		"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"+
+			"*2\r\n$4\r\npong\r\n$0\r\n\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n$-1\r\n")
+	_ = through.Close()
+	_ = direct.Close()
+	eventually(t, func() bool { return c.PubSubNumSub(ctx, "news").Val()["news"] == 0 }, "subscription gone from the backend")
+	eventually(t, func() bool { return runtime.NumGoroutine() <= before+2 }, fmt.Sprintf("goroutines back to %d", before))
+	h.converged(t)
 }

@@ -343,8 +343,8 @@ func (g *Gateway) closeClients() {
 // finish runs when every addressed backend has answered a command (under the
 // batch's lock): it counts and logs divergent replies, never their values.
 func (g *Gateway) finish(b *batch, c *command) {
-	if !c.diverged() {
-		return
+	if !c.diverged() || c.name == "PUBLISH" || c.name == "SPUBLISH" {
+		return // each backend counts its own subscribers
 	}
 	groups := make([]string, 0, c.nvariants)
 	for _, v := range c.variants[:c.nvariants] {

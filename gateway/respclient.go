@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
@@ -26,8 +27,9 @@ type respCodec struct {
 	unwatchAfter bool         // EXEC or DISCARD ends the WATCH once the burst is submitted
 	killSelf     bool         // CLIENT KILL named this client: close after the reply
 
-	monitor      *output // this client is a MONITOR (monitor.go)
-	monitorLines []byte  // MONITOR lines of the burst being decoded
+	sub          *subscriber // subscriptions (pubsub.go); nil: none
+	monitor      *output     // this client is a MONITOR (monitor.go)
+	monitorLines []byte      // MONITOR lines of the burst being decoded
 }
 
 func newRespCodec(s *session) clientCodec {
@@ -100,6 +102,26 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		}
 		if r.transact(b, cmd) {
 			continue
+		}
+		if r.sub.count() > 0 && r.proto == 2 && !r.tx.active {
+			// RESP2 subscriber mode: only these commands, PING in its pub/sub form.
+			if !allowedSubscribed(cmd.Name) {
+				b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR Can't execute '"+strings.ToLower(strings.ReplaceAll(cmd.Name, "|", " "))+
+					"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
+				continue
+			}
+			if cmd.Name == "PING" && len(cmd.Args) <= 2 {
+				b.addLocal(cmd.Name, subscribedPing(s.scratch[:0], cmd.Args))
+				continue
+			}
+		}
+		if isSubscribeCommand(cmd.Name) && !r.tx.active {
+			if msg := resp.Reject(cmd.Args); msg != "" {
+				b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], msg))
+				continue
+			}
+			s.pubsub = newPubsubCall(cmd)
+			return pos, false, nil // the burst ends here (pubsub.go)
 		}
 		if resp.IsBlocking(cmd.Name) {
 			msg := resp.Reject(cmd.Args)
@@ -175,9 +197,10 @@ func (r *respCodec) submitted() {
 
 func (r *respCodec) replied(b *batch) { r.watchReplied(b) }
 
-// closed releases what the client held: its WATCH, its MONITOR.
+// closed releases what the client held: its WATCH, subscriptions, MONITOR.
 func (r *respCodec) closed() {
 	r.unwatch()
+	r.closeSubscriber()
 	if r.monitor != nil {
 		r.s.gw.monitors.remove(r.monitor)
 	}
@@ -212,6 +235,7 @@ func (r *respCodec) startMonitor() {
 func (r *respCodec) reset(dst []byte) []byte {
 	r.tx.reset()
 	r.unwatch()
+	r.closeSubscriber()
 	if r.monitor != nil {
 		r.s.gw.monitors.remove(r.monitor)
 		r.monitor = nil

@@ -41,6 +41,7 @@ type session struct {
 	marks    waitMarks    // protocol=redis: where this client's commands went, for WAIT
 	wait     *waitRequest // a WAIT ending the current burst (wait.go)
 	blocking *blockCall   // a blocking command ending the current burst (blocking.go)
+	pubsub   *pubsubCall  // a (un)subscribe command ending the current burst (pubsub.go)
 	again    bool         // rbuf may hold complete commands after a WAIT: decode before reading
 	// afterSend, set while decoding, runs once the burst's replies are sent (MONITOR
 	// starts after its +OK); the burst ended at the command that set it.
@@ -200,6 +201,19 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		}
 		var gone bool
 		if s.out, gone = s.serveBlocking(ctx, s.out, bc); gone {
+			return pos, true, nil
+		}
+		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter
+	}
+	if pc := s.pubsub; pc != nil {
+		s.pubsub = nil
+		if len(s.out) > 0 {
+			if err := s.send(s.out); err != nil {
+				return pos, true, err
+			}
+			s.out = s.out[:0]
+		}
+		if s.servePubsub(ctx, pc) {
 			return pos, true, nil
 		}
 		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter

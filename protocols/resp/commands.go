@@ -62,6 +62,13 @@ var classOverrides = map[string]protocols.Class{
 	"BZPOPMAX": protocols.Write, "BZMPOP": protocols.Write, "XREADGROUP": protocols.Write,
 	"XREAD": protocols.Read,
 
+	// Subscriptions are served on a connection of the client's own (gateway/pubsub.go);
+	// PUBSUB introspection answers for one backend.
+	"SUBSCRIBE": protocols.Local, "PSUBSCRIBE": protocols.Local, "SSUBSCRIBE": protocols.Local,
+	"UNSUBSCRIBE": protocols.Local, "PUNSUBSCRIBE": protocols.Local, "SUNSUBSCRIBE": protocols.Local,
+	"PUBSUB|CHANNELS": protocols.Read, "PUBSUB|NUMSUB": protocols.Read, "PUBSUB|NUMPAT": protocols.Read,
+	"PUBSUB|SHARDCHANNELS": protocols.Read, "PUBSUB|SHARDNUMSUB": protocols.Read, "PUBSUB|HELP": protocols.Read,
+
 	// A message published through the gateway reaches subscribers of every backend.
 	"PUBLISH": protocols.Write, "SPUBLISH": protocols.Write,
 
