@@ -168,14 +168,51 @@ func (be *backend) appendLocked(frame []byte, db int, p pending) {
 }
 
 // selectLocked queues a SELECT when the next command's database differs from the
-// stream's (the caller holds mu).
+// stream's, and a HELLO when its protocol does (the caller holds mu). db is a stream
+// state: a database, with resp3Bit for commands of RESP3 clients.
 func (be *backend) selectLocked(db int) {
-	if db != be.db {
-		be.selectBuf = resp.AppendSelect(be.selectBuf[:0], db)
-		be.db = db
-		be.enqueueLocked(be.selectBuf, pending{write: true})
+	if db == be.db {
+		return
+	}
+	from := be.db
+	be.db = db
+	var n int
+	be.selectBuf, n = appendStateChange(be.selectBuf[:0], from, db)
+	for i, frame := 0, be.selectBuf; i < n; i++ {
+		end, _, _ := resp.ScanReply(frame) // a command is an array: the scanner finds its end
+		be.enqueueLocked(frame[:end], pending{write: true})
+		frame = frame[end:]
 	}
 }
+
+// resp3Bit, in a stream state (queuedCmd.db, backend.db), marks commands of RESP3
+// clients: the connection is switched with HELLO 3 (back with HELLO 2) in front of
+// them, as SELECT switches databases, so RESP2 and RESP3 clients share a pipeline.
+const resp3Bit = 1 << 30
+
+// appendStateChange appends the commands that take a connection from stream state
+// from to state to (SELECT, HELLO) and returns how many it appended.
+func appendStateChange(dst []byte, from, to int) ([]byte, int) {
+	n := 0
+	if from&^resp3Bit != to&^resp3Bit {
+		dst = resp.AppendSelect(dst, to&^resp3Bit)
+		n++
+	}
+	if from&resp3Bit != to&resp3Bit {
+		if to&resp3Bit != 0 {
+			dst = append(dst, hello3Frame...)
+		} else {
+			dst = append(dst, hello2Frame...)
+		}
+		n++
+	}
+	return dst, n
+}
+
+var (
+	hello3Frame = []byte("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+	hello2Frame = []byte("*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n")
+)
 
 // enqueueLocked appends a frame to the stream: to out, or behind the last gated
 // write while there is one.
@@ -540,12 +577,14 @@ func (be *backend) serve(ctx context.Context, conn net.Conn) {
 	be.mu.Lock()
 	be.conn = conn
 	be.setStateLocked(StateUp)
-	// A new connection starts in database 0: reselect the database the queued bytes
-	// were built for. The SELECT goes in front of the backlog.
+	// A new connection starts in database 0, RESP2: restore the state the queued bytes
+	// were built for. The SELECT (and HELLO) go in front of the backlog.
 	if be.writtenDB != 0 {
-		sel := resp.AppendSelect(nil, be.writtenDB)
+		sel, n := appendStateChange(nil, 0, be.writtenDB)
 		be.out = append(sel, be.out...)
-		be.queue.pushFront(pending{write: true}, be.inflight)
+		for range n {
+			be.queue.pushFront(pending{write: true}, be.inflight)
+		}
 	}
 	be.up.Store(true)
 	be.replaying = be.queue.len() > 0 || be.spillEntries > 0

@@ -29,9 +29,10 @@ import (
 // blockCall is a blocking command a session serves once the commands before it are
 // answered.
 type blockCall struct {
-	name  string
-	args  [][]byte // owned copies
-	db    int
+	name   string
+	args   [][]byte // owned copies
+	db     int      // the client's database
+	stream int      // the backend stream state of its commands (respCodec.stream)
 	call  resp.BlockingCall
 	write bool // XREAD is a read; everything else changes data
 }
@@ -58,8 +59,8 @@ func (w *blockWaiter) touched() {
 }
 
 // newBlockCall copies what a blocking command needs beyond the read buffer's life.
-func newBlockCall(cmd protocols.Command, db int, call resp.BlockingCall) *blockCall {
-	bc := &blockCall{name: cmd.Name, db: db, call: call, write: cmd.Name != "XREAD"}
+func newBlockCall(cmd protocols.Command, db, stream int, call resp.BlockingCall) *blockCall {
+	bc := &blockCall{name: cmd.Name, db: db, stream: stream, call: call, write: cmd.Name != "XREAD"}
 	for _, a := range cmd.Args {
 		bc.args = append(bc.args, bytes.Clone(a))
 	}
@@ -175,7 +176,7 @@ func isNullReply(b []byte) bool {
 // command's reply (the EXEC reply's one element), or an error reply. ok is false
 // when the session must stop.
 func (s *session) attemptBlocking(ctx context.Context, bc *blockCall, frame []byte, self *keyWaiter) (reply []byte, ok bool) {
-	replies, ok := s.runBlock(ctx, bc.db, bc.write, bc.name, [][]byte{frame}, self)
+	replies, ok := s.runBlock(ctx, bc.stream, bc.write, bc.name, [][]byte{frame}, self)
 	if !ok {
 		return nil, false
 	}
@@ -183,7 +184,7 @@ func (s *session) attemptBlocking(ctx context.Context, bc *blockCall, frame []by
 }
 
 // runBlock sends frames inside MULTI ... EXEC through the sequencer (to every backend
-// for a write, else to the read target) and returns each command's reply from the
+// for a write, else to the read target), in stream state db, and returns each command's reply from the
 // EXEC reply; when EXEC itself failed, each gets EXEC's error reply.
 func (s *session) runBlock(ctx context.Context, db int, write bool, name string, frames [][]byte, self *keyWaiter) (replies [][]byte, ok bool) {
 	gw := s.gw
@@ -242,13 +243,13 @@ func (s *session) resolveLastIDs(ctx context.Context, bc *blockCall) bool {
 		key := bc.args[i-half]
 		frames = append(frames, resp.AppendCommand(nil, [][]byte{[]byte("XINFO"), []byte("STREAM"), key}))
 	}
-	replies, ok := s.runBlock(ctx, bc.db, false, "XINFO|STREAM", frames, nil)
+	replies, ok := s.runBlock(ctx, bc.stream, false, "XINFO|STREAM", frames, nil)
 	if !ok {
 		return false
 	}
 	for n, i := range bc.call.LastIDs {
 		id := []byte("0-0")
-		if elems, ok := resp.Elements(replies[n]); ok {
+		if elems, ok := resp.Pairs(replies[n]); ok {
 			for j := 0; j+1 < len(elems); j += 2 {
 				if k, _ := resp.BulkValue(elems[j]); string(k) == "last-generated-id" {
 					if v, ok := resp.BulkValue(elems[j+1]); ok {

@@ -478,3 +478,96 @@ func TestPubSub(t *testing.T) {
 	eventually(t, func() bool { return runtime.NumGoroutine() <= before+2 }, fmt.Sprintf("goroutines back to %d", before))
 	h.converged(t)
 }
+
+// TestRESP3: HELLO 3 switches one client to RESP3 end to end (maps, sets, doubles,
+// nulls, verbatim strings, push messages) while RESP2 clients on the same gateway, in
+// the same pipelines, keep RESP2; go-redis works in its default protocol (3) and with
+// Protocol: 2; every backend ends identical.
+func TestRESP3(t *testing.T) {
+	h := withRedis(t, 3)
+	c3 := redis.NewClient(&redis.Options{Addr: h.addr}) // go-redis v9 default: HELLO 3
+	defer c3.Close()
+	c2 := h.client(t, 0)
+	if err := c3.HSet(ctx, "h", "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c3.SAdd(ctx, "set", "a")
+	c3.ZAdd(ctx, "z", redis.Z{Score: 1.5, Member: "m"})
+	if v := c3.HGetAll(ctx, "h").Val(); v["f"] != "v" {
+		t.Fatalf("HGETALL via RESP3: %v", v)
+	}
+	if v := c3.ZScore(ctx, "z", "m").Val(); v != 1.5 {
+		t.Fatalf("ZSCORE via RESP3: %v", v)
+	}
+	if err := c3.Get(ctx, "missing").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET missing via RESP3: %v", err)
+	}
+	if v := c3.Do(ctx, "HELLO").Val(); fmt.Sprint(v.(map[any]any)["proto"]) != "3" {
+		t.Fatalf("HELLO via RESP3: %v", v)
+	}
+	// Raw: both protocols interleaved on one gateway, replies in each client's own.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				converseUntil(t, h.addr, "HELLO 3\r\nHGETALL h\r\nSMEMBERS set\r\nZSCORE z m\r\nGET missing\r\nEVAL \"redis.setresp(3); return {true}\" 0\r\n",
+					"modules\r\n*0\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n~1\r\n$1\r\na\r\n,1.5\r\n_\r\n*1\r\n#t\r\n")
+			}
+		})
+		wg.Go(func() {
+			for range 50 {
+				converse(t, h.addr, "HGETALL h\r\nSMEMBERS set\r\nZSCORE z m\r\nGET missing\r\n",
+					"*2\r\n$1\r\nf\r\n$1\r\nv\r\n*1\r\n$1\r\na\r\n$3\r\n1.5\r\n$-1\r\n")
+			}
+		})
+	}
+	wg.Wait()
+	got := exchange(t, h.addr, "HELLO 3\r\nHGETALL h\r\nSMEMBERS set\r\nZSCORE z m\r\nGET missing\r\nINFO keyspace\r\nHELLO 2\r\nGET missing\r\n")
+	for _, want := range []string{"%1\r\n$1\r\nf\r\n$1\r\nv\r\n~1\r\n$1\r\na\r\n,1.5\r\n_\r\n=", "txt:# Keyspace", "proto\r\n:2\r\n"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("RESP3 session %q lacks %q", got, want)
+		}
+	}
+	if !strings.HasSuffix(got, "$-1\r\n") {
+		t.Fatalf("after HELLO 2: %q", got)
+	}
+	// Pub/sub in RESP3: push messages.
+	ps := c3.Subscribe(ctx, "ch")
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c2.Publish(ctx, "ch", "hello")
+	if m, err := ps.ReceiveMessage(ctx); err != nil || m.Payload != "hello" {
+		t.Fatalf("RESP3 message: %v %v", m, err)
+	}
+	_ = ps.Close()
+	if v := c2.HGetAll(ctx, "h").Val(); v["f"] != "v" {
+		t.Fatalf("HGETALL via RESP2: %v", v)
+	}
+	h.converged(t)
+	h.noDivergence(t)
+}
+
+// converseUntil is converse for replies whose start varies (HELLO's client id): it
+// reads until the replies end with want.
+func converseUntil(t testing.TB, addr, input, want string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, input); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	var got []byte
+	buf := make([]byte, 4096)
+	for !strings.HasSuffix(string(got), want) {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("after %q: got %q (%v), want it to end with %q", input, got, err, want)
+		}
+	}
+}

@@ -318,10 +318,14 @@ func (be *backend) saveBacklogLocked() {
 	kinds := make([]byte, 0, nOut+1)
 	frames := be.out
 	if be.writtenDB != 0 && be.gw.wire == &respWire {
-		// The bytes in out were built for the database the connection had selected.
-		frames = append(resp.AppendSelect(nil, be.writtenDB), be.out...)
-		kinds = append(kinds, 0)
-		base-- // an extra entry in front of the first
+		// The bytes in out were built for the database (and protocol) the connection
+		// had selected.
+		sel, n := appendStateChange(nil, 0, be.writtenDB)
+		frames = append(sel, be.out...)
+		for range n {
+			kinds = append(kinds, 0)
+			base-- // an extra entry in front of the first
+		}
 	}
 	for i := range nOut {
 		kinds = append(kinds, be.queue.at(i).kind)

@@ -120,14 +120,14 @@ func (k *keyWatch) touched(it *queuedCmd) {
 	}
 	switch resp.WrittenKeys(cmd.Args, func(key []byte, db int) {
 		if db < 0 {
-			db = it.db
+			db = it.db &^ resp3Bit
 		}
 		if _, ok := k.byKey[keyRef{db, string(key)}]; ok {
 			k.touchKey(keyRef{db, string(key)}, it.self)
 		}
 	}) {
 	case resp.KeysUnknown, resp.KeysDatabase:
-		k.touchDB(it.db, it.self)
+		k.touchDB(it.db&^resp3Bit, it.self)
 	case resp.KeysAllDatabases:
 		k.touchDB(-1, it.self)
 	}

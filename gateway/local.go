@@ -68,7 +68,7 @@ func (r *respCodec) local(dst []byte, cmd protocols.Command) (reply []byte, quit
 	case "CLIENT|GETNAME":
 		if len(args) == 2 {
 			if r.name == "" {
-				return resp.AppendNull(dst), false
+				return append(dst, r.nullBulk()...), false
 			}
 			return resp.AppendBulkString(dst, r.name), false
 		}
@@ -100,18 +100,22 @@ func wrongArity(dst []byte, name string) []byte {
 	return resp.AppendError(dst, "ERR wrong number of arguments for '"+name+"' command")
 }
 
-// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] for RESP2 (AUTH as
-// the AUTH command; nothing changes when it fails). RESP3 is refused with NOPROTO, so
-// clients such as go-redis fall back to RESP2.
+// hello answers HELLO [protover [AUTH user pass] [SETNAME name]] (AUTH as the AUTH
+// command; nothing changes when it fails). HELLO 3 switches the client to RESP3: its
+// commands reach the backends behind a HELLO 3 of the shared pipeline (see
+// appendStateChange), so their replies come back in RESP3 as Redis sends them, and
+// the gateway's own replies to it are RESP3 too.
 func (r *respCodec) hello(dst []byte, args [][]byte) []byte {
+	proto := r.proto
 	if len(args) >= 2 {
 		v, err := strconv.Atoi(string(args[1]))
 		if err != nil {
 			return resp.AppendError(dst, "ERR Protocol version is not an integer or out of range")
 		}
-		if v != 2 {
+		if v != 2 && v != 3 {
 			return resp.AppendError(dst, "NOPROTO sorry, this protocol version is not supported")
 		}
+		proto = v
 		authed, name := r.authed, r.name
 		for i := 2; i < len(args); i++ {
 			switch opt := strings.ToUpper(string(args[i])); {
@@ -132,17 +136,22 @@ func (r *respCodec) hello(dst []byte, args [][]byte) []byte {
 		if !authed {
 			return resp.AppendError(dst, errHelloAuth)
 		}
-		r.authed, r.name = authed, name
+		r.authed, r.name, r.proto = authed, name, proto
+		r.s.client.update(func(c *client) { c.name, c.proto = name, proto })
 	} else if !r.authed {
 		return resp.AppendError(dst, errHelloAuth)
 	}
-	dst = resp.AppendArray(dst, 14)
+	if r.proto == 3 {
+		dst = append(dst, "%7\r\n"...)
+	} else {
+		dst = resp.AppendArray(dst, 14)
+	}
 	for _, kv := range [][2]string{{"server", "dynode-broadcaster"}, {"version", Version}} {
 		dst = resp.AppendBulkString(dst, kv[0])
 		dst = resp.AppendBulkString(dst, kv[1])
 	}
 	dst = resp.AppendBulkString(dst, "proto")
-	dst = resp.AppendInt(dst, 2)
+	dst = resp.AppendInt(dst, int64(r.proto))
 	dst = resp.AppendBulkString(dst, "id")
 	dst = resp.AppendInt(dst, r.s.id)
 	for _, kv := range [][2]string{{"mode", "standalone"}, {"role", "master"}} {

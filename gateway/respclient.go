@@ -133,7 +133,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 				b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], msg))
 				continue
 			}
-			s.blocking = newBlockCall(cmd, r.db, call)
+			s.blocking = newBlockCall(cmd, r.db, r.stream(), call)
 			return pos, false, nil // the burst ends here: answered after it (blocking.go)
 		}
 		switch cmd.Name {
@@ -155,7 +155,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 			s.scratch = unsupported(s.scratch[:0], cmd.Name)
 			b.addLocal(cmd.Name, s.scratch)
 		default:
-			it := queuedCmd{frame: cmd.Frame, class: cmd.Class, db: r.db}
+			it := queuedCmd{frame: cmd.Frame, class: cmd.Class, db: r.stream()}
 			if cmd.Class == protocols.Write && len(s.gw.backends) > 1 {
 				it.effectOf, it.probe = resp.Effect(cmd.Name, cmd.Args, false) // SPOP, XADD *, INCRBYFLOAT...
 			}
@@ -244,6 +244,15 @@ func (r *respCodec) reset(dst []byte) []byte {
 	r.authed = !r.s.gw.auth.required()
 	r.s.client.update(func(c *client) { c.db, c.name, c.proto, c.monitor, c.multi = 0, "", 2, false, -1 })
 	return resp.AppendSimple(dst, "RESET")
+}
+
+// stream is the backend stream state the client's commands need: its database, and
+// resp3Bit when it speaks RESP3.
+func (r *respCodec) stream() int {
+	if r.proto == 3 {
+		return r.db | resp3Bit
+	}
+	return r.db
 }
 
 // nullArray is the client's protocol's null array (RESP3 has one null).

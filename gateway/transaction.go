@@ -142,7 +142,7 @@ func (r *respCodec) exec(b *batch, cmd protocols.Command) {
 		class = protocols.Write
 	}
 	queue := func(name string, frame []byte, hidden bool) {
-		r.s.queue(b, name, queuedCmd{frame: frame, class: class, db: r.db}).hidden = hidden
+		r.s.queue(b, name, queuedCmd{frame: frame, class: class, db: r.stream()}).hidden = hidden
 	}
 	// The frames move to execFrames, which lives until the batch is submitted: the
 	// same burst may open and queue another transaction after this EXEC.

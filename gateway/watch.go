@@ -83,7 +83,7 @@ func (r *respCodec) watch(b *batch, cmd protocols.Command) {
 	for i, ref := range w.waiter.keys[first:] {
 		start := len(r.rewritten)
 		r.rewritten = resp.AppendCommandStrings(r.rewritten, "PEXPIRETIME", ref.key)
-		c := s.queue(b, "PEXPIRETIME", queuedCmd{frame: r.rewritten[start:], class: protocols.Read, db: r.db})
+		c := s.queue(b, "PEXPIRETIME", queuedCmd{frame: r.rewritten[start:], class: protocols.Read, db: r.stream()})
 		c.hidden = true
 		r.watchProbes = append(r.watchProbes, watchProbe{idx: len(b.cmds) - 1, key: first + i})
 	}

@@ -395,6 +395,20 @@ func Bulks(reply []byte) ([][]byte, bool) { return bulks(reply) }
 // other reply.
 func BulkValue(reply []byte) ([]byte, bool) { return bulk(reply) }
 
+// Pairs splits a RESP3 map reply, or a RESP2 array standing for one, into its keys
+// and values, alternating.
+func Pairs(reply []byte) ([][]byte, bool) {
+	if len(reply) > 0 && reply[0] == '%' {
+		i := bytes.IndexByte(reply, '\r')
+		n, ok := parseInt(reply[1:i])
+		if !ok || n < 0 {
+			return nil, false
+		}
+		return elementsAfter(reply[i+2:], 2*n)
+	}
+	return elements(reply)
+}
+
 // Elements splits an array reply into its elements' bytes (ok false for any other
 // reply, a nil array included).
 func Elements(reply []byte) ([][]byte, bool) { return elements(reply) }
@@ -410,8 +424,12 @@ func elements(reply []byte) ([][]byte, bool) {
 	if !ok || n < 0 {
 		return nil, false
 	}
+	return elementsAfter(reply[i+2:], n)
+}
+
+// elementsAfter splits the n elements at the start of rest.
+func elementsAfter(rest []byte, n int64) ([][]byte, bool) {
 	var out [][]byte
-	rest := reply[i+2:]
 	for range max(n, 0) {
 		end, _, err := ScanReply(rest)
 		if err != nil {
