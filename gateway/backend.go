@@ -499,12 +499,27 @@ func (be *backend) handshake(ctx context.Context, conn net.Conn) (identity strin
 			return "", ctx.Err()
 		}
 	}
-	reply, isErr, _, err := be.roundTrip(conn, scan, w.identify, w.identifyKind, buf)
+	reply, isErr, buf, err := be.roundTrip(conn, scan, w.identify, w.identifyKind, buf)
 	if err != nil {
 		return "", err
 	}
 	if !isErr {
 		identity = w.parseIdentity(reply)
+	}
+	if w == &respWire {
+		// Every script clients sent goes to the backend before anything else: a
+		// backend that restarted (or was added) has an empty script cache, and an
+		// EVALSHA it is sent later, refused there with NOSCRIPT while the others ran
+		// it, would be a lost write.
+		for _, body := range be.gw.scripts.all() {
+			load := resp.AppendCommandStrings(nil, "SCRIPT", "LOAD", body)
+			if reply, isErr, buf, err = be.roundTrip(conn, scan, load, 0, buf); err != nil {
+				return "", err
+			}
+			if isErr {
+				be.log.Warn("backend refused a script clients use; EVALSHA of it will put the backend out of sync", "reply", truncate(firstLine(reply), 80))
+			}
+		}
 	}
 	if identity == "" && be.connects.Load() == 0 {
 		// A compatible server that does not say which process it is (miniredis, for

@@ -33,8 +33,8 @@ type blockCall struct {
 	args   [][]byte // owned copies
 	db     int      // the client's database
 	stream int      // the backend stream state of its commands (respCodec.stream)
-	call  resp.BlockingCall
-	write bool // XREAD is a read; everything else changes data
+	call   resp.BlockingCall
+	write  bool // XREAD is a read; everything else changes data
 }
 
 // blockWaiter is a parked client's registration with the sequencer.

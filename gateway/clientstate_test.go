@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynode/dynode-broadcaster/protocols"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -570,4 +571,96 @@ func converseUntil(t testing.TB, addr, input, want string) {
 			t.Fatalf("after %q: got %q (%v), want it to end with %q", input, got, err, want)
 		}
 	}
+}
+
+// TestEvalshaAfterScriptCacheLoss: a backend whose script cache was emptied (here by
+// SCRIPT FLUSH behind the gateway's back, as a restart empties it) gets every script
+// clients sent through the gateway again when the gateway reconnects, before
+// anything else, so the next EVALSHA runs there too: no NOSCRIPT, no lost write, the
+// backend stays in sync. RO forms and functions work through the gateway.
+func TestEvalshaAfterScriptCacheLoss(t *testing.T) {
+	h := withRedis(t, 3)
+	c := h.client(t, 0)
+	const body = "redis.call('INCR', KEYS[1]); return redis.call('GET', KEYS[1])"
+	sha, err := c.ScriptLoad(ctx, body).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EvalSha(ctx, sha, []string{"n"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := h.backends[1].Client(0)
+	b.ScriptFlush(ctx)
+	b.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes")
+	eventually(t, func() bool { return h.gw.Backends()[1].Connects >= 2 && h.gw.Backends()[1].Connected }, "reconnected")
+	if v, err := c.EvalSha(ctx, sha, []string{"n"}).Result(); err != nil || fmt.Sprint(v) != "2" {
+		t.Fatalf("EVALSHA after the cache loss: %v %v", v, err)
+	}
+	if v, err := c.EvalShaRO(ctx, sha, []string{"n"}).Result(); err == nil {
+		t.Fatalf("EVALSHA_RO of a writing script: %v, want an error", v)
+	}
+	if v, err := c.EvalRO(ctx, "return redis.call('GET', KEYS[1])", []string{"n"}).Result(); err != nil || v != "2" {
+		t.Fatalf("EVAL_RO: %v %v", v, err)
+	}
+	if err := c.FunctionLoad(ctx, "#!lua name=lib\nredis.register_function('bump', function(keys) return redis.call('INCR', keys[1]) end)\nredis.register_function{function_name='peek', callback=function(keys) return redis.call('GET', keys[1]) end, flags={'no-writes'}}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.FCall(ctx, "bump", []string{"n"}).Result(); err != nil || fmt.Sprint(v) != "3" {
+		t.Fatalf("FCALL: %v %v", v, err)
+	}
+	if v, err := c.FCallRO(ctx, "peek", []string{"n"}).Result(); err != nil || v != "3" {
+		t.Fatalf("FCALL_RO: %v %v", v, err)
+	}
+	if libs := c.FunctionList(ctx, redis.FunctionListQuery{}).Val(); len(libs) != 1 {
+		t.Fatalf("FUNCTION LIST: %v", libs)
+	}
+	for i, st := range h.gw.Backends() {
+		if st.OutOfSync || st.LostWrites != 0 {
+			t.Fatalf("backend %d: out of sync %v (%s), lost writes %d", i, st.OutOfSync, st.OutOfSyncReason, st.LostWrites)
+		}
+	}
+	h.eachBackend(t, 0, func(i int, b *redis.Client) {
+		if v := b.Get(ctx, "n").Val(); v != "3" {
+			t.Errorf("backend %d n = %q", i, v)
+		}
+	})
+	h.converged(t)
+}
+
+// TestSelectedDatabaseCommands: MOVE and COPY ... DB n from a client that SELECTed a
+// database behave as with Redis on every backend; OBJECT ENCODING/FREQ/IDLETIME and
+// TYPE are reads; a multibulk count of zero or less is skipped.
+func TestSelectedDatabaseCommands(t *testing.T) {
+	h := withRedis(t, 2)
+	c := h.client(t, 5)
+	c.Set(ctx, "k", "v", 0)
+	if ok := c.Move(ctx, "k", 7).Val(); !ok {
+		t.Fatal("MOVE k 7 = false")
+	}
+	c.Set(ctx, "src", "s", 0)
+	if ok, err := c.Copy(ctx, "src", "dst", 9, false).Result(); err != nil || ok != 1 {
+		t.Fatalf("COPY src dst DB 9: %v %v", ok, err)
+	}
+	for i := range h.backends {
+		if v := h.backends[i].Client(7).Get(ctx, "k").Val(); v != "v" {
+			t.Errorf("backend %d db 7 k = %q", i, v)
+		}
+		if n := h.backends[i].Client(5).Exists(ctx, "k").Val(); n != 0 {
+			t.Errorf("backend %d db 5 still has k", i)
+		}
+		if v := h.backends[i].Client(9).Get(ctx, "dst").Val(); v != "s" {
+			t.Errorf("backend %d db 9 dst = %q", i, v)
+		}
+	}
+	before := h.gw.Stats().CommandsOf(protocols.Read)
+	if v := c.ObjectEncoding(ctx, "src").Val(); v != "embstr" {
+		t.Fatalf("OBJECT ENCODING = %q", v)
+	}
+	c.ObjectIdleTime(ctx, "src")
+	c.Type(ctx, "src")
+	if n := h.gw.Stats().CommandsOf(protocols.Read) - before; n != 3 {
+		t.Fatalf("%d reads counted for OBJECT ENCODING, OBJECT IDLETIME, TYPE; want 3", n)
+	}
+	converse(t, h.addr, "*-10\r\n*0\r\nPING\r\n", "+PONG\r\n")
+	h.converged(t)
 }

@@ -25,7 +25,7 @@ func TestCommandParserNext(t *testing.T) {
 		{"pipelined keeps rest", "*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n", 14, "PING", protocols.Local, "*1\r\n$4\r\nPING\r\n", ""},
 		{"subcommand", "*3\r\n$6\r\nclient\r\n$7\r\nsetname\r\n$1\r\na\r\n", 36, "CLIENT|SETNAME", protocols.Local, "", ""},
 		{"unknown is write", "*1\r\n$5\r\nFOOBA\r\n", 15, "UNKNOWN", protocols.Write, "", ""},
-		{"blocking unsupported", "*3\r\n$5\r\nBLPOP\r\n$1\r\nl\r\n$1\r\n0\r\n", 29, "BLPOP", protocols.Unsupported, "", ""},
+		{"blocking served as a write", "*3\r\n$5\r\nBLPOP\r\n$1\r\nl\r\n$1\r\n0\r\n", 29, "BLPOP", protocols.Write, "", ""},
 		{"inline re-encoded", "SET k \"a b\"\r\n", 13, "SET", protocols.Write, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\na b\r\n", ""},
 		{"inline lf only", "PING\n", 5, "PING", protocols.Local, "*1\r\n$4\r\nPING\r\n", ""},
 		{"incomplete header", "*3\r\n$3\r\nSE", 0, "", 0, "", "incomplete"},
@@ -129,9 +129,9 @@ func TestClassifyTable(t *testing.T) {
 		"SET": protocols.Write, "INCR": protocols.Write, "FLUSHALL": protocols.Write,
 		"EVAL": protocols.Write, "PUBLISH": protocols.Write, "GET": protocols.Read,
 		"INFO": protocols.Read, "COMMAND": protocols.Read, "EVAL_RO": protocols.Read,
-		"SUBSCRIBE": protocols.Unsupported, "BLPOP": protocols.Unsupported,
-		"SHUTDOWN": protocols.Unsupported, "MULTI": protocols.Local, "WATCH": protocols.Unsupported,
-		"MONITOR": protocols.Unsupported, "ECHO": protocols.Local, "SELECT": protocols.Local,
+		"SUBSCRIBE": protocols.Local, "BLPOP": protocols.Write, "XREAD": protocols.Read,
+		"SHUTDOWN": protocols.Unsupported, "MULTI": protocols.Local, "WATCH": protocols.Local,
+		"MONITOR": protocols.Local, "SYNC": protocols.Unsupported, "ECHO": protocols.Local, "SELECT": protocols.Local,
 	} {
 		if _, got := Classify([][]byte{[]byte(name)}); got != want {
 			t.Errorf("Classify(%s) = %v, want %v", name, got, want)
@@ -298,6 +298,15 @@ func TestConnectionStateCommandsNeverReachSharedPipelines(t *testing.T) {
 			continue
 		}
 		if spec.flags&(flagConnection|flagBlocking|flagPubSub) == 0 {
+			continue
+		}
+		if spec.flags&flagBlocking != 0 {
+			// Served by the gateway (gateway/blocking.go), which sends them to backends
+			// only inside MULTI, where they do not block: their class is what they are
+			// there.
+			if !IsBlocking(name) {
+				t.Errorf("%s blocks but is not served as a blocking command", name)
+			}
 			continue
 		}
 		if c := classify(spec); c != protocols.Local && c != protocols.Unsupported {
