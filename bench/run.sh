@@ -4,7 +4,8 @@
 #   median ops/s of 3 rounds, ratio to direct Redis, ratio to twemproxy, and CPU
 #   microseconds per operation of the proxy process and of the redis-server processes.
 # Then it measures RSS with 10,000 idle client connections, protocol=raw
-# throughput (bench/raw.sh) and protocol=memcache (bench/memcache.sh).
+# throughput (bench/raw.sh), protocol=memcache (bench/memcache.sh), the writes replicated
+# by effect (bench/effects.sh) and the client-state workloads (bench/clientstate.sh).
 #
 # Not part of the test run. Needs redis-server, redis-benchmark (redis-tools) and
 # nutcracker; installs them with apt-get when missing. Usage: bench/run.sh [rounds]
@@ -141,3 +142,5 @@ echo
 bench/memcache.sh "$ROUNDS"
 echo
 bench/effects.sh
+echo
+bench/clientstate.sh

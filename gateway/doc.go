@@ -26,6 +26,13 @@
 // A client's replies go out through output.go, which never blocks the session's
 // reading on the client.
 //
+// Commands that need client state never hold a shared backend connection: blocking
+// commands wait in the gateway and run inside MULTI when they can be served
+// (blocking.go), WATCH is answered from the writes the sequencer sees (keywatch.go,
+// watch.go), subscribers get a connection of their own (pubsub.go), RESP3 clients get
+// HELLO 3 injected into the pipelines as SELECT is, and MONITOR and CLIENT LIST/KILL/
+// UNBLOCK describe the gateway's own clients (monitor.go, clients.go).
+//
 // Redis and memcached go through the same engine: a wire (wire.go) tells it how
 // replies end and compare, and each session's clientCodec decodes its client's
 // commands. Writes only one backend can evaluate (memcached cas) or whose outcome

@@ -20,6 +20,9 @@ func FuzzSession(f *testing.F) {
 		"MULTI\r\nSET a 1\r\nFOO\r\nEXEC\r\n", "MULTI\r\nINCR n\r\nEXEC\r\nDISCARD\r\n", "SET k \"a\\x41\" \r\nGET k\r\n",
 		"SELECT 3\r\nSET x 1\r\nSELECT 0\r\n", "PING\r\nECHO hi\r\nHELLO 2\r\nCLIENT SETNAME n\r\nQUIT\r\n",
 		"SCRIPT DEBUG YES\r\nEVAL \"return 1\" 0\r\n", "$4\r\nPING\r\n", "\r\n\r\n", "'unbalanced\r\n",
+		"BLPOP l 0.01\r\nRPUSH l x\r\nBRPOP l 0\r\nXREAD BLOCK 1 STREAMS s $\r\n", "SUBSCRIBE a\r\nPING\r\nGET k\r\nUNSUBSCRIBE\r\n",
+		"WATCH k\r\nMULTI\r\nSET k 1\r\nEXEC\r\nUNWATCH\r\n", "MONITOR\r\nSET a 1\r\nRESET\r\n", "HELLO 3\r\nHGETALL h\r\nHELLO 2\r\n",
+		"CLIENT LIST\r\nCLIENT UNBLOCK 1\r\nCLIENT INFO\r\n",
 	} {
 		f.Add([]byte(s))
 	}

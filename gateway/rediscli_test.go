@@ -17,12 +17,12 @@ func TestRedisCLIInteractive(t *testing.T) {
 	cli := testserver.Require(t, "redis-cli", "redis-tools")
 	h := withRedis(t, 2)
 	cmd := exec.Command(cli, "-h", "127.0.0.1", "-p", port(h.addr))
-	cmd.Stdin = strings.NewReader("SET greeting hello\nGET greeting\nINCR visits\nINCR visits\nSELECT 2\nSET in2 yes\nPING\nECHO \"a b\"\nBLPOP q 0\n")
+	cmd.Stdin = strings.NewReader("SET greeting hello\nGET greeting\nINCR visits\nINCR visits\nSELECT 2\nSET in2 yes\nPING\nECHO \"a b\"\nRPUSH q job\nBLPOP q 0\n")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("redis-cli: %v\n%s", err, out)
 	}
-	want := "OK\nhello\n1\n2\nOK\nOK\nPONG\na b\nERR command 'blpop' is not supported by dynode-broadcaster (it cannot be replicated through a shared pipeline)\n"
+	want := "OK\nhello\n1\n2\nOK\nOK\nPONG\na b\n1\nq\njob\n"
 	if strings.TrimSpace(string(out)) != strings.TrimSpace(want) {
 		t.Fatalf("redis-cli output:\n%s\nwant:\n%s", out, want)
 	}
