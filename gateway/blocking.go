@@ -103,7 +103,7 @@ func (s *session) serveBlocking(ctx context.Context, dst []byte, bc *blockCall) 
 			}
 		}()
 	}
-	if len(bc.call.LastIDs) > 0 {
+	if len(bc.call.LastIDs) > 0 && bc.call.Blocks { // without BLOCK, "$" finds nothing anyway
 		if !s.resolveLastIDs(ctx, bc) {
 			return dst, true
 		}

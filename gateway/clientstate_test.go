@@ -156,12 +156,15 @@ func TestBlockingTimeoutsAndUnblock(t *testing.T) {
 		t.Fatalf("CLIENT UNBLOCK of a client not blocked = %d", n)
 	}
 
-	// A blocked client that goes away holds nothing: a later push stays in the list.
+	// A blocked client that goes away holds nothing (no goroutine, no registration):
+	// a later push stays in the list.
+	before := runtime.NumGoroutine()
 	gone := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2})
 	go func() { _ = gone.BLPop(ctx, 0, "leftover").Err() }()
 	eventually(t, func() bool { return strings.Contains(clientList(t, c), "flags=b") }, "blocked")
 	_ = gone.Close()
 	eventually(t, func() bool { return !strings.Contains(clientList(t, c), "flags=b") }, "released")
+	eventually(t, func() bool { return runtime.NumGoroutine() <= before+1 }, fmt.Sprintf("goroutines back to %d", before))
 	c.RPush(ctx, "leftover", "x")
 	h.eachBackend(t, 0, func(i int, b *redis.Client) {
 		if v := b.LRange(ctx, "leftover", 0, -1).Val(); len(v) != 1 {
@@ -350,7 +353,7 @@ func TestMonitor(t *testing.T) {
 	var mons []*redis.MonitorCmd
 	lines := make([]chan string, 2)
 	for i := range lines {
-		lines[i] = make(chan string, 100)
+		lines[i] = make(chan string, 10000) // never full: a monitor that stops reading holds up shutdown
 		mc := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2})
 		t.Cleanup(func() { _ = mc.Close() })
 		m := mc.Monitor(ctx, lines[i])

@@ -229,7 +229,9 @@ func (sub *subscriber) relay(out *output, client net.Conn, log *slog.Logger) {
 		}
 		n, err := sub.side.conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		start := 0
+		// Every complete message of this read goes to the client in one write; the
+		// confirmations among them are counted once they are handed over.
+		start, confirmations := 0, 0
 		for start < len(buf) {
 			m, _, serr := scan.Scan(buf[start:])
 			if serr != nil {
@@ -238,18 +240,22 @@ func (sub *subscriber) relay(out *output, client net.Conn, log *slog.Logger) {
 				}
 				break
 			}
-			msg := buf[start : start+m]
-			if perr := out.push(msg); perr != nil {
+			if isConfirmation(buf[start : start+m]) {
+				confirmations++
+			}
+			start += m
+		}
+		if start > 0 {
+			if perr := out.push(buf[:start]); perr != nil {
 				_ = sub.side.conn.Close()
 				return
 			}
-			if isConfirmation(msg) {
+			for range confirmations {
 				select {
 				case sub.confirmed <- struct{}{}:
 				default:
 				}
 			}
-			start += m
 		}
 		buf = buf[:copy(buf, buf[start:])]
 		if err != nil {

@@ -42,6 +42,11 @@ func (t *transaction) abort() {
 	t.frames, t.ends, t.names, t.effects = nil, nil, nil, nil
 }
 
+// endTransaction records for CLIENT LIST that the client left MULTI.
+func (r *respCodec) endTransaction() {
+	r.s.client.update(func(c *client) { c.multi = -1 })
+}
+
 func (t *transaction) reset() {
 	t.active, t.aborted, t.write, t.byEffect = false, false, false, false
 	t.frames, t.ends, t.names = t.frames[:0], t.ends[:0], t.names[:0]
@@ -61,6 +66,7 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 		}
 		tx.reset()
 		tx.active = true
+		r.s.client.update(func(c *client) { c.multi = 0 })
 		b.addLocal(cmd.Name, resp.AppendOK(r.s.scratch[:0]))
 		return true
 	case "DISCARD":
@@ -70,6 +76,7 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 		}
 		tx.reset()
 		r.unwatchAfter = true
+		r.endTransaction()
 		b.addLocal(cmd.Name, resp.AppendOK(r.s.scratch[:0]))
 		return true
 	case "EXEC":
@@ -112,6 +119,7 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 	tx.frames = append(tx.frames, cmd.Frame...)
 	tx.ends = append(tx.ends, len(tx.frames))
 	tx.names = append(tx.names, cmd.Name)
+	r.s.client.update(func(c *client) { c.multi = len(tx.names) })
 	var effect func(reply, probe []byte) ([]byte, bool)
 	if class == protocols.Write {
 		// No probe can run inside the block: approximate trimming stays as sent.
@@ -134,6 +142,7 @@ func (r *respCodec) exec(b *batch, cmd protocols.Command) {
 	case tx.aborted:
 		tx.reset()
 		r.unwatchAfter = true
+		r.endTransaction()
 		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "EXECABORT Transaction discarded because of previous errors."))
 		return
 	}
@@ -168,6 +177,7 @@ func (r *respCodec) exec(b *batch, cmd protocols.Command) {
 		r.s.items[first].effectOf = blockEffect(frames[start:start+prev], tx.ends, tx.effects)
 	}
 	tx.reset()
+	r.endTransaction()
 }
 
 // blockEffect returns the effect of a transaction some of whose commands are
