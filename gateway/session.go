@@ -203,6 +203,9 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		if s.out, gone = s.serveBlocking(ctx, s.out, bc); gone {
 			return pos, true, nil
 		}
+		if gw.cfg.DiscardResponses {
+			s.out = s.out[:0] // write-and-forget: no reply, this one included
+		}
 		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter
 	}
 	if pc := s.pubsub; pc != nil {
