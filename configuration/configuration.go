@@ -24,6 +24,12 @@ type Config struct {
 	ServersAutoupdateURL        string        // endpoint returning a JSON array of addresses
 	ServersAutoupdateParameters string        // URL-encoded request parameters
 	ServersAutoupdateRefresh    time.Duration // 0 = fetch once
+	ServersAutoupdateAllowEmpty bool          // apply an empty fetched list
+	ServersDNS                  string        // name (A/AAAA) or _service._proto.name (SRV)
+	ServersDNSPort              int           // port of A/AAAA backends
+	ServersDNSRefresh           time.Duration // between DNS lookups
+	ServersDNSServer            string        // DNS server host:port; empty: the system's
+	ServersFile                 string        // file of host:port lines, watched
 	Host                        string        // listen host
 	Port                        int           // listen port
 	LogLevel                    string        // TRACE, DEBUG, INFO, WARN or ERROR
@@ -184,13 +190,19 @@ func Load(src Sources) (*Config, error) {
 	return c, nil
 }
 
+// Discovers reports whether backends come from a source besides the static servers
+// (servers_autoupdate, servers_dns, servers_file).
+func (c *Config) Discovers() bool {
+	return c.ServersAutoupdate || c.ServersDNS != "" || c.ServersFile != ""
+}
+
 // crossCheck validates relations between keys.
 func (c *Config) crossCheck() Problems {
 	var ps Problems
-	if len(c.Servers) == 0 && !c.ServersAutoupdate {
-		ps = append(ps, Problem{Key: "servers", Reason: "no backend servers: set servers, or servers_autoupdate=true"})
+	if len(c.Servers) == 0 && !c.Discovers() {
+		ps = append(ps, Problem{Key: "servers", Reason: "no backend servers: set servers, servers_autoupdate=true, servers_dns or servers_file"})
 	}
-	if c.Primary != "" && !c.ServersAutoupdate && !slices.Contains(c.Servers, c.Primary) {
+	if c.Primary != "" && !c.Discovers() && !slices.Contains(c.Servers, c.Primary) {
 		ps = append(ps, Problem{Key: "primary", Reason: fmt.Sprintf("%q is not one of servers", c.Primary)})
 	}
 	return ps
@@ -236,9 +248,12 @@ func (c *Config) values() map[string]string {
 	return map[string]string{
 		"servers": strings.Join(c.Servers, ", "), "servers_autoupdate": fmt.Sprint(c.ServersAutoupdate),
 		"servers_autoupdate_method": c.ServersAutoupdateMethod, "servers_autoupdate_url": c.ServersAutoupdateURL,
-		"servers_autoupdate_parameters": c.ServersAutoupdateParameters,
-		"servers_autoupdate_refresh":    secs(c.ServersAutoupdateRefresh),
-		"host":                          c.Host, "port": fmt.Sprint(c.Port), "log_level": c.LogLevel,
+		"servers_autoupdate_parameters":  c.ServersAutoupdateParameters,
+		"servers_autoupdate_refresh":     secs(c.ServersAutoupdateRefresh),
+		"servers_autoupdate_allow_empty": fmt.Sprint(c.ServersAutoupdateAllowEmpty), "servers_dns": c.ServersDNS,
+		"servers_dns_port": fmt.Sprint(c.ServersDNSPort), "servers_dns_refresh": secs(c.ServersDNSRefresh),
+		"servers_dns_server": c.ServersDNSServer, "servers_file": c.ServersFile,
+		"host": c.Host, "port": fmt.Sprint(c.Port), "log_level": c.LogLevel,
 		"backlog_size": fmt.Sprint(c.BacklogSize), "reuse_addr": fmt.Sprint(c.ReuseAddr),
 		"discard_responses": fmt.Sprint(c.DiscardResponses), "connect_timeout": secs(c.ConnectTimeout),
 		"reconnect_delay_timeout": secs(c.ReconnectDelayTimeout), "read_idle_timeout": secs(c.ReadIdleTimeout),

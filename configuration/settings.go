@@ -44,6 +44,28 @@ var settings = []setting{
 		return nil
 	}},
 	{"servers_autoupdate_refresh", "10", "seconds between auto-update requests; 0 = only once", durationInto(func(c *Config) *time.Duration { return &c.ServersAutoupdateRefresh })},
+	{"servers_autoupdate_allow_empty", "false", "apply an empty list from the endpoint (else it is an error and the last list stays)",
+		boolInto(func(c *Config) *bool { return &c.ServersAutoupdateAllowEmpty })},
+	{"servers_dns", "", "DNS name whose A/AAAA records are backends (port servers_dns_port), or _service._proto.name for SRV records", func(c *Config, v string) error {
+		c.ServersDNS = strings.TrimSuffix(strings.TrimSpace(v), ".")
+		return nil
+	}},
+	{"servers_dns_port", "6379", "port of the backends found by A/AAAA records", intInto(1, 65535, func(c *Config) *int { return &c.ServersDNSPort })},
+	{"servers_dns_refresh", "30", "seconds between DNS lookups", durationInto(func(c *Config) *time.Duration { return &c.ServersDNSRefresh })},
+	{"servers_dns_server", "", "DNS server to ask, host:port; empty = the system's resolver", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("%q is not host:port", v)
+			}
+		}
+		c.ServersDNSServer = v
+		return nil
+	}},
+	{"servers_file", "", "file of backends, one host:port a line (# comments), watched for changes", func(c *Config, v string) error {
+		c.ServersFile = strings.TrimSpace(v)
+		return nil
+	}},
 	{"host", "localhost", "address the gateway listens on", func(c *Config, v string) error {
 		c.Host = strings.TrimSpace(v)
 		return nil

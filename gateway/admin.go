@@ -90,12 +90,12 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 // backend is up, or every backend up is out of sync (replies would come from a
 // backend known to have missed writes).
 func (g *Gateway) notReady() string {
-	if len(g.backends) == 0 {
+	if len(g.all()) == 0 {
 		return "" // raw mode connects per client
 	}
 	up, inSync := 0, 0
-	for _, be := range g.backends {
-		if be.up.Load() {
+	for _, be := range g.all() {
+		if be.up.Load() && !be.retired.Load() {
 			up++
 			if !be.outOfSync.Load() {
 				inSync++
@@ -144,12 +144,15 @@ var (
 	descLag        = prometheus.NewDesc("dynode_backend_lag_commands", "Commands a backend has yet to answer (in flight, queued, spilled): how far it is behind.", []string{"backend"}, nil)
 	descInFlight   = prometheus.NewDesc("dynode_backend_in_flight", "Commands written, reply not yet read.", []string{"backend"}, nil)
 	descLost       = prometheus.NewDesc("dynode_backend_lost_writes_total", "Writes a backend may not have applied (backlog full, or unacknowledged when its connection was lost).", []string{"backend"}, nil)
+	descDiscErr    = prometheus.NewDesc("dynode_discovery_errors_total", "Backend discovery failures by source (http, dns, file): a new error, or a failure after a good list.", []string{"source"}, nil)
+	descListChange = prometheus.NewDesc("dynode_backend_list_changed_timestamp_seconds", "When the backend list last changed (Unix time; 0: not since start).", nil, nil)
+	descSource     = prometheus.NewDesc("dynode_backend_source", "1 for each backend, labelled with where its address came from: static, http, dns, file.", []string{"backend", "source"}, nil)
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
 		descDivergence, descDivClass, descDivScript, descOutOfSync, descSpills, descVerify, descRetried, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
-		descUp, descInSync, descQueued, descLag, descInFlight, descLost} {
+		descUp, descInSync, descQueued, descLag, descInFlight, descLost, descDiscErr, descListChange, descSource} {
 		ch <- d
 	}
 }
@@ -193,7 +196,16 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRawBytes, s.RawBytesOut.Load(), "out")
 	counter(descRawMissed, s.RawMissedBytes.Load())
 	counter(descRawCut, s.RawBackendsCut.Load())
+	for source, n := range c.g.DiscoveryErrors() {
+		counter(descDiscErr, n, source)
+	}
+	var changed int64
+	if t := c.g.ListChanged(); !t.IsZero() {
+		changed = t.Unix()
+	}
+	gauge(descListChange, changed)
 	for _, b := range c.g.Backends() {
+		gauge(descSource, 1, b.Addr, b.Source)
 		up, inSync := int64(0), int64(1)
 		if b.Connected {
 			up = 1

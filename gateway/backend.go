@@ -65,13 +65,18 @@ type backend struct {
 	wake    chan struct{} // cap 1: out has bytes for the writer
 	authCmd []byte        // AUTH sent first on every connection; nil: none (auth.go)
 
-	up        atomic.Bool  // connected (readable without mu, for the sequencer's pre-pass)
-	outOfSync atomic.Bool  // a write was lost: the data may differ from the others
-	resyncing atomic.Bool  // a resync is rebuilding it: never the reply source nor read from
-	behind    atomic.Bool  // spilling: far behind the others, so neither reply source nor read target
-	warmUntil atomic.Int64 // memcached: Unix nanoseconds until which it warms after a flush
-	queued    atomic.Int64 // bytes in out (for metrics)
-	connects  atomic.Int64 // successful connections so far
+	// retired: removed from the backend list (discovery.go): nothing new is queued
+	// to it; it is never the reply source nor read from.
+	retired   atomic.Bool
+	runMu     sync.Mutex         // guards stopRun
+	stopRun   context.CancelFunc // ends the connection loop; nil: not running
+	up        atomic.Bool        // connected (readable without mu, for the sequencer's pre-pass)
+	outOfSync atomic.Bool        // a write was lost: the data may differ from the others
+	resyncing atomic.Bool        // a resync is rebuilding it: never the reply source nor read from
+	behind    atomic.Bool        // spilling: far behind the others, so neither reply source nor read target
+	warmUntil atomic.Int64       // memcached: Unix nanoseconds until which it warms after a flush
+	queued    atomic.Int64       // bytes in out (for metrics)
+	connects  atomic.Int64       // successful connections so far
 
 	mu        sync.Mutex // guards everything below, up to syncMu
 	state     BackendState
@@ -88,6 +93,7 @@ type backend struct {
 	writtenDB int           // database selected after the bytes already given to the writer
 	largest   int           // the largest request waiting for the writer (see admitLocked)
 	identity  string        // the backend process last connected (see noteIdentity)
+	source    string        // where its address came from: static, http, dns, file
 	since     time.Time     // when state last changed
 	phase     syncPhase     // where a resync of it is (resync.go)
 	disk      *backlog.File // with backlog_dir: its backlog file (durable.go); nil: memory only
@@ -258,7 +264,7 @@ func (be *backend) kick() {
 // single backend there are no others to differ from: lost writes are counted, the
 // flag is not set (it would only stop the gateway from serving).
 func (be *backend) markOutOfSync(reason string) {
-	if len(be.gw.backends) < 2 {
+	if len(be.gw.all()) < 2 {
 		return
 	}
 	be.syncMu.Lock() // not mu: callers may hold it
@@ -345,7 +351,7 @@ func (be *backend) warming() bool {
 // preferred reports whether the backend may be the reply source or read target while
 // another backend can: up, in sync, not being rebuilt, not warming.
 func (be *backend) preferred() bool {
-	return be.up.Load() && !be.outOfSync.Load() && !be.resyncing.Load() && !be.behind.Load() && !be.warming()
+	return be.up.Load() && !be.retired.Load() && !be.outOfSync.Load() && !be.resyncing.Load() && !be.behind.Load() && !be.warming()
 }
 
 // syncState returns why and since when the backend is out of sync.

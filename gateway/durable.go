@@ -158,15 +158,11 @@ func (g *Gateway) restoreDurable(prev persistedState) error {
 	if !prev.Clean {
 		reference = crashReference(g.servers, g.primaryIndex, prev)
 	}
-	for _, be := range g.backends {
-		l, err := backlog.Open(d.logPath(be.addr), d.fsync)
-		if err != nil {
+	for _, be := range g.all() {
+		if err := g.openBackendFiles(be); err != nil {
 			return err
 		}
-		be.disk = l
-		if be.spill, err = backlog.Open(d.spillPath(be.addr), d.fsync); err != nil {
-			return err
-		}
+		l := be.disk
 		leftover := be.spill.Size() > 0
 		if leftover {
 			if err := be.spill.Rewrite(nil); err != nil {
@@ -369,4 +365,18 @@ func (be *backend) rewriteBacklog(recs []backlog.Record) {
 		be.log.Error("backlog_dir write failed", "err", err)
 		be.markOutOfSync("its backlog could not be written to backlog_dir: " + err.Error())
 	}
+}
+
+// openBackendFiles opens a backend's backlog and spill files in backlog_dir.
+func (g *Gateway) openBackendFiles(be *backend) error {
+	d := g.durable
+	l, err := backlog.Open(d.logPath(be.addr), d.fsync)
+	if err != nil {
+		return err
+	}
+	be.disk = l
+	if be.spill, err = backlog.Open(d.spillPath(be.addr), d.fsync); err != nil {
+		return err
+	}
+	return nil
 }

@@ -29,10 +29,14 @@ type Gateway struct {
 
 	batchSettings batchSettings
 
-	backends     []*backend    // protocol=redis: shared pipelines, fixed at New
-	servers      []string      // backend addresses, in configuration order
-	primaryIndex int           // index of the primary in servers
-	rawReply     raw.ReplyMode // protocol=raw: what clients receive
+	// backends are the shared pipelines, in the order they were added (index =
+	// backend.index; a removed backend keeps its place, retired). Read with all();
+	// changed only under seq.mu (discovery.go).
+	backends     atomic.Pointer[[]*backend]
+	servers      []string                 // backend addresses, in configuration order
+	primaryIndex int                      // index of the primary in servers
+	rawReply     raw.ReplyMode            // protocol=raw: what clients receive
+	rawServers   atomic.Pointer[[]string] // protocol=raw with discovery: the list new clients get
 
 	noReply   []byte // client reply when every addressed backend failed
 	noBackend []byte // client reply when no backend is up
@@ -54,8 +58,12 @@ type Gateway struct {
 	clients map[net.Conn]*client
 	nextID  int64
 
-	keys     keyWatch // clients waiting on keys: WATCH, blocking pops (keywatch.go)
-	monitors monitors // MONITOR clients (monitor.go)
+	keys keyWatch // clients waiting on keys: WATCH, blocking pops (keywatch.go)
+	disc discoveryState
+
+	runMu       sync.Mutex        // guards runBackends
+	runBackends func(be *backend) // starts a backend's connection loop; nil outside Run
+	monitors    monitors          // MONITOR clients (monitor.go)
 }
 
 // New validates what the engine needs from cfg and builds a gateway.
@@ -68,8 +76,8 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	if len(servers) == 0 {
-		return nil, errors.New("gateway: no backend servers (servers_autoupdate is not implemented yet)")
+	if len(servers) == 0 && !cfg.Discovers() {
+		return nil, errors.New("gateway: no backend servers: set servers, servers_autoupdate, servers_dns or servers_file")
 	}
 	g := &Gateway{
 		cfg:     cfg,
@@ -77,9 +85,6 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		started: time.Now(),
 		ready:   make(chan struct{}),
 		clients: map[net.Conn]*client{},
-	}
-	if cfg.ServersAutoupdate {
-		log.Warn("servers_autoupdate is not implemented yet: serving the static servers list only", "servers", strings.Join(servers, ","))
 	}
 	g.servers = servers
 	g.auth = authenticator{requirePass: cfg.RequirePass, users: cfg.Users}
@@ -108,9 +113,13 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		isError: g.wire.isError, missing: g.wire.missing, onLostWrite: g.lostWrite, appendError: g.wire.appendError}
 	g.noReply = g.wire.appendError(nil, "dynode-broadcaster: no backend replied")
 	g.noBackend = g.wire.appendError(nil, "dynode-broadcaster: no backend available")
+	list := make([]*backend, 0, len(servers))
 	for i, addr := range servers {
-		g.backends = append(g.backends, newBackend(g, i, addr))
+		be := newBackend(g, i, addr)
+		be.source = "static"
+		list = append(list, be)
 	}
+	g.backends.Store(&list)
 	if cfg.BacklogDir != "" {
 		d, prev, err := openDurable(cfg.BacklogDir, cfg.BacklogFsync)
 		if err != nil {
@@ -122,7 +131,7 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		}
 	}
 	g.seq = sequencer{
-		backends:         g.backends,
+		backends:         list,
 		primary:          g.primaryIndex,
 		readAny:          cfg.ReadFrom == "any",
 		queueWhenAllDown: cfg.DiscardResponses,
@@ -164,18 +173,48 @@ func (g *Gateway) Run(ctx context.Context) error {
 	backCtx, stopBackends := context.WithCancel(context.Background())
 	defer stopBackends()
 	var wg, sessions sync.WaitGroup
-	for _, be := range g.backends {
-		wg.Go(func() { be.run(backCtx) })
+	g.runMu.Lock()
+	g.runBackends = func(be *backend) {
+		be.runMu.Lock()
+		defer be.runMu.Unlock()
+		if be.stopRun != nil {
+			return // running (a removed backend added again before it closed)
+		}
+		bctx, stop := context.WithCancel(backCtx)
+		be.stopRun = stop
+		wg.Go(func() { be.run(bctx) })
 	}
+	for _, be := range g.all() {
+		g.runBackends(be)
+	}
+	g.runMu.Unlock()
+	defer func() {
+		g.runMu.Lock()
+		g.runBackends = nil
+		g.runMu.Unlock()
+	}()
 	g.resyncs.mu.Lock()
 	g.resyncs.ctx, g.resyncs.wg = ctx, &wg
 	g.resyncs.running, g.resyncs.failures, g.resyncs.nextTry = map[*backend]bool{}, map[*backend]int{}, map[*backend]time.Time{}
 	g.resyncs.mu.Unlock()
-	if g.cfg.AutoResync && len(g.backends) > 1 {
+	several := len(g.all()) > 1 || g.cfg.Discovers()
+	if g.cfg.AutoResync && several {
 		wg.Go(func() { g.autoResync(ctx) })
 	}
-	if g.cfg.VerifyInterval > 0 && len(g.backends) > 1 {
+	if g.cfg.VerifyInterval > 0 && several {
 		wg.Go(func() { g.verifyEvery(ctx) })
+	}
+	if g.cfg.Discovers() {
+		ready := make(chan struct{})
+		wg.Go(func() { g.runDiscovery(ctx, ready) })
+		if len(g.servers) == 0 {
+			// No static servers: wait for the first list (up to connect_timeout).
+			select {
+			case <-ready:
+			case <-time.After(g.cfg.ConnectTimeout):
+				g.log.Warn("no backend list within connect_timeout: serving without backends until one arrives")
+			}
+		}
 	}
 	wg.Go(func() {
 		<-ctx.Done()
@@ -202,7 +241,7 @@ func (g *Gateway) closeDurable() error {
 		return nil
 	}
 	var errs []error
-	for _, be := range g.backends {
+	for _, be := range g.all() {
 		errs = append(errs, be.disk.Close(), be.spill.Close())
 	}
 	errs = append(errs, g.durable.setClean(true))
@@ -257,7 +296,7 @@ func (g *Gateway) shutdown(sessions *sync.WaitGroup, stopSessions context.Cancel
 // backendsBusy reports whether a connected backend still has commands queued or in
 // flight.
 func (g *Gateway) backendsBusy() bool {
-	for _, be := range g.backends {
+	for _, be := range g.all() {
 		be.mu.Lock()
 		busy := be.state == StateUp && (be.queue.len() > 0 || be.spillEntries > 0)
 		be.mu.Unlock()
@@ -348,7 +387,7 @@ func (g *Gateway) finish(b *batch, c *command) {
 	}
 	groups := make([]string, 0, c.nvariants)
 	for _, v := range c.variants[:c.nvariants] {
-		groups = append(groups, fmt.Sprintf("%s(+%d)", g.backends[v.from].addr, v.count-1))
+		groups = append(groups, fmt.Sprintf("%s(+%d)", g.all()[v.from].addr, v.count-1))
 	}
 	class := c.divergenceClass()
 	attrs := []any{"cmd", c.name, "class", class.String(), "reply_groups", strings.Join(groups, " vs ")}
@@ -364,7 +403,7 @@ func (g *Gateway) finish(b *batch, c *command) {
 // lostWrite runs when a backend answered a write with an error that another backend
 // applied: the backend missed the write, so its data differs.
 func (g *Gateway) lostWrite(backend int, c *command, reply []byte) {
-	be := g.backends[backend]
+	be := g.all()[backend]
 	be.mu.Lock()
 	be.lostWrites++
 	be.losses++
@@ -374,6 +413,14 @@ func (g *Gateway) lostWrite(backend int, c *command, reply []byte) {
 		reason += ": " + truncate(firstLine(reply), 60)
 	}
 	be.markOutOfSync(reason)
+}
+
+// all returns every backend, retired ones included, indexed by backend.index.
+func (g *Gateway) all() []*backend {
+	if p := g.backends.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Ready is closed once the gateway listens.
@@ -390,12 +437,24 @@ func (g *Gateway) Stats() *Stats { return &g.stats }
 
 // Backends returns a snapshot of every backend.
 func (g *Gateway) Backends() []BackendStatus {
-	out := make([]BackendStatus, 0, len(g.backends))
-	for _, be := range g.backends {
+	out := make([]BackendStatus, 0, len(g.all()))
+	g.seq.mu.Lock()
+	primary := g.seq.primary
+	g.seq.mu.Unlock()
+	for _, be := range g.all() {
 		reason, since := be.syncState()
 		be.mu.Lock()
+		retired := be.retired.Load()
+		if retired && be.state == StateStopped {
+			be.mu.Unlock()
+			continue // removed from the list and closed
+		}
+		state := be.displayStateLocked()
+		if retired {
+			state = "removed"
+		}
 		out = append(out, BackendStatus{
-			Addr: be.addr, Primary: be.index == g.seq.primary, State: be.displayStateLocked(), Connected: be.state == StateUp,
+			Addr: be.addr, Primary: be.index == primary, State: state, Connected: be.state == StateUp, Source: be.source,
 			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight, LagCommands: int64(be.queue.len() + be.spillEntries),
 			Connects: be.connects.Load(), LostWrites: be.lostWrites, Since: be.since, Process: be.identity,
 			OutOfSyncReason: reason, OutOfSyncSince: since, Resync: be.resyncProgress(),

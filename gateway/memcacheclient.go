@@ -58,7 +58,7 @@ func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, 
 				it.effectOf, it.probe = memcache.Effect(&cmd) // incr, decr, ma: exact bytes
 				it.probeKind = uint8(memcache.ReplyMeta)
 			}
-			if cmd.Class == protocols.Write && len(s.gw.backends) > 1 {
+			if cmd.Class == protocols.Write && len(s.gw.all()) > 1 {
 				if ttl, ok := memcache.TTL(&cmd, time.Now()); ok {
 					s.gw.noteTTL(ttl) // how long a flushed backend warms (resync.go)
 				}

@@ -194,7 +194,7 @@ func (s *session) openSubscriber(ctx context.Context) (*subscriber, error) {
 	if source < 0 {
 		return nil, errors.New("no backend is up")
 	}
-	side, err := gw.dialSide(ctx, gw.backends[source])
+	side, err := gw.dialSide(ctx, gw.all()[source])
 	if err != nil {
 		return nil, err
 	}

@@ -40,8 +40,13 @@ type rawSession struct {
 
 func (g *Gateway) newRawSession(conn net.Conn, log *slog.Logger) *rawSession {
 	s := &rawSession{gw: g, conn: conn, log: log, done: make(chan struct{}), eofCh: make(chan struct{})}
-	for i, addr := range g.servers {
-		l := &rawLink{s: s, addr: addr, primary: i == g.primaryIndex, log: log.With("backend", addr), ready: make(chan struct{})}
+	servers, primary := g.servers, g.cfg.PrimaryAddr()
+	if p := g.rawServers.Load(); p != nil {
+		servers = *p // from discovery: the list when the client connected
+	}
+	for i, addr := range servers {
+		isPrimary := addr == primary || primary == "" && i == 0
+		l := &rawLink{s: s, addr: addr, primary: isPrimary, log: log.With("backend", addr), ready: make(chan struct{})}
 		l.cond.L = &l.mu
 		s.links = append(s.links, l)
 	}

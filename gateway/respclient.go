@@ -156,7 +156,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 			b.addLocal(cmd.Name, s.scratch)
 		default:
 			it := queuedCmd{frame: cmd.Frame, class: cmd.Class, db: r.stream()}
-			if cmd.Class == protocols.Write && len(s.gw.backends) > 1 {
+			if cmd.Class == protocols.Write && len(s.gw.all()) > 1 {
 				it.effectOf, it.probe = resp.Effect(cmd.Name, cmd.Args, false) // SPOP, XADD *, INCRBYFLOAT...
 			}
 			if c := s.queue(b, cmd.Name, it); cmd.Class == protocols.Write {
@@ -172,7 +172,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 
 // noteScript keeps the scripts clients send, for backends rebuilt later (scripts.go).
 func (r *respCodec) noteScript(cmd protocols.Command) {
-	if len(r.s.gw.backends) < 2 {
+	if len(r.s.gw.all()) < 2 {
 		return
 	}
 	switch {

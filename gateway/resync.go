@@ -85,8 +85,8 @@ type resyncer struct {
 // once; its progress shows in Backends. It fails when the backend is unknown, down, a
 // resync of it runs already, or no other backend can be the source.
 func (g *Gateway) Resync(addr string) error {
-	for _, be := range g.backends {
-		if be.addr == addr {
+	for _, be := range g.all() {
+		if be.addr == addr && !be.retired.Load() {
 			return g.startResync(be)
 		}
 	}
@@ -130,8 +130,8 @@ func (g *Gateway) startResync(be *backend) error {
 // second, after a failed attempt waiting 5 s doubled per failure up to 2 min.
 func (g *Gateway) autoResync(ctx context.Context) {
 	every(ctx, time.Second, func() {
-		for _, be := range g.backends {
-			if !be.up.Load() || !be.outOfSync.Load() || be.resyncing.Load() {
+		for _, be := range g.all() {
+			if !be.up.Load() || !be.outOfSync.Load() || be.resyncing.Load() || be.retired.Load() {
 				continue
 			}
 			g.resyncs.mu.Lock()
@@ -164,10 +164,10 @@ func every(ctx context.Context, d time.Duration, f func()) {
 func (g *Gateway) resyncSource(target *backend) *backend {
 	g.seq.mu.Lock()
 	defer g.seq.mu.Unlock()
-	if p := g.seq.primary; p >= 0 && g.backends[p] != target && g.backends[p].preferred() {
-		return g.backends[p]
+	if p := g.seq.primary; p >= 0 && g.all()[p] != target && g.all()[p].preferred() {
+		return g.all()[p]
 	}
-	for _, be := range g.backends {
+	for _, be := range g.all() {
 		if be != target && be.preferred() {
 			return be
 		}

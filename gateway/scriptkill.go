@@ -33,10 +33,10 @@ import (
 // is not).
 func (g *Gateway) killScripts(dst []byte, name string) []byte {
 	cmd := resp.AppendCommand(nil, [][]byte{[]byte(strings.Split(name, "|")[0]), []byte("KILL")})
-	replies := make([][]byte, len(g.backends))
+	replies := make([][]byte, len(g.all()))
 	var wg sync.WaitGroup
-	for i, be := range g.backends {
-		if !be.up.Load() {
+	for i, be := range g.all() {
+		if !be.up.Load() || be.retired.Load() {
 			continue
 		}
 		wg.Go(func() {

@@ -113,6 +113,9 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 	if be.phase == phaseCopying {
 		return false // it replicates from the resync's source, which has these writes
 	}
+	if be.retired.Load() {
+		return false // removed from the backend list (discovery.go)
+	}
 	up := be.state == StateUp
 	appended := false
 	g := 0
@@ -238,7 +241,7 @@ func (s *sequencer) targets() (source, read int) {
 	preferred := s.backends[source].preferred()
 	for range s.backends {
 		s.rr = (s.rr + 1) % len(s.backends)
-		if be := s.backends[s.rr]; be.preferred() || !preferred && be.up.Load() && !be.resyncing.Load() && !be.behind.Load() {
+		if be := s.backends[s.rr]; be.preferred() || !preferred && be.up.Load() && !be.retired.Load() && !be.resyncing.Load() && !be.behind.Load() {
 			return source, be.index
 		}
 	}
@@ -252,7 +255,7 @@ func (s *sequencer) pick(preferredOnly bool) int {
 		if preferredOnly {
 			return be.preferred()
 		}
-		return be.up.Load() && !be.resyncing.Load() && !be.behind.Load()
+		return be.up.Load() && !be.retired.Load() && !be.resyncing.Load() && !be.behind.Load()
 	}
 	if s.primary >= 0 && s.primary < len(s.backends) && ok(s.backends[s.primary]) {
 		return s.primary

@@ -69,7 +69,10 @@ func (s *Stats) CommandsOf(c protocols.Class) int64 { return s.Commands[c].Load(
 
 // BackendStatus is a snapshot of one backend.
 type BackendStatus struct {
-	Addr    string
+	Addr string
+	// Source is where the address came from: static (servers), http
+	// (servers_autoupdate), dns (servers_dns) or file (servers_file).
+	Source  string
 	Primary bool
 	// State is connecting, down or stopped while not connected; when connected, up,
 	// or what its data is: resyncing, out_of_sync (it missed writes), warming

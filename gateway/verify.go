@@ -77,7 +77,7 @@ func (g *Gateway) Verify(ctx context.Context) (VerifyResult, error) {
 	}
 	res.Reference = ref.addr
 	var others []*backend
-	for _, be := range g.backends {
+	for _, be := range g.all() {
 		if be != ref && be.preferred() {
 			others = append(others, be)
 			res.Backends = append(res.Backends, be.addr)

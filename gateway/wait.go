@@ -27,8 +27,8 @@ type waitMarks struct {
 // note records that the client's latest commands were queued to be (the caller
 // holds be.mu).
 func (m *waitMarks) note(be *backend, n int) {
-	if m.pos == nil {
-		m.pos, m.losses = make([]int64, n), make([]int64, n)
+	for len(m.pos) < n { // backends added since (discovery.go)
+		m.pos, m.losses = append(m.pos, 0), append(m.losses, 0)
 	}
 	if m.pos[be.index] == 0 {
 		m.losses[be.index] = be.losses
@@ -41,8 +41,8 @@ func (m *waitMarks) acknowledged(backends []*backend) int {
 	n := 0
 	for _, be := range backends {
 		be.mu.Lock()
-		ok := be.state == StateUp && !be.outOfSync.Load()
-		if ok && m.pos != nil && m.pos[be.index] > 0 {
+		ok := be.state == StateUp && !be.outOfSync.Load() && !be.retired.Load()
+		if ok && be.index < len(m.pos) && m.pos[be.index] > 0 {
 			ok = be.queue.popped >= m.pos[be.index] && be.losses == m.losses[be.index]
 		}
 		be.mu.Unlock()
@@ -86,7 +86,7 @@ func (s *session) answerWait(ctx context.Context, dst []byte, w waitRequest) []b
 	}
 	pause := 100 * time.Microsecond
 	for {
-		n := s.marks.acknowledged(s.gw.backends)
+		n := s.marks.acknowledged(s.gw.all())
 		if n >= w.backends || !deadline.IsZero() && !time.Now().Before(deadline) || s.gw.draining.Load() {
 			return resp.AppendInt(dst, int64(n))
 		}

@@ -4,6 +4,7 @@
 //
 //	dynode-broadcaster -c ./configuration          run with a configuration file
 //	dynode-broadcaster check-config -c FILE        print the effective settings, or every problem
+//	                  [--resolve]                  and the backend list each discovery source returns now
 //	dynode-broadcaster demo [--protocol memcache]  gateway + two local backends
 //	dynode-broadcaster resync ADDR -c FILE         resync a backend of the running gateway (admin_port)
 //	dynode-broadcaster version
@@ -17,9 +18,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
+	"github.com/dynode/dynode-broadcaster/discovery"
 	"github.com/dynode/dynode-broadcaster/gateway"
 	"github.com/spf13/pflag"
 )
@@ -42,6 +45,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("dynode-broadcaster "+sub, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.StringP("config", "c", "", "configuration file (.properties as the original, or .yaml/.toml/.json)")
+	resolve := false
+	if sub == "check-config" {
+		fs.BoolVar(&resolve, "resolve", false, "also fetch the backend list from each discovery source (HTTP, DNS, file) now")
+	}
 	configuration.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -62,7 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch sub {
 	case "check-config":
-		return cfg.WriteEffective(stdout)
+		if err := cfg.WriteEffective(stdout); err != nil || !resolve {
+			return err
+		}
+		return resolveSources(ctx, cfg, stdout)
 	case "resync":
 		if fs.NArg() != 1 {
 			return errors.New("usage: dynode-broadcaster resync HOST:PORT [-c FILE]: the backend to resync, as in servers")
@@ -70,6 +80,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runResync(ctx, cfg, fs.Arg(0), stdout)
 	}
 	return serve(ctx, cfg, stderr)
+}
+
+// resolveSources prints the list each discovery source returns now, or why it failed;
+// it fails when one does.
+func resolveSources(ctx context.Context, cfg *configuration.Config, stdout io.Writer) error {
+	sources := gateway.DiscoverySources(cfg)
+	fmt.Fprintf(stdout, "\nbackends:\n  static: %s\n", strings.Join(cfg.Servers, ", "))
+	if len(sources) == 0 {
+		_, err := fmt.Fprintln(stdout, "  (no discovery source configured)")
+		return err
+	}
+	lists, errs := discovery.Resolve(ctx, sources)
+	var failed []string
+	for _, s := range sources {
+		if err := errs[s.Name()]; err != nil {
+			fmt.Fprintf(stdout, "  %s: FAILED: %v\n", s.Name(), err)
+			failed = append(failed, s.Name())
+			continue
+		}
+		fmt.Fprintf(stdout, "  %s: %s\n", s.Name(), strings.Join(lists[s.Name()], ", "))
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("discovery failed: %s", strings.Join(failed, ", "))
+	}
+	return nil
 }
 
 // serve runs a gateway with cfg until ctx ends.

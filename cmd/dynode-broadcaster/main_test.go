@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -38,6 +40,41 @@ func TestCheckConfig(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"check-config", "--port", "70000"}, &out, &errOut); err == nil {
 		t.Fatal("an invalid flag value passed")
+	}
+}
+
+// TestCheckConfigResolve: check-config --resolve prints each discovery source's list
+// now, or why it failed, and fails when one did.
+func TestCheckConfigResolve(t *testing.T) {
+	dir := t.TempDir()
+	list := filepath.Join(dir, "backends")
+	if err := os.WriteFile(list, []byte("10.0.0.5:6379\n# spare\n10.0.0.6:6379\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`["10.0.0.7:6379"]`))
+	}))
+	defer srv.Close()
+	cfg := filepath.Join(dir, "gw.properties")
+	if err := os.WriteFile(cfg, []byte("servers=10.0.0.1:6379\nservers_autoupdate=true\nservers_autoupdate_url="+srv.URL+"\nservers_file="+list+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"check-config", "-c", cfg, "--resolve"}, &out, &errOut); err != nil {
+		t.Fatalf("check-config --resolve: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"static: 10.0.0.1:6379\n", "http: 10.0.0.7:6379\n", "file: 10.0.0.5:6379, 10.0.0.6:6379\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--resolve output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := os.Remove(list); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err := run(context.Background(), []string{"check-config", "-c", cfg, "--resolve"}, &out, &errOut)
+	if err == nil || !strings.Contains(out.String(), "file: FAILED:") {
+		t.Fatalf("--resolve with a missing file: %v\n%s", err, out.String())
 	}
 }
 
