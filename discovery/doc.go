@@ -1,6 +1,6 @@
 // Package discovery produces the list of backend servers. A Source yields complete
-// lists; the gateway diffs and applies them. Today the only source is the static
-// "servers" setting; the HTTP auto-update of the original (servers_autoupdate_*), DNS
-// and a watched file are further sources of the same shape. This package never
-// imports the gateway.
+// lists: the static "servers" setting, the original's HTTP auto-update
+// (servers_autoupdate_*), DNS A/AAAA and SRV records (servers_dns), a watched file
+// (servers_file). A Watcher runs them and sends the merged list whenever it changes;
+// the gateway diffs and applies it. This package never imports the gateway.
 package discovery

@@ -228,5 +228,5 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 
 // adminAddr is host:admin_port.
 func (g *Gateway) adminAddr() string {
-	return net.JoinHostPort(g.cfg.Host, strconv.Itoa(g.cfg.AdminPort))
+	return net.JoinHostPort(g.conf().Host, strconv.Itoa(g.conf().AdminPort))
 }

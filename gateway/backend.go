@@ -134,7 +134,7 @@ func newBackend(gw *Gateway, index int, addr string) *backend {
 		since: time.Now(),
 	}
 	if gw.wire == &respWire {
-		cr := gw.cfg.BackendCredentials(addr)
+		cr := gw.conf().BackendCredentials(addr)
 		be.authCmd = backendAuth(cr.Username, cr.Password)
 	}
 	return be
@@ -153,7 +153,7 @@ func (be *backend) admitLocked(req []queuedCmd, write bool) bool {
 		need += len(req[i].frame) + 32 // room for an injected SELECT
 	}
 	waiting := be.queuedBytesLocked()
-	if int64(waiting+need-max(be.largest, need)) <= be.gw.cfg.BackendBacklogBytes {
+	if int64(waiting+need-max(be.largest, need)) <= be.gw.conf().BackendBacklogBytes {
 		be.largest = max(be.largest, need)
 		return true
 	}
@@ -458,7 +458,7 @@ func (be *backend) sleepDown(ctx context.Context, d time.Duration) bool {
 // reconnect_delay_timeout, doubled per failure, capped at 8 times the setting or a
 // minute, whichever is less (never below the setting itself).
 func (be *backend) retryDelay(n int) time.Duration {
-	base := be.gw.cfg.ReconnectDelayTimeout
+	base := be.gw.conf().ReconnectDelayTimeout
 	limit := max(base, min(8*base, time.Minute))
 	d := base
 	for i := 1; i < n && d < limit; i++ {
@@ -501,7 +501,7 @@ func (be *backend) handshake(ctx context.Context, conn net.Conn) (identity strin
 			be.log.Warn("backend is not ready; waiting before sending it anything", "reply", truncate(reply, 80))
 			loggedBusy = true
 		}
-		if !sleep(ctx, min(100*time.Millisecond, be.gw.cfg.ConnectTimeout)) {
+		if !sleep(ctx, min(100*time.Millisecond, be.gw.conf().ConnectTimeout)) {
 			return "", ctx.Err()
 		}
 	}
@@ -539,7 +539,7 @@ func (be *backend) handshake(ctx context.Context, conn net.Conn) (identity strin
 // connect_timeout; buf is reused and returned.
 func (be *backend) roundTrip(conn net.Conn, scan replyScanner, req []byte, kind uint8, buf []byte) (reply []byte, isErr bool, _ []byte, err error) {
 	const maxReply = 1 << 20
-	_ = conn.SetDeadline(time.Now().Add(be.gw.cfg.ConnectTimeout))
+	_ = conn.SetDeadline(time.Now().Add(be.gw.conf().ConnectTimeout))
 	if _, err := conn.Write(req); err != nil {
 		return nil, false, buf, fmt.Errorf("backend %s: %w", be.addr, err)
 	}
@@ -585,7 +585,7 @@ func (be *backend) noteIdentity(identity string) {
 }
 
 func (be *backend) dial(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: be.gw.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	d := net.Dialer{Timeout: be.gw.conf().ConnectTimeout, KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", be.addr)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: connect: %w", be.addr, err)
@@ -753,7 +753,7 @@ func (be *backend) readLoop(conn net.Conn) {
 	var ends []int // reply end offsets in buf of this read
 	var isErrs []bool
 	var popped []pending
-	timeout := be.gw.cfg.BackendTimeout
+	timeout := be.gw.conf().BackendTimeout
 	var dl deadline
 	busyLogged := false
 	start := 0 // start of the first unconsumed reply in buf

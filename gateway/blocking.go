@@ -192,7 +192,7 @@ func (s *session) runBlock(ctx context.Context, db int, write bool, name string,
 	if write {
 		class = protocols.Write
 	}
-	b := newBatch(&gw.batchSettings)
+	b := newBatch(gw.settings.Load())
 	defer b.release()
 	items := make([]queuedCmd, 0, len(frames)+2)
 	add := func(name string, frame []byte, hidden bool) {
@@ -284,7 +284,7 @@ func (s *session) startParkReader() *parkReader {
 		close(p.done)
 		return p
 	}
-	limit := int(s.gw.cfg.MaxRequestBytes)
+	limit := int(s.gw.conf().MaxRequestBytes)
 	go func() {
 		defer close(p.done)
 		tmp := make([]byte, 4<<10)

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -94,7 +93,8 @@ func (g *Gateway) ListChanged() time.Time {
 // is closed once the first list is applied (or at once when there are static
 // servers: the gateway serves with them while the first fetch runs).
 func (g *Gateway) runDiscovery(ctx context.Context, ready chan<- struct{}) {
-	w := &discovery.Watcher{Static: g.servers, Sources: discoverySources(g.cfg),
+	static := g.servers // set before this goroutine starts (restartDiscovery)
+	w := &discovery.Watcher{Static: static, Sources: discoverySources(g.conf()),
 		OnError: func(source string, err error) {
 			g.disc.noteError(source, err)
 			g.log.Warn("backend discovery failed; keeping the last good list", "source", source, "err", err)
@@ -112,7 +112,7 @@ func (g *Gateway) runDiscovery(ctx context.Context, ready chan<- struct{}) {
 			}
 			return
 		case u := <-updates:
-			g.applyServers(u, first && len(g.servers) == 0)
+			g.applyServers(u, first && len(static) == 0)
 			if first {
 				first = false
 				close(ready)
@@ -171,7 +171,7 @@ func (g *Gateway) applyServers(u discovery.Update, initial bool) {
 		}
 		next = append(next, be)
 		added = append(added, addr)
-		if addr == g.cfg.PrimaryAddr() || g.cfg.Primary == "" && g.seq.primary < 0 {
+		if addr == g.conf().PrimaryAddr() || g.conf().Primary == "" && g.seq.primary < 0 {
 			g.seq.primary = be.index
 		}
 	}
@@ -207,7 +207,7 @@ func (g *Gateway) startBackend(be *backend) {
 // drainRetired waits until a removed backend has answered what was queued for it
 // (at most shutdown_timeout), then stops its connection, unless it was added again.
 func (g *Gateway) drainRetired(be *backend) {
-	deadline := time.Now().Add(g.cfg.ShutdownTimeout)
+	deadline := time.Now().Add(g.conf().ShutdownTimeout)
 	for time.Now().Before(deadline) {
 		be.mu.Lock()
 		busy := be.state == StateUp && (be.queue.len() > 0 || be.spillEntries > 0)
@@ -248,4 +248,3 @@ func (be *backend) stopRunning() {
 	}
 }
 
-var _ = fmt.Sprint

@@ -220,7 +220,9 @@ func TestDiscoveryDNS(t *testing.T) {
 	server := &dns.Server{PacketConn: pc, Handler: mux}
 	go func() { _ = server.ActivateAndServe() }()
 	defer func() { _ = server.Shutdown() }()
+	mu.Lock()
 	ports = []string{strconv.Itoa(b.Port)}
+	mu.Unlock()
 	h := startGateway(t, []string{a.Addr}, "servers_dns=_redis._tcp.cache.test", "servers_dns_server="+pc.LocalAddr().String(),
 		"servers_dns_refresh=100ms")
 	h.backends = []*redisServer{a, b}
@@ -246,5 +248,47 @@ func TestDiscoveryDNS(t *testing.T) {
 	}
 	if h.gw.DiscoveryErrors()["dns"] == 0 {
 		t.Fatal("no dns discovery error counted")
+	}
+}
+
+// TestReload: a new configuration applies what can change live (a backend added to
+// servers joins and is resynced, write_reply, timeouts) and logs each change as old
+// -> new; a setting that needs a restart keeps its running value and says so.
+func TestReload(t *testing.T) {
+	rs := startRedisBackends(t, 2)
+	h := startGateway(t, []string{rs[0].Addr})
+	h.backends = rs[:1]
+	c := h.client(t, 0)
+	c.Set(ctx, "before", "reload", 0)
+	next := *h.gw.Config()
+	next.Servers = []string{rs[0].Addr, rs[1].Addr}
+	next.WriteReply = "all"
+	next.BackendTimeout = 3 * time.Second
+	next.Port = 1 // needs a restart
+	changes := h.gw.Reload(&next)
+	got := map[string]bool{}
+	for _, ch := range changes {
+		got[ch.Key] = ch.Live
+	}
+	if len(got) != 4 || !got["servers"] || !got["write_reply"] || !got["backend_timeout"] || got["port"] {
+		t.Fatalf("changes %+v", changes)
+	}
+	if cfg := h.gw.Config(); cfg.Port == 1 || cfg.WriteReply != "all" {
+		t.Fatalf("after reload: port %d write_reply %s", cfg.Port, cfg.WriteReply)
+	}
+	h.backends = rs
+	eventually(t, func() bool {
+		sts := h.gw.Backends()
+		return len(sts) == 2 && sts[1].State == "up" && !sts[1].OutOfSync
+	}, "the added backend resynced")
+	if err := c.Set(ctx, "after", "reload", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.converged(t)
+	logs := h.logs.String()
+	for _, want := range []string{`msg="configuration changed" key=write_reply old=primary new=all`, `msg="configuration change needs a restart; keeping the running value" key=port`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q", want)
+		}
 	}
 }

@@ -41,5 +41,7 @@
 // engine: raw.go gives each client its own backend connections.
 //
 // It knows backends only by address; where the list comes from is the discovery
-// package's business, and wire formats are the protocols packages'.
+// package's business (HTTP, DNS, a watched file; discovery.go applies each new list
+// live, and reload.go a new configuration), and wire formats are the protocols
+// packages'.
 package gateway

@@ -20,14 +20,14 @@ import (
 
 // Gateway is a running replication gateway. Create it with New, run it with Run.
 type Gateway struct {
-	cfg     *configuration.Config
+	cfg     atomic.Pointer[configuration.Config] // conf(); replaced whole by Reload
 	log     *slog.Logger
 	wire    *wire // protocol=redis or memcache; nil for raw
 	stats   Stats
 	seq     sequencer
 	started time.Time
 
-	batchSettings batchSettings
+	settings atomic.Pointer[batchSettings] // what every new batch shares; replaced by Reload
 
 	// backends are the shared pipelines, in the order they were added (index =
 	// backend.index; a removed backend keeps its place, retired). Read with all();
@@ -61,8 +61,12 @@ type Gateway struct {
 	keys keyWatch // clients waiting on keys: WATCH, blocking pops (keywatch.go)
 	disc discoveryState
 
-	runMu       sync.Mutex        // guards runBackends
+	runMu       sync.Mutex        // guards the three below
 	runBackends func(be *backend) // starts a backend's connection loop; nil outside Run
+	// startDiscovery runs discovery (closing ready after the first list) until
+	// stopDiscovery or the end of Run; nil outside Run.
+	startDiscovery func(ready chan<- struct{})
+	stopDiscovery  context.CancelFunc
 	monitors    monitors          // MONITOR clients (monitor.go)
 }
 
@@ -80,12 +84,12 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, errors.New("gateway: no backend servers: set servers, servers_autoupdate, servers_dns or servers_file")
 	}
 	g := &Gateway{
-		cfg:     cfg,
 		log:     log,
 		started: time.Now(),
 		ready:   make(chan struct{}),
 		clients: map[net.Conn]*client{},
 	}
+	g.cfg.Store(cfg)
 	g.servers = servers
 	g.auth = authenticator{requirePass: cfg.RequirePass, users: cfg.Users}
 	if cfg.Protocol != "redis" && (g.auth.required() || cfg.BackendPassword != "" || len(cfg.ServerCredentials) > 0) {
@@ -109,8 +113,8 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 	default:
 		return nil, fmt.Errorf("gateway: unknown protocol %q", cfg.Protocol)
 	}
-	g.batchSettings = batchSettings{policy: policy, onFinish: g.finish, comparable: g.wire.comparable,
-		isError: g.wire.isError, missing: g.wire.missing, onLostWrite: g.lostWrite, appendError: g.wire.appendError}
+	g.settings.Store(&batchSettings{policy: policy, onFinish: g.finish, comparable: g.wire.comparable,
+		isError: g.wire.isError, missing: g.wire.missing, onLostWrite: g.lostWrite, appendError: g.wire.appendError})
 	g.noReply = g.wire.appendError(nil, "dynode-broadcaster: no backend replied")
 	g.noBackend = g.wire.appendError(nil, "dynode-broadcaster: no backend available")
 	list := make([]*backend, 0, len(servers))
@@ -145,13 +149,13 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 // Run listens and serves until ctx ends, then closes every client and backend
 // connection and returns once all goroutines have exited.
 func (g *Gateway) Run(ctx context.Context) error {
-	ln, err := listen(g.cfg.ListenAddr(), g.cfg.BacklogSize, g.cfg.ReuseAddr)
+	ln, err := listen(g.conf().ListenAddr(), g.conf().BacklogSize, g.conf().ReuseAddr)
 	if err != nil {
-		return fmt.Errorf("gateway: listen on %s: %w", g.cfg.ListenAddr(), err)
+		return fmt.Errorf("gateway: listen on %s: %w", g.conf().ListenAddr(), err)
 	}
 	g.ln = ln
 	var adminLn net.Listener
-	if g.cfg.AdminPort > 0 {
+	if g.conf().AdminPort > 0 {
 		if adminLn, err = net.Listen("tcp", g.adminAddr()); err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("gateway: admin listen on %s: %w", g.adminAddr(), err)
@@ -159,9 +163,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.adminAddrBound = adminLn.Addr()
 	}
 	close(g.ready)
-	g.log.Info("dynode-broadcaster listening", "addr", ln.Addr().String(), "protocol", g.cfg.Protocol,
-		"backends", strings.Join(g.cfg.Servers, ","), "primary", g.cfg.PrimaryAddr(),
-		"write_reply", g.cfg.WriteReply, "discard_responses", g.cfg.DiscardResponses)
+	g.log.Info("dynode-broadcaster listening", "addr", ln.Addr().String(), "protocol", g.conf().Protocol,
+		"backends", strings.Join(g.conf().Servers, ","), "primary", g.conf().PrimaryAddr(),
+		"write_reply", g.conf().WriteReply, "discard_responses", g.conf().DiscardResponses)
 
 	// Three lifetimes: ctx ends accepting (and resyncs); the sessions run until they
 	// have answered what they read, or shutdown_timeout; the backends, until their
@@ -187,31 +191,37 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, be := range g.all() {
 		g.runBackends(be)
 	}
+	g.startDiscovery = func(ready chan<- struct{}) {
+		dctx, stop := context.WithCancel(ctx)
+		g.stopDiscovery = stop
+		wg.Go(func() { g.runDiscovery(dctx, ready) })
+	}
 	g.runMu.Unlock()
 	defer func() {
 		g.runMu.Lock()
-		g.runBackends = nil
+		g.runBackends, g.startDiscovery = nil, nil
 		g.runMu.Unlock()
 	}()
 	g.resyncs.mu.Lock()
 	g.resyncs.ctx, g.resyncs.wg = ctx, &wg
 	g.resyncs.running, g.resyncs.failures, g.resyncs.nextTry = map[*backend]bool{}, map[*backend]int{}, map[*backend]time.Time{}
 	g.resyncs.mu.Unlock()
-	several := len(g.all()) > 1 || g.cfg.Discovers()
-	if g.cfg.AutoResync && several {
+	if g.wire != nil { // backends can be added later (discovery, Reload): always watch
 		wg.Go(func() { g.autoResync(ctx) })
 	}
-	if g.cfg.VerifyInterval > 0 && several {
+	if g.conf().VerifyInterval > 0 && (len(g.all()) > 1 || g.conf().Discovers()) {
 		wg.Go(func() { g.verifyEvery(ctx) })
 	}
-	if g.cfg.Discovers() {
+	if g.conf().Discovers() {
 		ready := make(chan struct{})
-		wg.Go(func() { g.runDiscovery(ctx, ready) })
+		g.runMu.Lock()
+		g.startDiscovery(ready)
+		g.runMu.Unlock()
 		if len(g.servers) == 0 {
 			// No static servers: wait for the first list (up to connect_timeout).
 			select {
 			case <-ready:
-			case <-time.After(g.cfg.ConnectTimeout):
+			case <-time.After(g.conf().ConnectTimeout):
 				g.log.Warn("no backend list within connect_timeout: serving without backends until one arrives")
 			}
 		}
@@ -253,11 +263,11 @@ func (g *Gateway) closeDurable() error {
 // it, all within shutdown_timeout. What is still queued then (a backend down or
 // hung) is lost, and logged so.
 func (g *Gateway) shutdown(sessions *sync.WaitGroup, stopSessions context.CancelFunc) {
-	timeout := g.cfg.ShutdownTimeout
+	timeout := g.conf().ShutdownTimeout
 	deadline := time.Now().Add(timeout)
 	g.log.Info("shutting down: no new clients; answering the commands read and delivering the backends' queues", "shutdown_timeout", timeout)
 	g.draining.Store(true)
-	if g.cfg.Protocol == "raw" {
+	if g.conf().Protocol == "raw" {
 		stopSessions() // a raw stream has no command boundary to stop at
 	}
 	g.mu.Lock()
@@ -324,7 +334,7 @@ func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync
 		cl, log, ok := g.register(conn)
 		if !ok {
 			g.stats.ClientsRejected.Add(1)
-			switch g.cfg.Protocol {
+			switch g.conf().Protocol {
 			case "redis":
 				_, _ = conn.Write(resp.AppendError(nil, "ERR max number of clients reached"))
 			case "memcache":
@@ -335,7 +345,7 @@ func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync
 		}
 		wg.Go(func() {
 			defer g.unregister(conn)
-			if g.cfg.Protocol == "raw" {
+			if g.conf().Protocol == "raw" {
 				g.newRawSession(conn, log).serve(sessCtx)
 				return
 			}
@@ -349,7 +359,7 @@ func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync
 func (g *Gateway) register(conn net.Conn) (*client, *slog.Logger, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.cfg.MaxClients > 0 && len(g.clients) >= g.cfg.MaxClients {
+	if g.conf().MaxClients > 0 && len(g.clients) >= g.conf().MaxClients {
 		return nil, nil, false
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
@@ -414,6 +424,9 @@ func (g *Gateway) lostWrite(backend int, c *command, reply []byte) {
 	}
 	be.markOutOfSync(reason)
 }
+
+// conf is the configuration in force.
+func (g *Gateway) conf() *configuration.Config { return g.cfg.Load() }
 
 // all returns every backend, retired ones included, indexed by backend.index.
 func (g *Gateway) all() []*backend {

@@ -35,7 +35,7 @@ func (r *respCodec) local(dst []byte, cmd protocols.Command) (reply []byte, quit
 			if err != nil {
 				return resp.AppendError(dst, "ERR value is not an integer or out of range"), false
 			}
-			if db < 0 || db >= r.s.gw.cfg.Databases {
+			if db < 0 || db >= r.s.gw.conf().Databases {
 				return resp.AppendError(dst, "ERR DB index is out of range"), false
 			}
 			r.db = db

@@ -155,7 +155,7 @@ func (s *session) servePubsub(ctx context.Context, pc *pubsubCall) (gone bool) {
 		s.log.Warn("subscription connection failed", "err", err)
 		return true
 	}
-	timeout := time.NewTimer(max(s.gw.cfg.BackendTimeout, time.Second))
+	timeout := time.NewTimer(max(s.gw.conf().BackendTimeout, time.Second))
 	defer timeout.Stop()
 	for range expect {
 		select {
@@ -209,7 +209,7 @@ func (s *session) openSubscriber(ctx context.Context) (*subscriber, error) {
 	sub := &subscriber{side: side, confirmed: make(chan struct{}, 1024), gone: make(chan struct{}),
 		channels: map[string]bool{}, patterns: map[string]bool{}, shards: map[string]bool{}}
 	if s.output == nil {
-		s.output = newOutput(s.conn, gw.cfg.ClientOutputLimit, gw.cfg.ClientOutputTimeout)
+		s.output = newOutput(s.conn, gw.conf().ClientOutputLimit, gw.conf().ClientOutputTimeout)
 	}
 	out := s.output
 	go sub.relay(out, s.conn, s.log)

@@ -40,7 +40,7 @@ type rawSession struct {
 
 func (g *Gateway) newRawSession(conn net.Conn, log *slog.Logger) *rawSession {
 	s := &rawSession{gw: g, conn: conn, log: log, done: make(chan struct{}), eofCh: make(chan struct{})}
-	servers, primary := g.servers, g.cfg.PrimaryAddr()
+	servers, primary := g.servers, g.conf().PrimaryAddr()
 	if p := g.rawServers.Load(); p != nil {
 		servers = *p // from discovery: the list when the client connected
 	}
@@ -70,7 +70,7 @@ func (s *rawSession) serve(ctx context.Context) {
 	}
 	var idle deadline
 	for {
-		idle.extend(s.conn, s.gw.cfg.ReadIdleTimeout)
+		idle.extend(s.conn, s.gw.conf().ReadIdleTimeout)
 		c := raw.NewChunk()
 		n, err := s.conn.Read(c.Space())
 		if n > 0 {
@@ -182,7 +182,7 @@ const rawCutGrace = time.Second
 // raw_slow_backend=slow_client waits for room; cut waits at most rawCutGrace, then
 // drops the connection.
 func (l *rawLink) enqueue(c *raw.Chunk) {
-	cfg := l.s.gw.cfg
+	cfg := l.s.gw.conf()
 	cut := cfg.RawSlowBackend == "cut"
 	var waitStart time.Time
 	l.mu.Lock()
@@ -251,7 +251,7 @@ func (l *rawLink) drop(conn net.Conn) {
 // run connects, writes, and reconnects after failures until the session stops or
 // the client's stream is finished.
 func (l *rawLink) run() {
-	cfg := l.s.gw.cfg
+	cfg := l.s.gw.conf()
 	failures := 0
 	var readyOnce sync.Once
 	defer readyOnce.Do(func() { close(l.ready) })
@@ -378,7 +378,7 @@ func (l *rawLink) read(conn net.Conn, eof chan<- bool) {
 	var idle deadline
 	for {
 		if l.s.clientEOF.Load() {
-			idle.extend(conn, l.s.gw.cfg.ReadIdleTimeout) // bound the wait for a backend that never closes
+			idle.extend(conn, l.s.gw.conf().ReadIdleTimeout) // bound the wait for a backend that never closes
 		}
 		n, err := conn.Read(buf)
 		if n > 0 && forward {

@@ -36,7 +36,7 @@ func newRespCodec(s *session) clientCodec {
 	r := &respCodec{s: s, authed: !s.gw.auth.required(), proto: 2}
 	// A bulk argument that cannot fit in max_request_bytes is refused at its header,
 	// with Redis's own error, instead of being read up to the limit.
-	r.parser.MaxBulkLen = min(s.gw.cfg.MaxRequestBytes, resp.MaxBulkLen)
+	r.parser.MaxBulkLen = min(s.gw.conf().MaxRequestBytes, resp.MaxBulkLen)
 	return r
 }
 
@@ -68,7 +68,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		if !monitorNow.IsZero() && cmd.Name != "MONITOR" {
 			r.monitorLines = appendMonitorLine(r.monitorLines, monitorNow, r.db, s.conn.RemoteAddr().String(), cmd)
 		}
-		if cmd.Class == protocols.Write && s.gw.cfg.AbsoluteTTL {
+		if cmd.Class == protocols.Write && s.gw.conf().AbsoluteTTL {
 			if now == 0 {
 				now = time.Now().UnixMilli()
 			}

@@ -130,6 +130,9 @@ func (g *Gateway) startResync(be *backend) error {
 // second, after a failed attempt waiting 5 s doubled per failure up to 2 min.
 func (g *Gateway) autoResync(ctx context.Context) {
 	every(ctx, time.Second, func() {
+		if !g.conf().AutoResync { // it can change live (Reload)
+			return
+		}
 		for _, be := range g.all() {
 			if !be.up.Load() || !be.outOfSync.Load() || be.resyncing.Load() || be.retired.Load() {
 				continue
@@ -182,7 +185,7 @@ func (g *Gateway) resync(ctx context.Context, target, source *backend) error {
 	target.log.Warn("backend resync started", "state", "resyncing", "source", source.addr)
 	g.stats.ResyncsStarted.Add(1)
 	var err error
-	if g.cfg.Protocol == "memcache" {
+	if g.conf().Protocol == "memcache" {
 		err = g.flushForResync(target)
 	} else {
 		err = g.resyncRedis(ctx, target, source)
@@ -230,8 +233,8 @@ func (g *Gateway) flushForResync(target *backend) error {
 // warmDuration is how long a flushed memcached backend warms: warm_seconds, or the
 // largest TTL clients set (an item without expiry counts as an hour), at most an hour.
 func (g *Gateway) warmDuration() time.Duration {
-	if g.cfg.WarmPeriod > 0 {
-		return g.cfg.WarmPeriod
+	if g.conf().WarmPeriod > 0 {
+		return g.conf().WarmPeriod
 	}
 	return min(time.Duration(g.maxTTL.Load())*time.Second, time.Hour)
 }
@@ -274,7 +277,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	}()
 
 	// What was queued before goes out first (REPLICAOF then drops it with the data).
-	if err := g.waitFor(ctx, g.cfg.BackendTimeout+g.cfg.ConnectTimeout, "the backend to answer what was queued for it", func() (bool, error) {
+	if err := g.waitFor(ctx, g.conf().BackendTimeout+g.conf().ConnectTimeout, "the backend to answer what was queued for it", func() (bool, error) {
 		target.mu.Lock()
 		defer target.mu.Unlock()
 		if target.state != StateUp {
@@ -294,7 +297,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	if err != nil {
 		return fmt.Errorf("source address %s: %w", source.addr, err)
 	}
-	via := g.cfg.ResyncVia
+	via := g.conf().ResyncVia
 	if via == "auto" {
 		via = "direct"
 		if target.relayNext {
@@ -312,7 +315,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 		}
 	}
 	target.updateResync(func(p *ResyncProgress) { p.Via = via })
-	if cr := g.cfg.BackendCredentials(source.addr); cr.Password != "" {
+	if cr := g.conf().BackendCredentials(source.addr); cr.Password != "" {
 		// The target authenticates to the source as the gateway does.
 		if _, err := tconn.do("CONFIG", "SET", "masteruser", cr.Username, "masterauth", cr.Password); err != nil {
 			return err
@@ -324,7 +327,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	replicating = true
 	target.updateResync(func(p *ResyncProgress) { p.Step = "copying" })
 	linked, err := g.awaitReplicaLink(ctx, target, source, tconn)
-	target.relayNext = !linked && via != "gateway" && g.cfg.ResyncVia == "auto"
+	target.relayNext = !linked && via != "gateway" && g.conf().ResyncVia == "auto"
 	if err != nil {
 		if target.relayNext {
 			err = fmt.Errorf("%w; the next attempt replicates through the gateway (resync_via=auto)", err)
@@ -335,7 +338,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	// The switch point: CLIENT PAUSE WRITE in the source's stream, and from the same
 	// instant the target holds its writes.
 	target.updateResync(func(p *ResyncProgress) { p.Step = "switching" })
-	pause := max(2*time.Second, g.cfg.BackendTimeout/2)
+	pause := max(2*time.Second, g.conf().BackendTimeout/2)
 	marker := newReplyGate()
 	frame := resp.AppendCommand(nil, [][]byte{[]byte("CLIENT"), []byte("PAUSE"), []byte(strconv.FormatInt(pause.Milliseconds(), 10)), []byte("WRITE")})
 	pausedAt := time.Now()
@@ -414,7 +417,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 // progress for a while (the target cannot reach the source, say); linked reports
 // whether the target's replication link to the source ever came up.
 func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend, tconn *sideConn) (linked bool, _ error) {
-	stall := max(30*time.Second, 6*g.cfg.ConnectTimeout)
+	stall := max(30*time.Second, 6*g.conf().ConnectTimeout)
 	var last string
 	lastChange, lastLog := time.Now(), time.Now()
 	for {
@@ -460,7 +463,7 @@ func (g *Gateway) awaitReplicaLink(ctx context.Context, target, source *backend,
 // new connections when the old ones failed.
 func (g *Gateway) undoResync(target, source *backend, tconn, sconn *sideConn, replicating, paused bool) error {
 	// Not the resync's context: it may have ended (shutdown), and this must still run.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*g.conf().ConnectTimeout)
 	defer cancel()
 	var errs []error
 	if replicating {

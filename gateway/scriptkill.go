@@ -40,7 +40,7 @@ func (g *Gateway) killScripts(dst []byte, name string) []byte {
 			continue
 		}
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*g.cfg.ConnectTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*g.conf().ConnectTimeout)
 			defer cancel()
 			c, err := g.dialSideBusy(ctx, be)
 			if err != nil {

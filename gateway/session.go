@@ -100,7 +100,7 @@ func (s *session) serve(ctx context.Context) {
 // idle client costs no output (nor the stack it would take in serve).
 func (s *session) send(b []byte) error {
 	if s.output == nil {
-		s.output = newOutput(s.conn, s.gw.cfg.ClientOutputLimit, s.gw.cfg.ClientOutputTimeout)
+		s.output = newOutput(s.conn, s.gw.conf().ClientOutputLimit, s.gw.conf().ClientOutputTimeout)
 	}
 	return s.output.send(b)
 }
@@ -127,16 +127,16 @@ func (s *session) recoverPanic() {
 // readMore reads at least one byte into rbuf, growing it up to max_request_bytes.
 func (s *session) readMore() error {
 	if len(s.rbuf) == cap(s.rbuf) {
-		if int64(cap(s.rbuf)) >= s.gw.cfg.MaxRequestBytes {
+		if int64(cap(s.rbuf)) >= s.gw.conf().MaxRequestBytes {
 			err := &protocols.ProtocolError{Msg: s.gw.wire.tooLarge}
 			s.protocolError(err)
 			return err
 		}
-		nb := make([]byte, len(s.rbuf), min(2*cap(s.rbuf), int(s.gw.cfg.MaxRequestBytes)))
+		nb := make([]byte, len(s.rbuf), min(2*cap(s.rbuf), int(s.gw.conf().MaxRequestBytes)))
 		copy(nb, s.rbuf)
 		s.rbuf = nb
 	}
-	s.idle.extend(s.conn, s.gw.cfg.ReadIdleTimeout)
+	s.idle.extend(s.conn, s.gw.conf().ReadIdleTimeout)
 	// Checked after extend: shutdown sets draining before it moves the read deadline
 	// to now, so either this sees it or the read sees that deadline.
 	if s.gw.draining.Load() {
@@ -148,7 +148,7 @@ func (s *session) readMore() error {
 		if s.gw.draining.Load() {
 			return io.EOF
 		}
-		return fmt.Errorf("idle for %v (read_idle_timeout)", s.gw.cfg.ReadIdleTimeout)
+		return fmt.Errorf("idle for %v (read_idle_timeout)", s.gw.conf().ReadIdleTimeout)
 	}
 	return err
 }
@@ -157,7 +157,7 @@ func (s *session) readMore() error {
 // returns how many bytes it consumed and whether the connection must close.
 func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter bool, err error) {
 	gw := s.gw
-	b := newBatch(&gw.batchSettings)
+	b := newBatch(gw.settings.Load())
 	s.items = s.items[:0]
 	pos, closeAfter, perr := s.codec.decode(b, s.rbuf)
 	if n := len(b.cmds); n > 0 {
@@ -186,7 +186,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	}
 	s.codec.replied(b)
 	s.out = s.out[:0]
-	if !gw.cfg.DiscardResponses {
+	if !gw.conf().DiscardResponses {
 		s.out = b.appendReplies(s.out)
 	}
 	if bc := s.blocking; bc != nil {
@@ -203,7 +203,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		if s.out, gone = s.serveBlocking(ctx, s.out, bc); gone {
 			return pos, true, nil
 		}
-		if gw.cfg.DiscardResponses {
+		if gw.conf().DiscardResponses {
 			s.out = s.out[:0] // write-and-forget: no reply, this one included
 		}
 		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter
@@ -275,7 +275,7 @@ func (s *session) retryReads(ctx context.Context, b *batch) {
 	if len(items) == 0 {
 		return
 	}
-	r := newBatch(&gw.batchSettings)
+	r := newBatch(gw.settings.Load())
 	defer r.release()
 	for i := range items {
 		items[i].idx = r.add(b.cmds[orig[i]].name, -1)

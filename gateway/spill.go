@@ -39,7 +39,7 @@ func (d *durable) spillPath(addr string) string {
 // backlog_memory_bytes (the caller holds mu; the backend is connected, spill is set,
 // and it is not the reply source).
 func (be *backend) maybeSpillLocked() {
-	if int64(len(be.out)+be.heldBytes) < be.gw.cfg.BacklogMemoryBytes {
+	if int64(len(be.out)+be.heldBytes) < be.gw.conf().BacklogMemoryBytes {
 		return
 	}
 	be.spilling = true
@@ -87,7 +87,7 @@ func (be *backend) spillGatedLocked(gw *gatedWrite, frame []byte) {
 // unspillLocked reads the next part of the spill into out (the caller holds mu and
 // is the writer, with out empty). Once all of it is read, the backend stops spilling.
 func (be *backend) unspillLocked() {
-	chunk := int(max(64<<10, be.gw.cfg.BacklogMemoryBytes/2))
+	chunk := int(max(64<<10, be.gw.conf().BacklogMemoryBytes/2))
 	recs, next, err := be.spill.ReadFrom(be.spillOff, chunk)
 	if err != nil {
 		be.log.Error("backlog_dir read failed: the spilled writes are lost for this backend", "err", err)

@@ -96,7 +96,7 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], msg))
 		return true
 	}
-	if int64(len(tx.frames)+len(cmd.Frame)) > r.s.gw.cfg.MaxRequestBytes {
+	if int64(len(tx.frames)+len(cmd.Frame)) > r.s.gw.conf().MaxRequestBytes {
 		tx.abort()
 		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "ERR dynode-broadcaster: transaction larger than max_request_bytes, discarded"))
 		return true

@@ -91,9 +91,9 @@ func (g *Gateway) Verify(ctx context.Context) (VerifyResult, error) {
 		return res, err
 	}
 	defer side.close()
-	n := g.cfg.VerifyKeys
+	n := g.conf().VerifyKeys
 	var probes []keyProbe
-	if g.cfg.Protocol == "memcache" {
+	if g.conf().Protocol == "memcache" {
 		probes, err = g.memcacheProbes(side, n)
 	} else {
 		probes, err = g.redisProbes(side, n)
@@ -114,7 +114,7 @@ func (g *Gateway) Verify(ctx context.Context) (VerifyResult, error) {
 				unsure = true
 			case probes[k].missing(want) != probes[k].missing(got):
 				unsure = true // expiring about now
-			case !probes[k].same(want, got, g.cfg.AbsoluteTTL):
+			case !probes[k].same(want, got, g.conf().AbsoluteTTL):
 				differs[o]++
 				differ = true
 			}
@@ -133,7 +133,7 @@ func (g *Gateway) Verify(ctx context.Context) (VerifyResult, error) {
 		}
 		res.ByBackend = append(res.ByBackend, Differs{Backend: be.addr, Keys: differs[o]})
 		g.stats.VerifyMismatches.Add(int64(differs[o]))
-		if differs[o] >= g.cfg.VerifySuspectThreshold {
+		if differs[o] >= g.conf().VerifySuspectThreshold {
 			res.Suspect = append(res.Suspect, be.addr)
 			be.markOutOfSync(fmt.Sprintf("verify: %d of %d sampled keys differ from %s", differs[o], len(probes), ref.addr))
 		}
@@ -155,7 +155,7 @@ func (g *Gateway) Verify(ctx context.Context) (VerifyResult, error) {
 
 // verifyEvery runs a round every verify_interval until ctx ends.
 func (g *Gateway) verifyEvery(ctx context.Context) {
-	every(ctx, g.cfg.VerifyInterval, func() {
+	every(ctx, g.conf().VerifyInterval, func() {
 		if _, err := g.Verify(ctx); err != nil && !errors.Is(err, ErrVerifyRunning) && ctx.Err() == nil {
 			g.log.Warn("verify round failed", "err", err)
 		}
@@ -214,7 +214,7 @@ func (g *Gateway) readAtOnePoint(ctx context.Context, probes []keyProbe, targets
 				p := &probes[k]
 				frames := p.frames
 				for range p.count {
-					n := frameLen(frames, g.cfg.Protocol)
+					n := frameLen(frames, g.conf().Protocol)
 					gt := newReplyGate()
 					be.appendLocked(frames[:n], p.db, pending{gate: gt, authority: true, kind: p.kind})
 					frames = frames[n:]
@@ -226,7 +226,7 @@ func (g *Gateway) readAtOnePoint(ctx context.Context, probes []keyProbe, targets
 		be.kick()
 	}
 	g.seq.mu.Unlock()
-	deadline := time.After(g.cfg.BackendTimeout + time.Second)
+	deadline := time.After(g.conf().BackendTimeout + time.Second)
 	out := make([][][][]byte, len(targets))
 	for t := range targets {
 		out[t] = make([][][]byte, len(probes))
@@ -419,7 +419,7 @@ func keyspaceDBs(side *sideConn) ([]int, error) {
 // memcacheProbes samples up to n keys from the reference's lru_crawler metadump and
 // builds their reads (mg key v f: value and flags).
 func (g *Gateway) memcacheProbes(side *sideConn, n int) ([]keyProbe, error) {
-	keys, err := metadumpKeys(side.conn, n, g.cfg.ConnectTimeout)
+	keys, err := metadumpKeys(side.conn, n, g.conf().ConnectTimeout)
 	side.broken = true // the dump is cut short: the connection is not reusable
 	if err != nil {
 		return nil, fmt.Errorf("verify: lru_crawler metadump on %s: %w", side.be.addr, err)

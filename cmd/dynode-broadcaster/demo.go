@@ -69,7 +69,7 @@ func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) e
 		return err
 	}
 	runtime.GOMAXPROCS(cfg.EffectiveThreads(runtime.NumCPU()))
-	g, err := gateway.New(cfg, newLogger(stderr, cfg.LogLevel))
+	g, err := gateway.New(cfg, newLogger(stderr, parseLevel(cfg.LogLevel)))
 	if err != nil {
 		return err
 	}

@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
 	"github.com/dynode/dynode-broadcaster/discovery"
@@ -79,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return runResync(ctx, cfg, fs.Arg(0), stdout)
 	}
-	return serve(ctx, cfg, stderr)
+	return serve(ctx, cfg, stderr, configuration.Sources{Path: *path, Environ: os.Environ(), Flags: fs})
 }
 
 // resolveSources prints the list each discovery source returns now, or why it failed;
@@ -107,12 +109,62 @@ func resolveSources(ctx context.Context, cfg *configuration.Config, stdout io.Wr
 	return nil
 }
 
-// serve runs a gateway with cfg until ctx ends.
-func serve(ctx context.Context, cfg *configuration.Config, stderr io.Writer) error {
+// serve runs a gateway with cfg until ctx ends. SIGHUP, or an edit of the
+// configuration file, loads src again and puts it in force (Gateway.Reload); a file
+// with problems is refused whole, each problem logged with its line.
+func serve(ctx context.Context, cfg *configuration.Config, stderr io.Writer, src configuration.Sources) error {
 	runtime.GOMAXPROCS(cfg.EffectiveThreads(runtime.NumCPU()))
-	g, err := gateway.New(cfg, newLogger(stderr, cfg.LogLevel))
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.LogLevel))
+	log := newLogger(stderr, level)
+	g, err := gateway.New(cfg, log)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reloads := make(chan string, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		var edited <-chan struct{}
+		if src.Path != "" {
+			ch, err := (&discovery.File{Path: src.Path}).Changed(ctx)
+			if err != nil {
+				log.Warn("configuration file not watched; reload with SIGHUP", "err", err)
+			}
+			edited = ch
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reloads <- "SIGHUP"
+			case <-edited:
+				time.Sleep(100 * time.Millisecond) // let the editor finish
+				reloads <- "configuration file changed"
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case why := <-reloads:
+				next, err := configuration.Load(src)
+				if err != nil {
+					log.Error("configuration reload refused; the running configuration stays whole", "trigger", why, "problems", err.Error())
+					continue
+				}
+				if changes := g.Reload(next); len(changes) == 0 {
+					log.Info("configuration reloaded: nothing changed", "trigger", why)
+				}
+				level.Set(parseLevel(g.Config().LogLevel))
+			}
+		}
+	}()
 	return g.Run(ctx)
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -222,5 +224,71 @@ func TestResyncCommand(t *testing.T) {
 	err = run(context.Background(), append([]string{"resync", "127.0.0.1:1"}, flags...), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "no such backend") {
 		t.Fatalf("resync of an unknown backend: %v", err)
+	}
+}
+
+// TestReloadOnFileEdit: the running command reloads its configuration file when it
+// is edited: a backend added to servers joins; a file with a problem is refused
+// whole, the problem logged with its line.
+func TestReloadOnFileEdit(t *testing.T) {
+	a, b := testserver.StartRedis(t), testserver.StartRedis(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	path := filepath.Join(t.TempDir(), "gw.properties")
+	write := func(text string) {
+		if err := os.WriteFile(path+".tmp", []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "host=127.0.0.1\nport=" + strconv.Itoa(port) + "\nreconnect_delay_timeout=100ms\n"
+	write(base + "servers=" + a.Addr + "\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &testserver.Buffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-c", path}, io.Discard, logs) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(logs.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log:\n%s", what, logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("dynode-broadcaster listening")
+	write(base + "servers=" + a.Addr + "," + b.Addr + "\nwrite_reply=all\n")
+	waitFor(`msg="configuration changed" key=write_reply old=primary new=all`)
+	waitFor("backend list changed")
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Protocol: 2})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Client(0).Get(ctx, "k").Val() != "v" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the added backend never got the write:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	write(base + "servers=" + a.Addr + "\nwrite_reply=sometimes\n")
+	waitFor("configuration reload refused")
+	waitFor("write_reply (line 5)")
+	if strings.Contains(logs.String(), "new=sometimes") {
+		t.Fatal("an invalid value was applied")
 	}
 }
