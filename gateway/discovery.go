@@ -247,4 +247,3 @@ func (be *backend) stopRunning() {
 		stop()
 	}
 }
-

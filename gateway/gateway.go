@@ -67,7 +67,7 @@ type Gateway struct {
 	// stopDiscovery or the end of Run; nil outside Run.
 	startDiscovery func(ready chan<- struct{})
 	stopDiscovery  context.CancelFunc
-	monitors    monitors          // MONITOR clients (monitor.go)
+	monitors       monitors // MONITOR clients (monitor.go)
 }
 
 // New validates what the engine needs from cfg and builds a gateway.
