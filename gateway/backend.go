@@ -94,6 +94,7 @@ type backend struct {
 	largest   int           // the largest request waiting for the writer (see admitLocked)
 	identity  string        // the backend process last connected (see noteIdentity)
 	source    string        // where its address came from: static, http, dns, file
+	added     time.Time     // when it joined the backend list
 	since     time.Time     // when state last changed
 	phase     syncPhase     // where a resync of it is (resync.go)
 	disk      *backlog.File // with backlog_dir: its backlog file (durable.go); nil: memory only
@@ -132,6 +133,7 @@ func newBackend(gw *Gateway, index int, addr string) *backend {
 		log:   gw.log.With("backend", addr),
 		wake:  make(chan struct{}, 1),
 		since: time.Now(),
+		added: time.Now(),
 	}
 	if gw.wire == &respWire {
 		cr := gw.conf().BackendCredentials(addr)

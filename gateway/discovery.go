@@ -151,6 +151,9 @@ func (g *Gateway) applyServers(u discovery.Update, initial bool) {
 		case keep && be.retired.Load():
 			be.retired.Store(false)
 			revived = append(revived, be.addr)
+			be.mu.Lock()
+			be.added = time.Now()
+			be.mu.Unlock()
 			be.markOutOfSync("removed from the backend list and added again: it missed the writes in between")
 			g.startBackend(be)
 		}

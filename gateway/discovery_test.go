@@ -292,3 +292,26 @@ func TestReload(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscoveryWithoutStaticServers: with servers empty, the gateway waits for the
+// endpoint's first list and serves with it; those backends are the initial set, in
+// sync from the start.
+func TestDiscoveryWithoutStaticServers(t *testing.T) {
+	rs := startRedisBackends(t, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, `["%s", "%s"]`, rs[0].Addr, rs[1].Addr)
+	}))
+	defer srv.Close()
+	h := startGatewayPartial(t, nil, 0, "servers=", "servers_autoupdate=true", "servers_autoupdate_url="+srv.URL, "servers_autoupdate_refresh=0")
+	h.backends = rs
+	waitUp(t, h.gw, 2)
+	for _, st := range h.gw.Backends() {
+		if st.OutOfSync || st.Source != "http" || st.Added.IsZero() {
+			t.Fatalf("initial backend %+v", st)
+		}
+	}
+	if err := h.client(t, 0).Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.converged(t)
+}

@@ -467,7 +467,7 @@ func (g *Gateway) Backends() []BackendStatus {
 			state = "removed"
 		}
 		out = append(out, BackendStatus{
-			Addr: be.addr, Primary: be.index == primary, State: state, Connected: be.state == StateUp, Source: be.source,
+			Addr: be.addr, Primary: be.index == primary, State: state, Connected: be.state == StateUp, Source: be.source, Added: be.added,
 			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight, LagCommands: int64(be.queue.len() + be.spillEntries),
 			Connects: be.connects.Load(), LostWrites: be.lostWrites, Since: be.since, Process: be.identity,
 			OutOfSyncReason: reason, OutOfSyncSince: since, Resync: be.resyncProgress(),

@@ -72,7 +72,9 @@ type BackendStatus struct {
 	Addr string
 	// Source is where the address came from: static (servers), http
 	// (servers_autoupdate), dns (servers_dns) or file (servers_file).
-	Source  string
+	Source string
+	// Added is when the backend joined the list (the gateway's start for the first).
+	Added   time.Time
 	Primary bool
 	// State is connecting, down or stopped while not connected; when connected, up,
 	// or what its data is: resyncing, out_of_sync (it missed writes), warming
