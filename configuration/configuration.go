@@ -30,6 +30,15 @@ type Config struct {
 	ServersDNSRefresh           time.Duration // between DNS lookups
 	ServersDNSServer            string        // DNS server host:port; empty: the system's
 	ServersFile                 string        // file of host:port lines, watched
+	TLSPort                     int           // client TLS listener; 0 = none
+	TLSCertFile, TLSKeyFile     string        // the gateway's certificate for clients
+	TLSCACertFile               string        // CA that client certificates must chain to
+	TLSAuthClients              string        // yes, no or optional: client certificates
+	BackendTLS                  bool          // connect to backends with TLS
+	BackendTLSCACertFile        string        // CA of the backends' certificates; empty: the system's
+	BackendTLSServerName        string        // name checked in backend certificates; empty: the host
+	BackendTLSCertFile          string        // client certificate presented to backends
+	BackendTLSKeyFile           string
 	Host                        string        // listen host
 	Port                        int           // listen port
 	LogLevel                    string        // TRACE, DEBUG, INFO, WARN or ERROR
@@ -202,6 +211,15 @@ func (c *Config) crossCheck() Problems {
 	if len(c.Servers) == 0 && !c.Discovers() {
 		ps = append(ps, Problem{Key: "servers", Reason: "no backend servers: set servers, servers_autoupdate=true, servers_dns or servers_file"})
 	}
+	if c.TLSPort > 0 && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
+		ps = append(ps, Problem{Key: "tls_port", Reason: "needs tls_cert_file and tls_key_file"})
+	}
+	if c.TLSPort > 0 && c.TLSAuthClients != "no" && c.TLSCACertFile == "" {
+		ps = append(ps, Problem{Key: "tls_auth_clients", Reason: "verifying client certificates (yes or optional) needs tls_ca_cert_file; set tls_auth_clients=no to accept any client"})
+	}
+	if (c.BackendTLSCertFile == "") != (c.BackendTLSKeyFile == "") {
+		ps = append(ps, Problem{Key: "backend_tls_cert_file", Reason: "backend_tls_cert_file and backend_tls_key_file go together"})
+	}
 	if c.Primary != "" && !c.Discovers() && !slices.Contains(c.Servers, c.Primary) {
 		ps = append(ps, Problem{Key: "primary", Reason: fmt.Sprintf("%q is not one of servers", c.Primary)})
 	}
@@ -253,6 +271,10 @@ func (c *Config) values() map[string]string {
 		"servers_autoupdate_allow_empty": fmt.Sprint(c.ServersAutoupdateAllowEmpty), "servers_dns": c.ServersDNS,
 		"servers_dns_port": fmt.Sprint(c.ServersDNSPort), "servers_dns_refresh": secs(c.ServersDNSRefresh),
 		"servers_dns_server": c.ServersDNSServer, "servers_file": c.ServersFile,
+		"tls_port": fmt.Sprint(c.TLSPort), "tls_cert_file": c.TLSCertFile, "tls_key_file": c.TLSKeyFile,
+		"tls_ca_cert_file": c.TLSCACertFile, "tls_auth_clients": c.TLSAuthClients, "backend_tls": fmt.Sprint(c.BackendTLS),
+		"backend_tls_ca_cert_file": c.BackendTLSCACertFile, "backend_tls_server_name": c.BackendTLSServerName,
+		"backend_tls_cert_file": c.BackendTLSCertFile, "backend_tls_key_file": c.BackendTLSKeyFile,
 		"host": c.Host, "port": fmt.Sprint(c.Port), "log_level": c.LogLevel,
 		"backlog_size": fmt.Sprint(c.BacklogSize), "reuse_addr": fmt.Sprint(c.ReuseAddr),
 		"discard_responses": fmt.Sprint(c.DiscardResponses), "connect_timeout": secs(c.ConnectTimeout),

@@ -22,7 +22,7 @@ func TestSeedFileLoadsUnchanged(t *testing.T) {
 	want := Config{
 		Servers: []string{"127.0.0.1:6379"}, ServersAutoupdate: false, ServersAutoupdateMethod: "POST",
 		ServersAutoupdateURL: "http://example.com", ServersAutoupdateParameters: "",
-		ServersAutoupdateRefresh: 10 * time.Second, ServersDNSPort: 6379, ServersDNSRefresh: 30 * time.Second, Host: "localhost", Port: 9000, LogLevel: "INFO",
+		ServersAutoupdateRefresh: 10 * time.Second, ServersDNSPort: 6379, ServersDNSRefresh: 30 * time.Second, TLSAuthClients: "yes", Host: "localhost", Port: 9000, LogLevel: "INFO",
 		BacklogSize: 128, ReuseAddr: true, DiscardResponses: false, ConnectTimeout: 5 * time.Second,
 		ReconnectDelayTimeout: 10 * time.Second, ReadIdleTimeout: 60 * time.Second,
 		Protocol: "redis", WriteReply: "primary", ReadFrom: "primary", Primary: "",

@@ -35,6 +35,18 @@ var restartOnly = []struct {
 	{"raw_reply", func(d, r *Config) { d.RawReply = r.RawReply }},
 	{"raw_backend_buffer_bytes", func(d, r *Config) { d.RawBackendBufferBytes = r.RawBackendBufferBytes }},
 	{"raw_slow_backend", func(d, r *Config) { d.RawSlowBackend = r.RawSlowBackend }},
+	// TLS: the certificate files reload themselves when they change; other paths and
+	// the listener need a restart.
+	{"tls_port", func(d, r *Config) { d.TLSPort = r.TLSPort }},
+	{"tls_cert_file", func(d, r *Config) { d.TLSCertFile = r.TLSCertFile }},
+	{"tls_key_file", func(d, r *Config) { d.TLSKeyFile = r.TLSKeyFile }},
+	{"tls_ca_cert_file", func(d, r *Config) { d.TLSCACertFile = r.TLSCACertFile }},
+	{"tls_auth_clients", func(d, r *Config) { d.TLSAuthClients = r.TLSAuthClients }},
+	{"backend_tls", func(d, r *Config) { d.BackendTLS = r.BackendTLS }},
+	{"backend_tls_ca_cert_file", func(d, r *Config) { d.BackendTLSCACertFile = r.BackendTLSCACertFile }},
+	{"backend_tls_server_name", func(d, r *Config) { d.BackendTLSServerName = r.BackendTLSServerName }},
+	{"backend_tls_cert_file", func(d, r *Config) { d.BackendTLSCertFile = r.BackendTLSCertFile }},
+	{"backend_tls_key_file", func(d, r *Config) { d.BackendTLSKeyFile = r.BackendTLSKeyFile }},
 }
 
 // Live reports whether a running gateway applies a change of the setting key.

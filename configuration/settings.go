@@ -78,6 +78,20 @@ var settings = []setting{
 		c.Port = n
 		return nil
 	}},
+	{"tls_port", "0", "port of the TLS listener for clients (beside port); 0 = none", intInto(0, 65535, func(c *Config) *int { return &c.TLSPort })},
+	{"tls_cert_file", "", "the gateway's certificate (PEM) for TLS clients; reloaded when the file changes", pathInto(func(c *Config) *string { return &c.TLSCertFile })},
+	{"tls_key_file", "", "its private key (PEM)", pathInto(func(c *Config) *string { return &c.TLSKeyFile })},
+	{"tls_ca_cert_file", "", "CA certificates (PEM) client certificates must chain to", pathInto(func(c *Config) *string { return &c.TLSCACertFile })},
+	{"tls_auth_clients", "yes", "client certificates: yes (required), optional (verified when given), no (not asked), as Redis's tls-auth-clients",
+		oneOf(strings.ToLower, func(c *Config) *string { return &c.TLSAuthClients }, "yes", "no", "optional")},
+	{"backend_tls", "false", "connect to the backends with TLS", boolInto(func(c *Config) *bool { return &c.BackendTLS })},
+	{"backend_tls_ca_cert_file", "", "CA certificates (PEM) of the backends' certificates; empty = the system's", pathInto(func(c *Config) *string { return &c.BackendTLSCACertFile })},
+	{"backend_tls_server_name", "", "name the backends' certificates must have; empty = each backend's host", func(c *Config, v string) error {
+		c.BackendTLSServerName = strings.TrimSpace(v)
+		return nil
+	}},
+	{"backend_tls_cert_file", "", "client certificate (PEM) the gateway presents to backends; reloaded when the file changes", pathInto(func(c *Config) *string { return &c.BackendTLSCertFile })},
+	{"backend_tls_key_file", "", "its private key (PEM)", pathInto(func(c *Config) *string { return &c.BackendTLSKeyFile })},
 	{"log_level", "INFO", "TRACE, DEBUG, INFO, WARN or ERROR",
 		oneOf(strings.ToUpper, func(c *Config) *string { return &c.LogLevel }, "TRACE", "DEBUG", "INFO", "WARN", "ERROR")},
 	{"backlog_size", "128", "listen backlog of the client socket", intInto(1, 1<<20, func(c *Config) *int { return &c.BacklogSize })},
@@ -175,6 +189,14 @@ func oneOf(norm func(string) string, field func(*Config) *string, choices ...str
 
 // ChunkFloor is the smallest raw_backend_buffer_bytes: one client read must fit.
 const ChunkFloor = 32 << 10
+
+// pathInto takes a file path.
+func pathInto(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		*field(c) = strings.TrimSpace(v)
+		return nil
+	}
+}
 
 func boolInto(field func(*Config) *bool) func(*Config, string) error {
 	return func(c *Config, v string) error {

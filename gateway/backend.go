@@ -587,8 +587,7 @@ func (be *backend) noteIdentity(identity string) {
 }
 
 func (be *backend) dial(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: be.gw.conf().ConnectTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", be.addr)
+	conn, err := be.gw.dialBackend(ctx, be.addr)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: connect: %w", be.addr, err)
 	}

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +45,8 @@ type Gateway struct {
 
 	ready          chan struct{} // closed once the listeners are bound
 	ln             net.Listener
+	tlsLn          net.Listener // tls_port; nil: none
+	tls            *tlsSetup
 	adminAddrBound net.Addr // nil when admin_port is 0
 
 	resyncs resyncer      // running resyncs (resync.go)
@@ -91,6 +95,9 @@ func New(cfg *configuration.Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.cfg.Store(cfg)
 	g.servers = servers
+	if g.tls, err = newTLSSetup(cfg); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	g.auth = authenticator{requirePass: cfg.RequirePass, users: cfg.Users}
 	if cfg.Protocol != "redis" && (g.auth.required() || cfg.BackendPassword != "" || len(cfg.ServerCredentials) > 0) {
 		return nil, fmt.Errorf("gateway: requirepass, users, backend_password and redis:// credentials are for protocol=redis only")
@@ -154,6 +161,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: listen on %s: %w", g.conf().ListenAddr(), err)
 	}
 	g.ln = ln
+	if cfg := g.conf(); cfg.TLSPort > 0 {
+		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.TLSPort))
+		tl, err := listen(addr, cfg.BacklogSize, cfg.ReuseAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("gateway: listen on %s (tls_port): %w", addr, err)
+		}
+		g.tlsLn = tls.NewListener(tl, g.tls.server)
+	}
 	var adminLn net.Listener
 	if g.conf().AdminPort > 0 {
 		if adminLn, err = net.Listen("tcp", g.adminAddr()); err != nil {
@@ -229,7 +245,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() {
 		<-ctx.Done()
 		_ = ln.Close()
+		if g.tlsLn != nil {
+			_ = g.tlsLn.Close()
+		}
 	})
+	g.tls.watch(ctx, g.log)
+	if g.tlsLn != nil {
+		wg.Go(func() {
+			if err := g.accept(ctx, sessCtx, g.tlsLn, &sessions); err != nil {
+				g.log.Error("TLS listener stopped", "err", err)
+			}
+		})
+	}
 	if adminLn != nil {
 		wg.Go(func() {
 			if err := g.serveAdmin(backCtx, adminLn); err != nil {
@@ -345,6 +372,9 @@ func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync
 		}
 		wg.Go(func() {
 			defer g.unregister(conn)
+			if !g.handshakeClient(conn) {
+				return
+			}
 			if g.conf().Protocol == "raw" {
 				g.newRawSession(conn, log).serve(sessCtx)
 				return
@@ -438,6 +468,14 @@ func (g *Gateway) all() []*backend {
 
 // Ready is closed once the gateway listens.
 func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// TLSAddr is the TLS listener's address (tls_port), nil without one; valid after Ready.
+func (g *Gateway) TLSAddr() net.Addr {
+	if g.tlsLn == nil {
+		return nil
+	}
+	return g.tlsLn.Addr()
+}
 
 // Addr is the listening address; valid after Ready.
 func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }

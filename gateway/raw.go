@@ -262,8 +262,7 @@ func (l *rawLink) run() {
 		if over {
 			return
 		}
-		d := net.Dialer{Timeout: cfg.ConnectTimeout}
-		conn, err := d.Dial("tcp", l.addr)
+		conn, err := l.s.gw.dialBackend(context.Background(), l.addr)
 		if err != nil {
 			readyOnce.Do(func() { close(l.ready) })
 			failures++
