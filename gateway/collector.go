@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,9 @@ func ParseReplyPolicy(s string) (ReplyPolicy, bool) {
 	return 0, false
 }
 
+// bigReply is the size from which a reply is kept in a buffer of its own.
+const bigReply = 64 << 10
+
 // maxVariants is how many different replies to one command are told apart; more
 // than that is still counted as divergence, the extra variants are not kept.
 const maxVariants = 4
@@ -52,7 +56,7 @@ const maxVariants = 4
 // variant is one distinct reply to a command, with how many backends sent it.
 type variant struct {
 	hash    uint64
-	off     int32 // reply bytes in batch.arena
+	off     int32 // reply bytes in batch.arena; negative: batch.big[-off-1]
 	n       int32
 	count   int16
 	from    int16 // the first backend (index) that sent it
@@ -117,10 +121,11 @@ type batchSettings struct {
 type batch struct {
 	mu        sync.Mutex // guards everything below
 	cmds      []command
-	arena     []byte // reply bytes: local replies and one copy of each variant
-	undecided int    // commands whose client reply is not chosen yet
-	refs      int    // the session + every backend reply still expected
-	sealed    bool   // all commands are queued; done may fire
+	arena     []byte   // reply bytes: local replies and one copy of each variant
+	big       [][]byte // variants of at least bigReply bytes, each on its own (variant.off = -1 - index)
+	undecided int      // commands whose client reply is not chosen yet
+	refs      int      // the session + every backend reply still expected
+	sealed    bool     // all commands are queued; done may fire
 	settings  *batchSettings
 	cmpBuf    []byte        // scratch for comparable forms
 	done      chan struct{} // one signal when undecided reaches 0 after sealing
@@ -277,7 +282,14 @@ func (b *batch) record(c *command, backend int, reply []byte) int8 {
 		return -1
 	}
 	off := len(b.arena)
-	if !c.decided { // once decided, a new variant only needs its hash
+	switch {
+	case c.decided: // once decided, a new variant only needs its hash
+	case len(reply) >= bigReply:
+		// A large reply gets a buffer of its own: appended to the arena it would be
+		// copied again at every growth of the arena.
+		b.big = append(b.big, bytes.Clone(reply))
+		off = -len(b.big)
+	default:
 		b.arena = append(b.arena, reply...)
 	}
 	v := variant{hash: h, off: int32(off), n: int32(len(reply)), count: 1, from: int16(backend)}
@@ -392,12 +404,57 @@ func (b *batch) appendReplies(dst []byte) []byte {
 	return dst
 }
 
+// replyBytes is the size of the client replies (an upper bound: trimmed or invisible
+// ones count whole).
+func (b *batch) replyBytes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for i := range b.cmds {
+		if c := &b.cmds[i]; !c.hidden {
+			n += len(b.reply(c))
+		}
+	}
+	return n
+}
+
+// eachReply hands the client replies of every command, in order, to send, without
+// holding the batch's lock while send runs (it may wait for the client): once every
+// command is decided, the arena they live in no longer changes.
+func (b *batch) eachReply(send func([]byte) error) error {
+	b.mu.Lock()
+	replies := make([][]byte, 0, len(b.cmds))
+	for i := range b.cmds {
+		c := &b.cmds[i]
+		if c.hidden {
+			continue
+		}
+		r := b.reply(c)
+		if c.trim != nil {
+			r = c.trim(r)
+		}
+		if c.visible == nil || c.visible(r) {
+			replies = append(replies, r)
+		}
+	}
+	b.mu.Unlock()
+	for _, r := range replies {
+		if err := send(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // reply returns the client reply bytes of a decided command; caller holds mu.
 func (b *batch) reply(c *command) []byte {
 	if c.chosen < 0 {
 		return b.arena[c.off : c.off+c.n]
 	}
 	v := c.variants[c.chosen]
+	if v.off < 0 {
+		return b.big[-v.off-1]
+	}
 	return b.arena[v.off : v.off+v.n]
 }
 
@@ -459,6 +516,8 @@ func (b *batch) recycle() {
 	if cap(b.arena) > 1<<20 {
 		b.arena = nil // do not keep a huge reply's memory in the pool
 	}
+	clear(b.big)
+	b.big = b.big[:0]
 	if cap(b.cmpBuf) > 64<<10 {
 		b.cmpBuf = nil
 	}

@@ -20,7 +20,7 @@ type memcacheCodec struct {
 
 func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
 	s := m.s
-	for pos < len(buf) && !closeAfter {
+	for taken := 0; pos < len(buf) && !closeAfter && taken < s.burstCap; taken++ {
 		cmd, n, err := m.parser.Next(buf[pos:])
 		if err != nil {
 			var ce *memcache.ClientError

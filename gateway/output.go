@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -16,7 +17,7 @@ import (
 // deadlock with the gateway.
 //
 // Replies are first written with one non-blocking write, which in the common case
-// takes everything. What the socket does not take waits in pending, written by a
+// takes everything. What the socket does not take waits in chunks, written (writev) by a
 // writer goroutine that exists only while something waits (so idle clients cost no
 // goroutine). While more than client_output_limit bytes wait, send blocks the
 // session: it stops reading that client's commands until the client reads
@@ -24,18 +25,18 @@ import (
 // is disconnected.
 type output struct {
 	conn    net.Conn
-	direct  *nonBlockingWriter // nil: no non-blocking write, pending and the writer only
+	direct  *nonBlockingWriter // nil: no non-blocking write, chunks and the writer only
 	limit   int64
 	timeout time.Duration
 
 	mu      sync.Mutex // guards everything below
-	drained sync.Cond  // signalled when pending shrinks or the writer stops
-	pending []byte     // bytes not yet written, in order
-	spare   []byte
-	running bool  // the writer goroutine is running
-	writing bool  // a sender writes directly, without the lock
-	closing bool  // close is waiting: keep its deadline
-	err     error // the write error that ends the session
+	drained sync.Cond  // signalled when queued shrinks or the writer stops
+	chunks  [][]byte   // bytes not yet written, in order
+	queued  int64      // bytes in chunks and being written by writeLoop
+	running bool       // the writer goroutine is running
+	writing bool       // a sender writes directly, without the lock
+	closing bool       // close is waiting: keep its deadline
+	err     error      // the write error that ends the session
 }
 
 func newOutput(conn net.Conn, limit int64, timeout time.Duration) *output {
@@ -66,7 +67,7 @@ func (o *output) write(b []byte, wait bool) error {
 		defer o.mu.Unlock()
 		return o.err
 	}
-	if !o.running && !o.writing && len(o.pending) == 0 {
+	if !o.running && !o.writing && len(o.chunks) == 0 {
 		o.writing = true // other senders queue behind this write meanwhile
 		o.mu.Unlock()
 		n, err := o.tryWrite(b)
@@ -77,31 +78,47 @@ func (o *output) write(b []byte, wait bool) error {
 			o.mu.Unlock()
 			return err
 		}
-		if n == len(b) && len(o.pending) == 0 {
+		if n == len(b) && len(o.chunks) == 0 {
 			o.mu.Unlock()
 			return nil
 		}
-		// What others queued meanwhile goes after the rest of b.
-		rest := append(append(o.spare[:0], b[n:]...), o.pending...)
-		o.spare, o.pending = o.pending[:0], rest
+		// The rest of b goes before what others queued meanwhile.
+		if n < len(b) {
+			o.chunks = append([][]byte{bytes.Clone(b[n:])}, o.chunks...)
+			o.queued += int64(len(b) - n)
+		}
 		b = nil
 	}
-	o.pending = append(o.pending, b...)
-	if !o.running && !o.writing { // a direct writer starts the loop when it is done
+	if len(b) > 0 {
+		// Small replies share a chunk; a large one is one copy of its own (no buffer
+		// that grows and is copied again as replies pile up).
+		if last := len(o.chunks) - 1; last >= 0 && len(b) < smallChunk && cap(o.chunks[last])-len(o.chunks[last]) >= len(b) {
+			o.chunks[last] = append(o.chunks[last], b...)
+		} else if len(b) < smallChunk {
+			o.chunks = append(o.chunks, append(make([]byte, 0, smallChunk), b...))
+		} else {
+			o.chunks = append(o.chunks, bytes.Clone(b))
+		}
+		o.queued += int64(len(b))
+	}
+	if !o.running && !o.writing && len(o.chunks) > 0 { // a direct writer starts the loop when it is done
 		o.running = true
 		go o.writeLoop()
 	}
-	if !wait && int64(len(o.pending)) > o.limit {
+	if !wait && o.queued > o.limit {
 		o.err = fmt.Errorf("more than %d bytes of messages left unread (client_output_limit)", o.limit)
 		_ = o.conn.Close()
 	}
-	for wait && int64(len(o.pending)) > o.limit && o.err == nil {
+	for wait && o.queued > o.limit && o.err == nil {
 		o.drained.Wait()
 	}
 	err := o.err
 	o.mu.Unlock()
 	return err
 }
+
+// smallChunk is the size of the chunks small replies are gathered in.
+const smallChunk = 16 << 10
 
 // tryWrite writes what the socket takes now, without waiting.
 func (o *output) tryWrite(b []byte) (int, error) {
@@ -111,34 +128,31 @@ func (o *output) tryWrite(b []byte) (int, error) {
 	return o.direct.write(b)
 }
 
-// writeLoop writes pending until it is empty, then exits.
+// writeLoop writes the queued chunks (with one writev each round) until none is
+// left, then exits. Bytes being written still count against the limit.
 func (o *output) writeLoop() {
 	for {
 		o.mu.Lock()
-		if len(o.pending) == 0 || o.err != nil {
+		if len(o.chunks) == 0 || o.err != nil {
 			o.running = false
 			o.drained.Broadcast()
 			o.mu.Unlock()
 			return
 		}
-		buf := o.pending
-		o.pending = o.spare[:0]
+		bufs := net.Buffers(o.chunks)
+		o.chunks = nil
 		o.mu.Unlock()
 
 		if o.timeout > 0 && !o.closing {
 			_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
 		}
-		_, err := o.conn.Write(buf)
+		n, err := bufs.WriteTo(o.conn)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = fmt.Errorf("replies left unread for %v (client_output_timeout)", o.timeout)
 		}
 
 		o.mu.Lock()
-		if cap(buf) <= keepBufLimit {
-			o.spare = buf[:0]
-		} else {
-			o.spare = nil // give a large burst's memory back
-		}
+		o.queued -= n
 		if err != nil && o.err == nil {
 			o.err = err
 		}

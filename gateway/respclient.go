@@ -48,7 +48,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		monitorNow = time.Now()
 		defer r.publishMonitorLines()
 	}
-	for pos < len(buf) && !closeAfter && s.afterSend == nil {
+	for taken := 0; pos < len(buf) && !closeAfter && s.afterSend == nil && taken < s.burstCap; taken++ {
 		cmd, n, err := r.parser.Next(buf[pos:])
 		if errors.Is(err, protocols.ErrIncomplete) {
 			break

@@ -17,6 +17,19 @@ import (
 const (
 	readBufSize  = 4 << 10  // per idle client: small, so 10,000 idle clients stay cheap
 	keepBufLimit = 64 << 10 // a larger read buffer is dropped once the burst is handled
+
+	// A burst takes at most burstCap commands of what the client sent; the rest waits
+	// in the read buffer for the next burst. The cap starts at firstBurstCap and
+	// follows the replies' size: a burst's replies are held whole until the last is
+	// chosen, so bursts of large replies are kept to about a quarter of
+	// client_output_limit (one command at least), bursts of small ones grow to
+	// maxBurstCap. Together with the output's backpressure this bounds what one
+	// client that pipelines and never reads can make the gateway hold.
+	firstBurstCap = 16
+	maxBurstCap   = 1024
+	// largeReplies: a burst whose replies exceed this is written reply by reply from
+	// the batch, not copied into one buffer first.
+	largeReplies = 256 << 10
 )
 
 // session serves one client connection in one goroutine: read a burst, decode every
@@ -46,6 +59,7 @@ type session struct {
 	// afterSend, set while decoding, runs once the burst's replies are sent (MONITOR
 	// starts after its +OK); the burst ended at the command that set it.
 	afterSend func()
+	burstCap  int // commands the next burst may take (see firstBurstCap)
 }
 
 // clientCodec is the protocol-specific half of a session: it decodes commands and
@@ -68,6 +82,7 @@ type clientCodec interface {
 func (s *session) serve(ctx context.Context) {
 	defer s.recoverPanic()
 	s.rbuf = make([]byte, 0, readBufSize)
+	s.burstCap = firstBurstCap
 	s.codec = s.gw.wire.newCodec(s)
 	// The replies before a QUIT or a protocol error are delivered before the close.
 	defer s.closeOutput()
@@ -187,7 +202,17 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	s.codec.replied(b)
 	s.out = s.out[:0]
 	if !gw.conf().DiscardResponses {
-		s.out = b.appendReplies(s.out)
+		if n := b.replyBytes(); n > largeReplies {
+			// Large replies go out one by one from the batch (no second copy of them);
+			// send blocks while the client is over client_output_limit.
+			if err := b.eachReply(s.send); err != nil {
+				return pos, true, err
+			}
+			s.adaptBurst(n, len(b.cmds))
+		} else {
+			s.out = b.appendReplies(s.out)
+			s.adaptBurst(len(s.out), len(b.cmds))
+		}
 	}
 	if bc := s.blocking; bc != nil {
 		// The burst ended at a blocking command: the replies before it go out now, as
@@ -247,7 +272,21 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	if cap(s.out) > keepBufLimit {
 		s.out = nil
 	}
+	if pos > 0 && pos < len(s.rbuf) && perr == nil && !closeAfter {
+		// The burst stopped before the end of what was read (its command cap, or a
+		// command that ends bursts): decode the rest before reading more.
+		s.again = true
+	}
 	return pos, closeAfter, nil
+}
+
+// adaptBurst sets the next burst's command cap from this burst's reply bytes.
+func (s *session) adaptBurst(replyBytes, cmds int) {
+	if cmds == 0 {
+		return
+	}
+	avg := max(replyBytes/cmds, 1)
+	s.burstCap = min(max(int(s.gw.conf().ClientOutputLimit/4)/avg, 1), maxBurstCap)
 }
 
 // retryReads sends again, once, the reads whose backend failed before replying
