@@ -18,6 +18,7 @@ import (
 	"github.com/dynode/dynode-broadcaster/configuration"
 	"github.com/dynode/dynode-broadcaster/gateway"
 	"github.com/dynode/dynode-broadcaster/internal/testserver"
+	"go.uber.org/goleak"
 )
 
 // TestMain lets a test run a gateway in a child process (the test binary itself,
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("GATEWAY_TEST_CHILD") == "1" {
 		os.Exit(runChildGateway())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m) // no goroutine may outlive the tests
 }
 
 func runChildGateway() int {
