@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -350,33 +351,47 @@ func TestClientCommands(t *testing.T) {
 // Redis's format, to several monitors at once; passwords are not shown.
 func TestMonitor(t *testing.T) {
 	h := withRedis(t, 2)
-	var mons []*redis.MonitorCmd
-	lines := make([]chan string, 2)
-	for i := range lines {
-		lines[i] = make(chan string, 10000) // never full: a monitor that stops reading holds up shutdown
-		mc := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2})
-		t.Cleanup(func() { _ = mc.Close() })
-		m := mc.Monitor(ctx, lines[i])
-		m.Start()
-		mons = append(mons, m)
+	// Raw connections: go-redis's Monitor races with its own connection pool.
+	var mons []*bufio.Reader
+	for range 2 {
+		conn, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(conn, "MONITOR\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(conn)
+		if l, err := r.ReadString('\n'); err != nil || l != "+OK\r\n" {
+			t.Fatalf("MONITOR: %q %v", l, err)
+		}
+		mons = append(mons, r)
 	}
 	c := h.client(t, 0)
 	eventually(t, func() bool { return strings.Count(clientList(t, c), "flags=O") == 2 }, "monitors registered")
 	c.Set(ctx, "mk", "a \"quoted\"\nvalue", 0)
-	c.Do(ctx, "SELECT", "3")
-	for i := range lines {
-		deadline := time.After(5 * time.Second)
-		for found := false; !found; {
-			select {
-			case l := <-lines[i]:
-				found = strings.Contains(l, `] "set" "mk" "a \"quoted\"\nvalue"`)
-			case <-deadline:
-				t.Fatalf("monitor %d did not see the SET", i)
+	c.Do(ctx, "AUTH", "secret")
+	for i, r := range mons {
+		var seen []string
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("monitor %d after %q: %v", i, seen, err)
+			}
+			seen = append(seen, l)
+			if strings.Contains(l, `"AUTH"`) {
+				break
 			}
 		}
-	}
-	for _, m := range mons {
-		m.Stop()
+		all := strings.Join(seen, "")
+		if !strings.Contains(all, `] "set" "mk" "a \"quoted\"\nvalue"`+"\r\n") || !strings.Contains(all, `"AUTH" "(redacted)"`) || strings.Contains(all, "secret") {
+			t.Fatalf("monitor %d saw:\n%s", i, all)
+		}
+		if !strings.HasPrefix(seen[0], "+") || !strings.Contains(seen[0], " [0 127.0.0.1:") {
+			t.Fatalf("monitor %d line %q is not in Redis's format", i, seen[0])
+		}
 	}
 }
 
