@@ -136,15 +136,21 @@ func serve(ctx context.Context, cfg *configuration.Config, stderr io.Writer, src
 			}
 			edited = ch
 		}
+		request := func(why string) {
+			select {
+			case reloads <- why:
+			case <-ctx.Done():
+			}
+		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				reloads <- "SIGHUP"
+				request("SIGHUP")
 			case <-edited:
 				time.Sleep(100 * time.Millisecond) // let the editor finish
-				reloads <- "configuration file changed"
+				request("configuration file changed")
 			}
 		}
 	}()
