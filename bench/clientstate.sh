@@ -12,22 +12,8 @@ apt_need redis-server redis-server
 go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
 go build -o "$OUT/clientstate" ./bench/clientstate
 
-declare -a RPORT
-for i in 0 1 2; do
-  RPORT[$i]=$(free_port)
-  redis-server --port "${RPORT[$i]}" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning --dir "$OUT" > /dev/null &
-  pids+=("$!")
-  wait_port "${RPORT[$i]}"
-done
-gateway() { # $1 = backends; sets GW_PORT GW_PID
-  local servers="127.0.0.1:${RPORT[0]}"
-  for ((i = 1; i < $1; i++)); do servers+=",127.0.0.1:${RPORT[$i]}"; done
-  GW_PORT=$(free_port)
-  DYNODE_SERVERS="$servers" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=ERROR \
-    "$OUT/dynode-broadcaster" > "$OUT/clientstate-gw-$1.log" 2>&1 &
-  GW_PID=$!; pids+=("$GW_PID")
-  wait_port "$GW_PORT"
-}
+start_redis_servers 3
+gateway() { start_gateway_on "$1" "$OUT/clientstate-gw-$1.log"; } # $1 = backends; sets GW_PORT, GW_PID
 
 echo "| target | BLPOP/RPUSH queue jobs/s | vs direct | PUBLISH fan-out deliveries/s | vs direct |"
 echo "|---|---|---|---|---|"

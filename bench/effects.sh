@@ -14,23 +14,8 @@ apt_need redis-server redis-server
 apt_need redis-tools redis-benchmark
 go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
 
-declare -a RPORT
-for i in 0 1 2; do
-  RPORT[$i]=$(free_port)
-  redis-server --port "${RPORT[$i]}" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning --dir "$OUT" > /dev/null &
-  pids+=("$!")
-  wait_port "${RPORT[$i]}"
-done
-gateway() { # $1 = backends; sets GW_PORT
-  local servers="127.0.0.1:${RPORT[0]}"
-  for ((i = 1; i < $1; i++)); do servers+=",127.0.0.1:${RPORT[$i]}"; done
-  GW_PORT=$(free_port)
-  DYNODE_SERVERS="$servers" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=ERROR \
-    "$OUT/dynode-broadcaster" > "$OUT/effects-gw-$1.log" 2>&1 &
-  pids+=("$!")
-  wait_port "$GW_PORT"
-  sleep 0.3 # the backends' handshake
-}
+start_redis_servers 3
+gateway() { start_gateway_on "$1" "$OUT/effects-gw-$1.log"; } # $1 = backends; sets GW_PORT, GW_PID
 gateway 1; GW1=$GW_PORT
 gateway 3; GW3=$GW_PORT
 

@@ -27,3 +27,27 @@ apt_need() {
     fi
   done
 }
+
+# start_redis_servers N: N redis-servers without persistence; sets RPORT[0..N-1].
+start_redis_servers() {
+  declare -g -a RPORT
+  for ((i = 0; i < $1; i++)); do
+    RPORT[$i]=$(free_port)
+    redis-server --port "${RPORT[$i]}" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning --dir "$OUT" > /dev/null &
+    pids+=("$!")
+    wait_port "${RPORT[$i]}"
+  done
+}
+
+# start_gateway_on N LOG: the gateway in front of the first N of RPORT, logging to
+# LOG at ERROR; sets GW_PORT and GW_PID.
+start_gateway_on() {
+  local servers="127.0.0.1:${RPORT[0]}"
+  for ((i = 1; i < $1; i++)); do servers+=",127.0.0.1:${RPORT[$i]}"; done
+  GW_PORT=$(free_port)
+  DYNODE_SERVERS="$servers" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=ERROR \
+    "$OUT/dynode-broadcaster" > "$2" 2>&1 &
+  GW_PID=$!; pids+=("$GW_PID")
+  wait_port "$GW_PORT"
+  sleep 0.3 # the backends' handshake
+}

@@ -410,15 +410,8 @@ func clientList(t testing.TB, c *redis.Client) string {
 // for the gateway, before a blocked command is answered.
 func converse(t testing.TB, addr, input, want string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialAndSend(t, addr, input)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, input); err != nil {
-		t.Fatalf("write: %v", err)
-	}
 	got := make([]byte, len(want))
 	n, err := io.ReadFull(c, got)
 	if err != nil || string(got) != want {
@@ -571,15 +564,8 @@ func TestRESP3(t *testing.T) {
 // reads until the replies end with want.
 func converseUntil(t testing.TB, addr, input, want string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialAndSend(t, addr, input)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, input); err != nil {
-		t.Fatalf("write: %v", err)
-	}
 	var got []byte
 	buf := make([]byte, 4096)
 	for !strings.HasSuffix(string(got), want) {
@@ -681,4 +667,19 @@ func TestSelectedDatabaseCommands(t *testing.T) {
 	}
 	converse(t, h.addr, "*-10\r\n*0\r\nPING\r\n", "+PONG\r\n")
 	h.converged(t)
+}
+
+// dialAndSend connects to addr, with a 10 s deadline for the exchange, and writes input.
+func dialAndSend(t testing.TB, addr, input string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, input); err != nil {
+		_ = c.Close()
+		t.Fatalf("write: %v", err)
+	}
+	return c
 }

@@ -389,19 +389,25 @@ func (b *batch) appendReplies(dst []byte) []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i := range b.cmds {
-		c := &b.cmds[i]
-		if c.hidden {
-			continue
-		}
-		r := b.reply(c)
-		if c.trim != nil {
-			r = c.trim(r)
-		}
-		if c.visible == nil || c.visible(r) {
+		if r, ok := b.visibleReplyLocked(i); ok {
 			dst = append(dst, r...)
 		}
 	}
 	return dst
+}
+
+// visibleReplyLocked is what the client sees of command i's reply; ok is false when
+// it sees nothing (a hidden command, a quiet or noreply one). The caller holds mu.
+func (b *batch) visibleReplyLocked(i int) (reply []byte, ok bool) {
+	c := &b.cmds[i]
+	if c.hidden {
+		return nil, false
+	}
+	r := b.reply(c)
+	if c.trim != nil {
+		r = c.trim(r)
+	}
+	return r, c.visible == nil || c.visible(r)
 }
 
 // replyBytes is the size of the client replies (an upper bound: trimmed or invisible
@@ -425,15 +431,7 @@ func (b *batch) eachReply(send func([]byte) error) error {
 	b.mu.Lock()
 	replies := make([][]byte, 0, len(b.cmds))
 	for i := range b.cmds {
-		c := &b.cmds[i]
-		if c.hidden {
-			continue
-		}
-		r := b.reply(c)
-		if c.trim != nil {
-			r = c.trim(r)
-		}
-		if c.visible == nil || c.visible(r) {
+		if r, ok := b.visibleReplyLocked(i); ok {
 			replies = append(replies, r)
 		}
 	}

@@ -18,7 +18,7 @@ func rssMiB(t testing.TB) float64 {
 	t.Helper()
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		t.Skip("no /proc/self/status")
+		t.Fatalf("RSS is read from /proc (Linux): %v", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)

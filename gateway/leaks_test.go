@@ -16,7 +16,7 @@ func openFDs(t testing.TB) int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		t.Skip("no /proc/self/fd")
+		t.Fatalf("open descriptors are read from /proc (Linux): %v", err)
 	}
 	return len(entries)
 }
