@@ -62,6 +62,9 @@ type variant struct {
 	from    int16 // the first backend (index) that sent it
 	isErr   bool  // an error reply
 	missing bool  // a reply meaning "no such key or value" (nil, 0, empty, miss)
+	// digest: only hash and size were kept (a large reply of a backend that is not
+	// the reply source); a later equal reply may still supply the bytes.
+	digest bool
 }
 
 // command is the reply state of one command of a batch.
@@ -271,34 +274,58 @@ func (b *batch) checkApplied(c *command, backend int, reply []byte) {
 // (-1 when it is one variant too many to keep).
 func (b *batch) record(c *command, backend int, reply []byte) int8 {
 	h := b.fingerprint(reply)
-	for v := range c.variants[:c.nvariants] {
-		if c.variants[v].hash == h {
-			c.variants[v].count++
-			return int8(v)
+	for i := range c.variants[:c.nvariants] {
+		if v := &c.variants[i]; v.hash == h {
+			v.count++
+			if v.digest && !c.decided && b.keepsBytes(c, backend, reply) {
+				v.off, v.digest = b.keepBig(reply), false
+			}
+			return int8(i)
 		}
 	}
 	if int(c.nvariants) == maxVariants {
 		c.extra = true
 		return -1
 	}
-	off := len(b.arena)
+	v := variant{hash: h, off: int32(len(b.arena)), n: int32(len(reply)), count: 1, from: int16(backend)}
 	switch {
 	case c.decided: // once decided, a new variant only needs its hash
+	case !b.keepsBytes(c, backend, reply):
+		v.digest = true
 	case len(reply) >= bigReply:
-		// A large reply gets a buffer of its own: appended to the arena it would be
-		// copied again at every growth of the arena.
-		b.big = append(b.big, bytes.Clone(reply))
-		off = -len(b.big)
+		v.off = b.keepBig(reply)
 	default:
 		b.arena = append(b.arena, reply...)
 	}
-	v := variant{hash: h, off: int32(off), n: int32(len(reply)), count: 1, from: int16(backend)}
 	if st := b.settings; st.isError != nil {
 		v.isErr, v.missing = st.isError(reply), st.missing(reply)
 	}
 	c.variants[c.nvariants] = v
 	c.nvariants++
 	return int8(c.nvariants - 1)
+}
+
+// keepsBytes reports whether a reply's bytes are kept, not only its digest: small
+// replies always; a large one (bigReply and up) only where the policy may answer
+// the client with it. Under write_reply=primary and all, that is the reply source
+// while it is up, so a 64 MiB EVAL reply from three backends is held once, not
+// three times; once the source has failed, any backend's.
+func (b *batch) keepsBytes(c *command, backend int, reply []byte) bool {
+	if len(reply) < bigReply {
+		return true
+	}
+	switch b.settings.policy {
+	case ReplyPrimary, ReplyAll:
+		return int(c.source) == backend || c.srcFailed || !c.srcQueued
+	}
+	return true
+}
+
+// keepBig copies a large reply into a buffer of its own (appended to the arena it
+// would be copied again at every growth) and returns its variant.off.
+func (b *batch) keepBig(reply []byte) int32 {
+	b.big = append(b.big, bytes.Clone(reply))
+	return int32(-len(b.big))
 }
 
 // fingerprint hashes the comparable form of reply.
@@ -336,8 +363,8 @@ func (b *batch) decide(c *command, noReply []byte) {
 		(b.settings.policy == ReplyAll || b.settings.policy == ReplyQuorum && pick < 0) {
 		// Backends failed before replying (connection lost, or no reply within
 		// backend_timeout): the policy's promise cannot be kept; say how far it got.
-		b.decideLocal(c, b.settings.appendError(nil, fmt.Sprintf("dynode-broadcaster: write_reply=%s: %d of %d backends answered",
-			b.settings.policy, c.got, c.expect)))
+		b.decideLocal(c, b.errorReply(fmt.Sprintf("dynode-broadcaster: write_reply=%s: %d of %d backends answered",
+			b.settings.policy, c.got, c.expect), noReply))
 		b.signalIfDone()
 		return
 	}
@@ -345,6 +372,16 @@ func (b *batch) decide(c *command, noReply []byte) {
 		if pick = c.sourceVariant(); pick < 0 {
 			pick = c.mostCommon()
 		}
+	}
+	if pick >= 0 && c.variants[pick].digest {
+		// Only the digest of that reply was kept (its source failed after it came):
+		// wait for another backend's equal reply, or say what happened.
+		if !complete {
+			return
+		}
+		b.decideLocal(c, b.errorReply(fmt.Sprintf("dynode-broadcaster: the reply source failed and the other backends' reply (%d bytes) was not kept", c.variants[pick].n), noReply))
+		b.signalIfDone()
+		return
 	}
 	if pick < 0 {
 		if complete {
@@ -357,6 +394,15 @@ func (b *batch) decide(c *command, noReply []byte) {
 	c.decided = true
 	b.undecided--
 	b.signalIfDone()
+}
+
+// errorReply is the gateway's own error reply msg, or fallback where the protocol
+// has none configured.
+func (b *batch) errorReply(msg string, fallback []byte) []byte {
+	if b.settings.appendError == nil {
+		return fallback
+	}
+	return b.settings.appendError(nil, msg)
 }
 
 // sourceVariant is the variant the preferred backend sent, or -1.

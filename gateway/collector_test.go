@@ -1,6 +1,10 @@
 package gateway
 
-import "testing"
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
 
 // TestCollectorPolicies drives one command's replies through each policy without
 // sockets: backend 0 is the preferred source, 3 backends addressed.
@@ -59,6 +63,62 @@ func TestCollectorPolicies(t *testing.T) {
 			}
 			if finished == nil || finished.diverged() != tt.diverged {
 				t.Fatalf("finished=%v diverged=%v, want diverged=%v", finished != nil, finished != nil && finished.diverged(), tt.diverged)
+			}
+		})
+	}
+}
+
+// TestCollectorLargeRepliesKeptOnce: a large reply (bigReply and up) from a backend
+// that is not the reply source is compared by digest, not held; the source's is.
+func TestCollectorLargeRepliesKeptOnce(t *testing.T) {
+	big := func(c byte) string { return "$" + strconv.Itoa(bigReply) + "\r\n" + strings.Repeat(string(c), bigReply) }
+	type event struct {
+		backend int
+		reply   string // "" = the backend failed
+	}
+	tests := []struct {
+		name   string
+		policy ReplyPolicy
+		events []event
+		want   string // the client reply
+		kept   int    // large buffers held once every reply arrived
+	}{
+		{"primary last: one copy", ReplyPrimary, []event{{1, big('a')}, {2, big('a')}, {0, big('a')}}, big('a'), 1},
+		{"primary first: one copy", ReplyPrimary, []event{{0, big('a')}, {1, big('a')}, {2, big('a')}}, big('a'), 1},
+		{"primary differs: its own", ReplyPrimary, []event{{1, big('b')}, {2, big('b')}, {0, big('a')}}, big('a'), 1},
+		{"all: one copy", ReplyAll, []event{{2, big('a')}, {1, big('a')}, {0, big('a')}}, big('a'), 1},
+		{"primary failed first: the others'", ReplyPrimary, []event{{0, ""}, {1, big('a')}, {2, big('a')}}, big('a'), 1},
+		{"primary failed between: a later equal reply", ReplyPrimary, []event{{1, big('a')}, {0, ""}, {2, big('a')}}, big('a'), 1},
+		{"primary failed last: no bytes to answer with", ReplyPrimary, []event{{1, big('a')}, {2, big('a')}, {0, ""}},
+			"-ERR dynode-broadcaster: the reply source failed and the other backends' reply (" + strconv.Itoa(len(big('a'))+2) + " bytes) was not kept", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBatch(&batchSettings{policy: tt.policy,
+				appendError: func(dst []byte, msg string) []byte { return append(append(append(dst, "-ERR "...), msg...), "\r\n"...) }})
+			i := b.add("EVAL", 0)
+			b.mu.Lock()
+			for range 3 {
+				b.expectFrom(i)
+			}
+			b.cmds[i].srcQueued = true
+			b.mu.Unlock()
+			b.seal([]byte("-ERR none\r\n"))
+			for _, ev := range tt.events {
+				var reply []byte
+				if ev.reply != "" {
+					reply = []byte(ev.reply + "\r\n")
+				}
+				b.deliver(i, ev.backend, reply, []byte("-ERR none\r\n"))
+			}
+			if len(b.done) != 1 {
+				t.Fatal("not decided after every reply")
+			}
+			if got := string(b.appendReplies(nil)); got != tt.want+"\r\n" {
+				t.Fatalf("client reply %.80q (%d bytes), want %.80q", got, len(got), tt.want+"\r\n")
+			}
+			if len(b.big) != tt.kept {
+				t.Fatalf("%d large replies held, want %d", len(b.big), tt.kept)
 			}
 		})
 	}
