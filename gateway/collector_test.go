@@ -71,7 +71,9 @@ func TestCollectorPolicies(t *testing.T) {
 // TestCollectorLargeRepliesKeptOnce: a large reply (bigReply and up) from a backend
 // that is not the reply source is compared by digest, not held; the source's is.
 func TestCollectorLargeRepliesKeptOnce(t *testing.T) {
-	big := func(c byte) string { return "$" + strconv.Itoa(bigReply) + "\r\n" + strings.Repeat(string(c), bigReply) }
+	big := func(c byte) string {
+		return "$" + strconv.Itoa(bigReply) + "\r\n" + strings.Repeat(string(c), bigReply)
+	}
 	type event struct {
 		backend int
 		reply   string // "" = the backend failed
