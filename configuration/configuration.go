@@ -79,6 +79,9 @@ type Config struct {
 	MaxClients             int           // 0 = unlimited
 	Threads                int           // GOMAXPROCS; 0 = half the CPUs, at least 1
 	AdminPort              int           // admin HTTP port; 0 = off
+	AdminToken             string        // bearer token POST admin routes require; "" = none
+	AdminPprof             bool          // serve /debug/pprof on the admin port
+	LogFormat              string        // text or json
 
 	RawReply              string // protocol=raw: all, primary or none
 	RawBackendBufferBytes int64  // protocol=raw: queued bytes per backend of a client
@@ -134,11 +137,75 @@ type Sources struct {
 	Flags   *pflag.FlagSet // flags registered by RegisterFlags; may be nil
 }
 
-// RegisterFlags adds a --<key> flag for every setting to fs.
+// RegisterFlags adds a --<key> flag for every setting to fs, typed as the setting
+// (a value is checked when the flag is parsed; a bool flag alone means true).
 func RegisterFlags(fs *pflag.FlagSet) {
 	for _, s := range settings {
-		fs.String(s.key, s.def, s.help)
+		f := fs.VarPF(&flagValue{text: s.def, apply: s.apply}, s.key, "", s.help)
+		if s.apply.kind == "bool" {
+			f.NoOptDefVal = "true"
+		}
 	}
+}
+
+// flagValue is a setting's flag: its text, checked by the setting's parser.
+type flagValue struct {
+	text  string
+	apply applier
+}
+
+func (f *flagValue) String() string { return f.text }
+
+// Type is the kind of value shown by --help: bool, int, bytes, seconds, ...
+func (f *flagValue) Type() string {
+	if f.apply.kind == "choice" {
+		return strings.Join(f.apply.choices, "|")
+	}
+	return f.apply.kind
+}
+
+func (f *flagValue) Set(v string) error {
+	if err := f.apply.set(&Config{}, v); err != nil {
+		return err
+	}
+	f.text = v
+	return nil
+}
+
+// OtherFlagUsages is the --help text of the flags in fs that are not settings.
+func OtherFlagUsages(fs *pflag.FlagSet) string {
+	other := pflag.NewFlagSet("other", pflag.ContinueOnError)
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !isKey(f.Name) {
+			other.AddFlag(f)
+		}
+	})
+	return other.FlagUsagesWrapped(100)
+}
+
+// FlagUsages is the --help text of the settings' flags in fs, under the titles of
+// their groups, as the seed file groups them.
+func FlagUsages(fs *pflag.FlagSet) string {
+	var b strings.Builder
+	var part *pflag.FlagSet
+	title := ""
+	flush := func() {
+		if part != nil {
+			b.WriteString("\n" + title + ":\n" + part.FlagUsagesWrapped(100))
+		}
+	}
+	for _, s := range settings {
+		if s.group != title || part == nil {
+			flush()
+			title, part = s.group, pflag.NewFlagSet(s.group, pflag.ContinueOnError)
+			part.SortFlags = false
+		}
+		if f := fs.Lookup(s.key); f != nil {
+			part.AddFlag(f)
+		}
+	}
+	flush()
+	return b.String()
 }
 
 // Defaults returns the configuration with every key at its default.
@@ -185,7 +252,7 @@ func Load(src Sources) (*Config, error) {
 	}
 	c := &Config{}
 	for _, s := range settings {
-		if err := s.apply(c, valueText(v.Get(s.key))); err != nil {
+		if err := s.apply.set(c, valueText(v.Get(s.key))); err != nil {
 			problems = append(problems, Problem{Key: s.key, Line: lineOf(fileText, s.key), Reason: err.Error()})
 		}
 	}
@@ -289,7 +356,7 @@ func (c *Config) values() map[string]string {
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
 		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,
-		"admin_port":       fmt.Sprint(c.AdminPort), "threads": fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
+		"admin_port":       fmt.Sprint(c.AdminPort), "admin_token": masked(c.AdminToken), "admin_pprof": fmt.Sprint(c.AdminPprof), "log_format": c.LogFormat, "threads": fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
 	}
 }
 

@@ -2,6 +2,8 @@ package configuration
 
 import (
 	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,7 +24,7 @@ func TestSeedFileLoadsUnchanged(t *testing.T) {
 	want := Config{
 		Servers: []string{"127.0.0.1:6379"}, ServersAutoupdate: false, ServersAutoupdateMethod: "POST",
 		ServersAutoupdateURL: "http://example.com", ServersAutoupdateParameters: "",
-		ServersAutoupdateRefresh: 10 * time.Second, ServersDNSPort: 6379, ServersDNSRefresh: 30 * time.Second, TLSAuthClients: "yes", Host: "localhost", Port: 9000, LogLevel: "INFO",
+		ServersAutoupdateRefresh: 10 * time.Second, ServersDNSPort: 6379, ServersDNSRefresh: 30 * time.Second, TLSAuthClients: "yes", Host: "localhost", Port: 9000, LogLevel: "INFO", LogFormat: "text",
 		BacklogSize: 128, ReuseAddr: true, DiscardResponses: false, ConnectTimeout: 5 * time.Second,
 		ReconnectDelayTimeout: 10 * time.Second, ReadIdleTimeout: 60 * time.Second,
 		Protocol: "redis", WriteReply: "primary", ReadFrom: "primary", Primary: "",
@@ -169,5 +171,61 @@ func TestCredentials(t *testing.T) {
 	_, err = Load(Sources{Environ: []string{"DYNODE_SERVERS=rediss://u:topsecret@h:1"}})
 	if err == nil || strings.Contains(err.Error(), "topsecret") {
 		t.Fatalf("bad entry: %v", err)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite docs/CONFIGURATION.md from the settings")
+
+// TestReferenceDoc: docs/CONFIGURATION.md is what the settings say; -update rewrites it.
+func TestReferenceDoc(t *testing.T) {
+	const path = "../docs/CONFIGURATION.md"
+	want := Reference()
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("%s is out of date: run go test ./configuration -run TestReferenceDoc -update", path)
+	}
+	for _, s := range settings {
+		if !strings.Contains(want, "| `"+s.key+"` |") {
+			t.Fatalf("%s is missing from the reference", s.key)
+		}
+	}
+}
+
+// TestTypedFlags: flags carry their setting's kind, check values when parsed, and a
+// bool flag alone means true.
+func TestTypedFlags(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	RegisterFlags(fs)
+	for key, kind := range map[string]string{"port": "int", "connect_timeout": "seconds", "reuse_addr": "bool",
+		"client_output_limit": "bytes", "protocol": "redis|memcache|raw", "servers": "text", "tls_cert_file": "path"} {
+		if got := fs.Lookup(key).Value.Type(); got != kind {
+			t.Errorf("--%s is %s, want %s", key, got, kind)
+		}
+	}
+	if err := fs.Parse([]string{"--port", "70000"}); err == nil || !strings.Contains(err.Error(), "0 to 65535") {
+		t.Fatalf("--port 70000: %v", err)
+	}
+	if err := fs.Parse([]string{"--discard_responses", "--connect_timeout", "1500ms", "--port", "7000"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(Sources{Flags: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.DiscardResponses || c.ConnectTimeout != 1500*time.Millisecond || c.Port != 7000 {
+		t.Fatalf("flags not applied: %+v", c)
+	}
+	usage := FlagUsages(fs)
+	if i, j := strings.Index(usage, "General settings:"), strings.Index(usage, "--log_level"); i < 0 || j < i {
+		t.Fatalf("--help is not grouped as the seed file:\n%s", usage)
 	}
 }

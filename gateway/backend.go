@@ -77,6 +77,8 @@ type backend struct {
 	warmUntil atomic.Int64       // memcached: Unix nanoseconds until which it warms after a flush
 	queued    atomic.Int64       // bytes in out (for metrics)
 	connects  atomic.Int64       // successful connections so far
+	replies   atomic.Int64       // replies read (for ops/s in status views)
+	diverged  atomic.Int64       // divergences where it sent a reply the majority did not
 
 	mu        sync.Mutex // guards everything below, up to syncMu
 	state     BackendState
@@ -112,6 +114,10 @@ type backend struct {
 
 	lostWrites int64 // writes dropped (backlog full) or unacknowledged (connection lost)
 	losses     int64 // times writes were lost (wait.go)
+	// lastError and lastErrorAt: the last connection failure or error reply of it
+	// that nobody waited for, and when.
+	lastError   string
+	lastErrorAt time.Time
 	// progressAt is when the backend last made progress while commands were in flight:
 	// the first write after idling, or the last reply read.
 	progressAt time.Time
@@ -399,6 +405,7 @@ func (be *backend) run(ctx context.Context) {
 				lvl = slog.LevelError
 			}
 			delay := be.retryDelay(failures)
+			be.noteError(err.Error())
 			be.log.Log(ctx, lvl, "backend unreachable; writes are kept in its backlog", "err", err, "retry_in", delay)
 			if !be.sleepDown(ctx, delay) {
 				return
@@ -568,6 +575,13 @@ func (be *backend) roundTrip(conn net.Conn, scan replyScanner, req []byte, kind 
 	}
 }
 
+// noteError records the backend's last error for status views.
+func (be *backend) noteError(msg string) {
+	be.mu.Lock()
+	be.lastError, be.lastErrorAt = msg, time.Now()
+	be.mu.Unlock()
+}
+
 // noteIdentity records which process the backend is. A backend that comes back as
 // another process (it restarted: empty, or loaded from a snapshot older than what the
 // others hold) cannot be shown to hold the others' data, so it is out of sync; this
@@ -677,6 +691,7 @@ func (be *backend) fail(conn net.Conn, err error) {
 
 	_ = conn.Close()
 	if !errors.Is(err, context.Canceled) {
+		be.noteError("connection lost: " + err.Error())
 		be.log.Error("backend connection lost", "err", err, "in_flight", len(lost), "unacknowledged_writes", unacked)
 	}
 	if unacked > 0 {
@@ -867,6 +882,7 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 		be.log.Info("backend caught up on its backlog", "state", be.displayStateLocked())
 	}
 	be.mu.Unlock()
+	be.replies.Add(int64(len(ends)))
 	be.gw.stats.BackendBytesIn.Add(int64(ends[len(ends)-1] - start))
 	from := start
 	for i := range ps {
@@ -894,6 +910,7 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 			// error is the only trace of a write that failed here. An error for the
 			// server's state (not the command's) means the others applied it.
 			be.gw.stats.BackendErrors.Add(1)
+			be.noteError("error reply: " + truncate(firstLine(reply), 80))
 			be.log.Warn("backend returned an error for a write no client waits for", "reply", truncate(reply, 80))
 			if p.write && be.gw.wire.stateError(reply) {
 				be.mu.Lock()

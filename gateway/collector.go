@@ -514,12 +514,16 @@ const (
 	DivergenceMissing
 	// DivergenceOther: anything else (a non-deterministic script, data that differed).
 	DivergenceOther
+	// DivergenceKnownOutOfSync: no more backends replied otherwise than are already
+	// known out of sync (they lost writes or restarted empty, and wait for or run a
+	// resync): expected, not logged per command nor counted in dynode_divergence_total.
+	DivergenceKnownOutOfSync
 	numDivergenceClasses
 )
 
 // String returns the class's name as used in logs and metrics.
 func (d DivergenceClass) String() string {
-	return [...]string{"error_text", "missing_vs_present", "other"}[d]
+	return [...]string{"error_text", "missing_vs_present", "other", "known_out_of_sync"}[d]
 }
 
 // divergenceClass classifies the variants of a diverged command.
@@ -536,6 +540,20 @@ func (c *command) divergenceClass() DivergenceClass {
 		return DivergenceMissing
 	}
 	return DivergenceOther
+}
+
+// minorityReplies is how many replies differ from the most common one (every
+// reply, when there were more variants than are kept).
+func (c *command) minorityReplies() int {
+	total, most := 0, 0
+	for _, v := range c.variants[:c.nvariants] {
+		total += int(v.count)
+		most = max(most, int(v.count))
+	}
+	if c.extra {
+		return int(c.got)
+	}
+	return total - most
 }
 
 // diverged reports whether the backends sent different replies.

@@ -115,7 +115,7 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	code, body := get("/backends")
 	var backends []map[string]any
-	if err := json.Unmarshal([]byte(body), &backends); code != 200 || err != nil || len(backends) != 2 || backends[0]["State"] != "up" {
+	if err := json.Unmarshal([]byte(body), &backends); code != 200 || err != nil || len(backends) != 2 || backends[0]["state"] != "up" {
 		t.Fatalf("/backends = %d %s", code, body)
 	}
 	if code, _ := get("/healthz"); code != 200 {

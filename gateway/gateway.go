@@ -425,8 +425,18 @@ func (g *Gateway) finish(b *batch, c *command) {
 	if !c.diverged() || c.name == "PUBLISH" || c.name == "SPUBLISH" {
 		return // each backend counts its own subscribers
 	}
+	if known := g.knownOutOfSync(); known > 0 && c.minorityReplies() <= known {
+		// Backends already known to hold other data answer from it until their
+		// resync; that was logged once, when they went out of sync.
+		g.stats.DivergencesByClass[DivergenceKnownOutOfSync].Add(1)
+		return
+	}
 	groups := make([]string, 0, c.nvariants)
-	for _, v := range c.variants[:c.nvariants] {
+	most := c.mostCommon()
+	for i, v := range c.variants[:c.nvariants] {
+		if int8(i) != most {
+			g.all()[v.from].diverged.Add(1)
+		}
 		groups = append(groups, fmt.Sprintf("%s(+%d)", g.all()[v.from].addr, v.count-1))
 	}
 	class := c.divergenceClass()
@@ -438,6 +448,18 @@ func (g *Gateway) finish(b *batch, c *command) {
 	g.log.Warn("backends replied differently", attrs...)
 	g.stats.Divergences.Add(1)
 	g.stats.DivergencesByClass[class].Add(1)
+}
+
+// knownOutOfSync counts the backends known to hold data that differs from the
+// others': out of sync, or being resynced.
+func (g *Gateway) knownOutOfSync() int {
+	n := 0
+	for _, be := range g.all() {
+		if be.outOfSync.Load() || be.resyncing.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // lostWrite runs when a backend answered a write with an error that another backend
@@ -508,6 +530,7 @@ func (g *Gateway) Backends() []BackendStatus {
 			Addr: be.addr, Primary: be.index == primary, State: state, Connected: be.state == StateUp, Source: be.source, Added: be.added,
 			OutOfSync: be.outOfSync.Load(), QueuedBytes: int64(be.queuedBytesLocked()), InFlight: be.inflight, LagCommands: int64(be.queue.len() + be.spillEntries),
 			Connects: be.connects.Load(), LostWrites: be.lostWrites, Since: be.since, Process: be.identity,
+			Replies: be.replies.Load(), Divergences: be.diverged.Load(), LastError: be.lastError, LastErrorAt: be.lastErrorAt,
 			OutOfSyncReason: reason, OutOfSyncSince: since, Resync: be.resyncProgress(),
 		})
 		be.mu.Unlock()

@@ -40,7 +40,7 @@ func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, 
 			return pos, true, err
 		}
 		pos += n
-		s.gw.stats.Commands[cmd.Class].Add(1)
+		s.countCommand(cmd.Class)
 		if cmd.Parts != nil {
 			// A gat or gats too long for memcached goes as several; the client sees one
 			// reply: every part's values, one END.

@@ -60,7 +60,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		if cmd.Args == nil {
 			continue
 		}
-		s.gw.stats.Commands[cmd.Class].Add(1)
+		s.countCommand(cmd.Class)
 		if !r.authed && cmd.Name != "AUTH" && cmd.Name != "HELLO" && cmd.Name != "QUIT" {
 			b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], errNoAuth))
 			continue

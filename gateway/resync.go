@@ -48,19 +48,19 @@ const (
 
 // ResyncProgress is a running or finished resync, as /backends shows it.
 type ResyncProgress struct {
-	Source  string
-	Started time.Time
+	Source  string    `json:"source"`
+	Started time.Time `json:"started"`
 	// Step is draining (its queued commands), copying (the snapshot), switching
 	// (catching up to the switch point), done or failed.
-	Step string
+	Step string `json:"step"`
 	// Bytes of the source's snapshot the target has read, of TotalBytes (-1: not
 	// known, a diskless transfer).
-	Bytes      int64
-	TotalBytes int64
+	Bytes      int64 `json:"bytes"`
+	TotalBytes int64 `json:"total_bytes"`
 	// Via is how the target reached the source: direct, or gateway (a relay).
-	Via      string
-	Finished time.Time `json:",omitzero"`
-	Error    string    `json:",omitempty"`
+	Via      string    `json:"via"`
+	Finished time.Time `json:"finished,omitzero"`
+	Error    string    `json:"error,omitempty"`
 }
 
 // Errors of Resync, told apart by the admin server.

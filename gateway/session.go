@@ -60,6 +60,11 @@ type session struct {
 	// starts after its +OK); the burst ended at the command that set it.
 	afterSend func()
 	burstCap  int // commands the next burst may take (see firstBurstCap)
+	// burstClasses counts the burst's commands by class, for the latency histogram.
+	burstClasses [numClasses]int32
+	// untimed: the burst waited for something other than backends (a blocking
+	// command's wake-up, subscriptions, WAIT): its time is not request latency.
+	untimed bool
 }
 
 // clientCodec is the protocol-specific half of a session: it decodes commands and
@@ -174,10 +179,12 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	gw := s.gw
 	b := newBatch(gw.settings.Load())
 	s.items = s.items[:0]
+	start := time.Now()
 	pos, closeAfter, perr := s.codec.decode(b, s.rbuf)
 	if n := len(b.cmds); n > 0 {
-		s.client.touch(b.cmds[n-1].name, time.Now())
+		s.client.touch(b.cmds[n-1].name, start)
 	}
+	defer s.timeBurst(start)
 	if len(s.items) > 0 {
 		marks := &s.marks
 		if gw.wire != &respWire {
@@ -217,7 +224,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	if bc := s.blocking; bc != nil {
 		// The burst ended at a blocking command: the replies before it go out now, as
 		// Redis sends them before the client blocks.
-		s.blocking = nil
+		s.blocking, s.untimed = nil, true
 		if len(s.out) > 0 {
 			if err := s.send(s.out); err != nil {
 				return pos, true, err
@@ -234,7 +241,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter
 	}
 	if pc := s.pubsub; pc != nil {
-		s.pubsub = nil
+		s.pubsub, s.untimed = nil, true
 		if len(s.out) > 0 {
 			if err := s.send(s.out); err != nil {
 				return pos, true, err
@@ -250,7 +257,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		// The burst ended at a WAIT: answer it now that everything before it is, then
 		// decode what follows it.
 		s.out = s.answerWait(ctx, s.out, *s.wait)
-		s.wait = nil
+		s.wait, s.untimed = nil, true
 		s.again = pos < len(s.rbuf) && perr == nil && !closeAfter
 	}
 	if perr != nil {
@@ -278,6 +285,21 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 		s.again = true
 	}
 	return pos, closeAfter, nil
+}
+
+// countCommand counts a decoded command of class c, for the gateway and the burst.
+func (s *session) countCommand(c protocols.Class) {
+	s.gw.stats.Commands[c].Add(1)
+	s.burstClasses[c]++
+}
+
+// timeBurst adds the burst's commands to the latency histogram (unless it waited
+// for a client-side event) and starts the next burst's counts.
+func (s *session) timeBurst(start time.Time) {
+	if !s.untimed && s.burstClasses != [numClasses]int32{} {
+		s.gw.stats.Latency.observe(time.Since(start), &s.burstClasses)
+	}
+	s.burstClasses, s.untimed = [numClasses]int32{}, false
 }
 
 // adaptBurst sets the next burst's command cap from this burst's reply bytes.

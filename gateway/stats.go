@@ -31,11 +31,13 @@ type Stats struct {
 	BackendErrors      atomic.Int64 // error replies to writes no client waited for
 	BackendBytesOut    atomic.Int64 // bytes written to backends
 	BackendBytesIn     atomic.Int64 // reply bytes read from backends
-	Commands           [4]atomic.Int64
-	RawBytesIn         atomic.Int64 // protocol=raw: bytes read from clients
-	RawBytesOut        atomic.Int64 // protocol=raw: bytes written to backends
-	RawMissedBytes     atomic.Int64 // protocol=raw: client bytes a backend did not get (down or cut)
-	RawBackendsCut     atomic.Int64 // protocol=raw: connections cut by raw_slow_backend=cut
+	Commands           [numClasses]atomic.Int64
+	// Latency counts client requests by how long they took (latency.go).
+	Latency        LatencyHistogram
+	RawBytesIn     atomic.Int64 // protocol=raw: bytes read from clients
+	RawBytesOut    atomic.Int64 // protocol=raw: bytes written to backends
+	RawMissedBytes atomic.Int64 // protocol=raw: client bytes a backend did not get (down or cut)
+	RawBackendsCut atomic.Int64 // protocol=raw: connections cut by raw_slow_backend=cut
 
 	scriptMu          sync.Mutex       // guards scriptDivergences
 	scriptDivergences map[string]int64 // by script SHA1 or function name (at most maxScriptLabels)
@@ -69,32 +71,42 @@ func (s *Stats) CommandsOf(c protocols.Class) int64 { return s.Commands[c].Load(
 
 // BackendStatus is a snapshot of one backend.
 type BackendStatus struct {
-	Addr string
+	Addr string `json:"addr"`
 	// Source is where the address came from: static (servers), http
 	// (servers_autoupdate), dns (servers_dns) or file (servers_file).
-	Source string
+	Source string `json:"source"`
 	// Added is when the backend joined the list (the gateway's start for the first).
-	Added   time.Time
-	Primary bool
+	Added   time.Time `json:"added"`
+	Primary bool      `json:"primary"`
 	// State is connecting, down or stopped while not connected; when connected, up,
 	// or what its data is: resyncing, out_of_sync (it missed writes), warming
 	// (memcached flushed by a resync), behind (its queue spills to backlog_dir) or
 	// replaying (catching up on its backlog).
-	State       string
-	Connected   bool
-	OutOfSync   bool
-	QueuedBytes int64 // bytes waiting to be written (the backlog while down)
-	InFlight    int   // commands written, reply not yet read
+	State       string `json:"state"`
+	Connected   bool   `json:"connected"`
+	OutOfSync   bool   `json:"out_of_sync"`
+	QueuedBytes int64  `json:"queued_bytes"` // bytes waiting to be written (the backlog while down)
+	InFlight    int    `json:"in_flight"`    // commands written, reply not yet read
 	// LagCommands is how many commands it has yet to answer: in flight, queued in
 	// memory, and spilled to backlog_dir.
-	LagCommands int64
-	LostWrites  int64 // writes dropped (backlog full) or unacknowledged (connection lost)
-	Connects    int64
-	Since       time.Time // when State last changed
-	Process     string    // the backend process last connected: Redis run_id, memcached pid and start
+	LagCommands int64 `json:"lag_commands"`
+	// Replies counts the replies read from it (commands it answered) since the start;
+	// the rate of it is its ops/s.
+	Replies int64 `json:"replies_total"`
+	// Divergences counts commands where it sent a reply the majority did not (the
+	// first backend of each minority reply is counted).
+	Divergences int64     `json:"divergences_total"`
+	LostWrites  int64     `json:"lost_writes_total"` // writes dropped (backlog full) or unacknowledged (connection lost)
+	Connects    int64     `json:"connects_total"`
+	Since       time.Time `json:"since"`   // when State last changed
+	Process     string    `json:"process"` // the backend process last connected: Redis run_id, memcached pid and start
+	// LastError and LastErrorAt: its last connection failure, or error reply to a
+	// write no client waited for.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// OutOfSyncReason and OutOfSyncSince say why and since when it is out of sync.
-	OutOfSyncReason string    `json:",omitempty"`
-	OutOfSyncSince  time.Time `json:",omitzero"`
+	OutOfSyncReason string    `json:"out_of_sync_reason,omitempty"`
+	OutOfSyncSince  time.Time `json:"out_of_sync_since,omitzero"`
 	// Resync is the running or last resync of it.
-	Resync *ResyncProgress `json:",omitempty"`
+	Resync *ResyncProgress `json:"resync,omitempty"`
 }

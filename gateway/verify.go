@@ -35,21 +35,24 @@ import (
 
 // VerifyResult is one round of the convergence check.
 type VerifyResult struct {
-	Reference string
-	Backends  []string  // compared with the reference
-	Keys      int       // keys compared
-	Differ    int       // keys that differ on at least one backend
-	Unsure    int       `json:",omitempty"` // missing on some backends only (expiring), or a backend did not answer
-	ByBackend []Differs `json:",omitempty"`
-	Suspect   []string  `json:",omitempty"` // backends put out of sync by this round
-	Started   time.Time
-	Took      time.Duration
+	Reference string    `json:"reference"`
+	Backends  []string  `json:"backends"`         // compared with the reference
+	Keys      int       `json:"keys"`             // keys compared
+	Differ    int       `json:"differ"`           // keys that differ on at least one backend
+	Unsure    int       `json:"unsure,omitempty"` // missing on some backends only (expiring), or a backend did not answer
+	ByBackend []Differs `json:"by_backend,omitempty"`
+	Suspect   []string  `json:"suspect,omitempty"` // backends put out of sync by this round
+	Started   time.Time `json:"started"`
+	// Took is how long the round ran (JSON: took_seconds).
+	Took time.Duration `json:"-"`
+	// TookSeconds is Took in seconds, for JSON.
+	TookSeconds float64 `json:"took_seconds"`
 }
 
 // Differs is how many sampled keys differ from the reference on one backend.
 type Differs struct {
-	Backend string
-	Keys    int
+	Backend string `json:"backend"`
+	Keys    int    `json:"keys"`
 }
 
 // ErrVerifyRunning: a round is already running.
@@ -139,6 +142,7 @@ func (g *Gateway) Verify(ctx context.Context) (VerifyResult, error) {
 		}
 	}
 	res.Took = time.Since(res.Started)
+	res.TookSeconds = res.Took.Seconds()
 	g.stats.VerifyRounds.Add(1)
 	g.stats.VerifyKeys.Add(int64(res.Keys))
 	attrs := []any{"reference", ref.addr, "keys", res.Keys, "differ", res.Differ, "unsure", res.Unsure, "took", res.Took.Round(time.Millisecond)}

@@ -52,6 +52,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.BoolVar(&resolve, "resolve", false, "also fetch the backend list from each discovery source (HTTP, DNS, file) now")
 	}
 	configuration.RegisterFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: dynode-broadcaster %s [flags]\n\n%s\nSettings: each is also a key of the configuration file and an environment variable DYNODE_<KEY> (docs/CONFIGURATION.md).\n%s",
+			sub, configuration.OtherFlagUsages(fs), configuration.FlagUsages(fs))
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil

@@ -1,0 +1,149 @@
+// Package chart renders the benchmark and soak charts as PNG files with
+// gonum.org/v1/plot: line panels (a series over time) and grouped bar panels (one
+// bar per target in each group).
+package chart
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// Series is one named line: Y over X.
+type Series struct {
+	Name string
+	X, Y []float64
+}
+
+// LinePanel is one plot of lines sharing axes.
+type LinePanel struct {
+	Title, XLabel, YLabel string
+	Series                []Series
+}
+
+// BarSeries is one target's values, one per group of a BarPanel.
+type BarSeries struct {
+	Name   string
+	Values []float64
+}
+
+// BarPanel is one plot of grouped bars: for each group, one bar per series.
+type BarPanel struct {
+	Title, YLabel string
+	Groups        []string
+	Series        []BarSeries
+}
+
+// Lines writes the panels to path as one PNG, cols panels per row.
+func Lines(path string, cols int, panels []LinePanel) error {
+	plots := make([]*plot.Plot, 0, len(panels))
+	for _, pn := range panels {
+		p := newPlot(pn.Title, pn.XLabel, pn.YLabel)
+		p.Y.Min = 0
+		for i, s := range pn.Series {
+			if len(s.X) != len(s.Y) {
+				return fmt.Errorf("chart %s: series %q has %d x and %d y values", pn.Title, s.Name, len(s.X), len(s.Y))
+			}
+			xys := make(plotter.XYs, len(s.X))
+			for j := range s.X {
+				xys[j].X, xys[j].Y = s.X[j], s.Y[j]
+			}
+			line, points, err := plotter.NewLinePoints(xys)
+			if err != nil {
+				return fmt.Errorf("chart %s: %w", pn.Title, err)
+			}
+			line.Color, points.Color = plotutil.Color(i), plotutil.Color(i)
+			line.Width = vg.Points(1.5)
+			points.Radius = vg.Points(1.5)
+			p.Add(line, points)
+			if len(pn.Series) > 1 {
+				p.Legend.Add(s.Name, line)
+			}
+		}
+		plots = append(plots, p)
+	}
+	return save(path, cols, plots)
+}
+
+// Bars writes the panels to path as one PNG, cols panels per row.
+func Bars(path string, cols int, panels []BarPanel) error {
+	plots := make([]*plot.Plot, 0, len(panels))
+	for _, pn := range panels {
+		p := newPlot(pn.Title, "", pn.YLabel)
+		n := len(pn.Series)
+		width := vg.Points(60 / float64(max(n, 1)))
+		for i, s := range pn.Series {
+			if len(s.Values) != len(pn.Groups) {
+				return fmt.Errorf("chart %s: series %q has %d values for %d groups", pn.Title, s.Name, len(s.Values), len(pn.Groups))
+			}
+			bars, err := plotter.NewBarChart(plotter.Values(s.Values), width)
+			if err != nil {
+				return fmt.Errorf("chart %s: %w", pn.Title, err)
+			}
+			bars.Color = plotutil.Color(i)
+			bars.LineStyle.Width = 0
+			bars.Offset = width * vg.Length(float64(i)-float64(n-1)/2)
+			p.Add(bars)
+			p.Legend.Add(s.Name, bars)
+		}
+		p.Legend.Top = true
+		p.NominalX(pn.Groups...)
+		plots = append(plots, p)
+	}
+	return save(path, cols, plots)
+}
+
+func newPlot(title, xLabel, yLabel string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xLabel
+	p.Y.Label.Text = yLabel
+	p.BackgroundColor = color.White
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+// save lays the plots out in rows of cols and writes them as one PNG.
+func save(path string, cols int, plots []*plot.Plot) error {
+	if len(plots) == 0 {
+		return fmt.Errorf("chart %s: nothing to draw", path)
+	}
+	cols = min(max(cols, 1), len(plots))
+	rows := (len(plots) + cols - 1) / cols
+	img := vgimg.New(vg.Points(float64(420*cols)), vg.Points(float64(300*rows)))
+	dc := draw.New(img)
+	grid := make([][]*plot.Plot, rows)
+	for r := range grid {
+		grid[r] = make([]*plot.Plot, cols)
+		for c := range cols {
+			if i := r*cols + c; i < len(plots) {
+				grid[r][c] = plots[i]
+			}
+		}
+	}
+	canvases := plot.Align(grid, draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Points(8), PadY: vg.Points(8),
+		PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(4)}, dc)
+	for r := range grid {
+		for c, p := range grid[r] {
+			if p != nil {
+				p.Draw(canvases[r][c])
+			}
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("chart %s: %w", path, err)
+	}
+	return f.Close()
+}
