@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
@@ -16,26 +19,43 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// serveAdmin runs the admin HTTP server until ctx ends:
+// serveAdmin runs the admin HTTP server until ctx ends (docs/ADMIN.md):
 //
+//	/          status page (HTML, refreshes itself)
+//	/status    JSON: the gateway and its backends at a glance, with rates
 //	/metrics   Prometheus metrics (dynode_*)
 //	/backends  JSON: every backend's state, queued bytes, commands in flight, sync
 //	/healthz   200 while the process serves
 //	/readyz    200 when clients can be served (a backend is up; always in raw mode)
 //	POST /backends/{addr}/resync  start a resync of a backend (202; 404 unknown, 409 refused)
 //	POST /verify  run one round of the convergence check; JSON result (409 while one runs)
+//	/debug/pprof/  Go's profiler, with admin_pprof=true
+//
+// With admin_token set, POST routes require "Authorization: Bearer <admin_token>".
 func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(statsCollector{g}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	page, err := newStatusPage()
+	if err != nil {
+		return err
+	}
+	sampler, stopSampler := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		g.rates.run(sampler, g)
+	}()
+	defer func() {
+		stopSampler()
+		<-sampled
+	}()
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", page.serve(g))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(g.Backends())
-	})
-	mux.HandleFunc("POST /backends/{addr}/resync", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, g.Status()) })
+	mux.HandleFunc("GET /backends", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, g.Backends()) })
+	mux.HandleFunc("POST /backends/{addr}/resync", g.authorized(func(w http.ResponseWriter, r *http.Request) {
 		addr := r.PathValue("addr")
-		w.Header().Set("Content-Type", "application/json")
 		err := g.Resync(addr)
 		code := http.StatusAccepted
 		switch {
@@ -48,23 +68,20 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			body["status"], body["error"] = "refused", err.Error()
 		}
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(body)
-	})
-	mux.HandleFunc("POST /verify", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
+		writeJSON(w, code, body)
+	}))
+	mux.HandleFunc("POST /verify", g.authorized(func(w http.ResponseWriter, r *http.Request) {
 		res, err := g.Verify(r.Context())
 		if err != nil {
 			code := http.StatusServiceUnavailable
 			if errors.Is(err, ErrVerifyRunning) {
 				code = http.StatusConflict
 			}
-			w.WriteHeader(code)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			writeJSON(w, code, map[string]string{"error": err.Error()})
 			return
 		}
-		_ = json.NewEncoder(w).Encode(res)
-	})
+		writeJSON(w, http.StatusOK, res)
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if msg := g.notReady(); msg != "" {
@@ -73,6 +90,13 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if g.conf().AdminPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -84,6 +108,31 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("gateway: admin server: %w", err)
 	}
 	return nil
+}
+
+// authorized wraps a POST route: with admin_token set, the request must carry it
+// as a bearer token (401 otherwise).
+func (g *Gateway) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token := g.conf().AdminToken
+		if token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="dynode-broadcaster admin"`)
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin_token required: Authorization: Bearer <token>"})
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
 // notReady says why clients cannot be served correctly now, or "" when they can: no
@@ -146,13 +195,14 @@ var (
 	descLost       = prometheus.NewDesc("dynode_backend_lost_writes_total", "Writes a backend may not have applied (backlog full, or unacknowledged when its connection was lost).", []string{"backend"}, nil)
 	descDiscErr    = prometheus.NewDesc("dynode_discovery_errors_total", "Backend discovery failures by source (http, dns, file): a new error, or a failure after a good list.", []string{"source"}, nil)
 	descListChange = prometheus.NewDesc("dynode_backend_list_changed_timestamp_seconds", "When the backend list last changed (Unix time; 0: not since start).", nil, nil)
+	descLatency    = prometheus.NewDesc("dynode_request_duration_seconds", "Client requests by the time from reading them to handing their replies to the client's connection, by class (the commands of a pipelined burst count with the burst's time; blocking commands, subscriptions and WAIT are not counted).", []string{"class"}, nil)
 	descSource     = prometheus.NewDesc("dynode_backend_source", "1 for each backend, labelled with where its address came from: static, http, dns, file.", []string{"backend", "source"}, nil)
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
 		descDivergence, descDivClass, descDivScript, descOutOfSync, descSpills, descVerify, descRetried, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
-		descUp, descInSync, descQueued, descLag, descInFlight, descLost, descDiscErr, descListChange, descSource} {
+		descUp, descInSync, descQueued, descLag, descInFlight, descLost, descDiscErr, descListChange, descSource, descLatency} {
 		ch <- d
 	}
 }
@@ -173,6 +223,10 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPanics, s.SessionPanics.Load())
 	for _, class := range []protocols.Class{protocols.Write, protocols.Read, protocols.Local, protocols.Unsupported} {
 		counter(descCommands, s.CommandsOf(class), class.String())
+	}
+	for _, class := range []protocols.Class{protocols.Write, protocols.Read, protocols.Local} {
+		buckets, count, sum := s.Latency.Snapshot(class)
+		ch <- prometheus.MustNewConstHistogram(descLatency, count, sum, buckets, class.String())
 	}
 	counter(descDivergence, s.Divergences.Load())
 	for class := range s.DivergencesByClass {

@@ -28,6 +28,7 @@ type Gateway struct {
 	stats   Stats
 	seq     sequencer
 	started time.Time
+	rates   rateSampler // ops/s for status views, sampled by the admin server
 
 	settings atomic.Pointer[batchSettings] // what every new batch shares; replaced by Reload
 

@@ -16,6 +16,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dynode/dynode-broadcaster/configuration"
 	"github.com/dynode/dynode-broadcaster/gateway"
+	"github.com/dynode/dynode-broadcaster/internal/logging"
 	"github.com/spf13/pflag"
 )
 
@@ -69,7 +70,9 @@ func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) e
 		return err
 	}
 	runtime.GOMAXPROCS(cfg.EffectiveThreads(runtime.NumCPU()))
-	g, err := gateway.New(cfg, newLogger(stderr, parseLevel(cfg.LogLevel)))
+	log, flush := logging.New(stderr, cfg.LogFormat, logging.ParseLevel(cfg.LogLevel))
+	defer flush()
+	g, err := gateway.New(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/dynode/dynode-broadcaster/configuration"
 	"github.com/dynode/dynode-broadcaster/discovery"
 	"github.com/dynode/dynode-broadcaster/gateway"
+	"github.com/dynode/dynode-broadcaster/internal/logging"
 	"github.com/spf13/pflag"
 )
 
@@ -119,8 +120,9 @@ func resolveSources(ctx context.Context, cfg *configuration.Config, stdout io.Wr
 func serve(ctx context.Context, cfg *configuration.Config, stderr io.Writer, src configuration.Sources) error {
 	runtime.GOMAXPROCS(cfg.EffectiveThreads(runtime.NumCPU()))
 	level := new(slog.LevelVar)
-	level.Set(parseLevel(cfg.LogLevel))
-	log := newLogger(stderr, level)
+	level.Set(logging.ParseLevel(cfg.LogLevel))
+	log, flush := logging.New(stderr, cfg.LogFormat, level)
+	defer flush()
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		return err
@@ -172,7 +174,7 @@ func serve(ctx context.Context, cfg *configuration.Config, stderr io.Writer, src
 				if changes := g.Reload(next); len(changes) == 0 {
 					log.Info("configuration reloaded: nothing changed", "trigger", why)
 				}
-				level.Set(parseLevel(g.Config().LogLevel))
+				level.Set(logging.ParseLevel(g.Config().LogLevel))
 			}
 		}
 	}()
