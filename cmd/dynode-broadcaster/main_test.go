@@ -193,7 +193,7 @@ func TestResyncCommand(t *testing.T) {
 	a, b := testserver.StartRedis(t), testserver.StartRedis(t)
 	admin := strconv.Itoa(testserver.FreePort(t))
 	flags := []string{"--host", "127.0.0.1", "--port", "0", "--servers", a.Addr + "," + b.Addr, "--admin_port", admin,
-		"--auto_resync", "false", "--reconnect_delay_timeout", "100ms", "--log_level", "ERROR"}
+		"--auto_resync", "false", "--reconnect_delay_timeout", "100ms", "--log_level", "ERROR", "--admin_token", "tok3n"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var logs testserver.Buffer
@@ -290,5 +290,76 @@ func TestReloadOnFileEdit(t *testing.T) {
 	waitFor("write_reply (line 5)")
 	if strings.Contains(logs.String(), "new=sometimes") {
 		t.Fatal("an invalid value was applied")
+	}
+}
+
+// TestStatusCommand runs status against a live gateway with one backend stopped:
+// the table shows each backend's role and state, --watch redraws every second, and
+// an address where nothing listens is a one-line error.
+func TestStatusCommand(t *testing.T) {
+	a, b := testserver.StartRedis(t), testserver.StartRedis(t)
+	admin := "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
+	_, adminPort, _ := net.SplitHostPort(admin)
+	flags := []string{"--host", "127.0.0.1", "--port", "0", "--servers", a.Addr + "," + b.Addr, "--admin_port", adminPort,
+		"--reconnect_delay_timeout", "100ms", "--log_level", "ERROR"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs testserver.Buffer
+	go func() { done <- run(ctx, flags, &logs, &logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	})
+	row := regexp.MustCompile(`(?m)^(\S+)\s+(primary|secondary)\s+(\S+)\s+(yes|NO)`)
+	var out bytes.Buffer
+	var states map[string]string
+	status := func(want string) {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			out.Reset()
+			if err := run(context.Background(), []string{"status", "--admin", admin}, &out, &out); err != nil {
+				continue
+			}
+			states = map[string]string{}
+			for _, m := range row.FindAllStringSubmatch(out.String(), -1) {
+				states[m[1]] = m[2] + " " + m[3]
+			}
+			if states[b.Addr] == want {
+				return
+			}
+		}
+	}
+	status("secondary up")
+	b.Stop()
+	status("secondary down")
+	if states[a.Addr] != "primary up" || states[b.Addr] != "secondary down" || !strings.Contains(out.String(), "BACKEND") ||
+		!strings.Contains(out.String(), "connection refused") {
+		t.Fatalf("status: %v\n%s", states, out.String())
+	}
+
+	var watched testserver.Buffer
+	wctx, wcancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer wcancel()
+	// -c FILE gives the admin address as a running gateway's configuration would.
+	conf := filepath.Join(t.TempDir(), "gw.properties")
+	if err := os.WriteFile(conf, []byte("host=127.0.0.1\nadmin_port="+adminPort+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(wctx, []string{"status", "--watch", "-c", conf}, &watched, &watched); err != nil {
+		t.Fatalf("status --watch: %v", err)
+	}
+	if frames := strings.Count(watched.String(), "\x1b[2J"); frames < 2 || strings.Count(watched.String(), a.Addr) < 2 {
+		t.Fatalf("status --watch drew %d frames in 2.5 s:\n%q", frames, watched.String())
+	}
+
+	nobody := "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
+	err := run(context.Background(), []string{"status", "--admin", nobody}, &out, &out)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("status against nothing: %v", err)
+	}
+	err = run(context.Background(), []string{"status"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "admin_port is 0") {
+		t.Fatalf("status without an admin address: %v", err)
 	}
 }

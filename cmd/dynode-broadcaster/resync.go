@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
@@ -18,30 +15,16 @@ import (
 // runResync asks a running gateway (its admin server, found from the configuration)
 // to resync the backend at addr, then follows the resync until it ends.
 func runResync(ctx context.Context, cfg *configuration.Config, addr string, stdout io.Writer) error {
-	if cfg.AdminPort == 0 {
-		return fmt.Errorf("resync: admin_port is 0 in this configuration: the gateway has no admin server to ask")
-	}
-	host := cfg.Host
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	base := "http://" + net.JoinHostPort(host, strconv.Itoa(cfg.AdminPort))
-	client := &http.Client{Timeout: 10 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/backends/"+url.PathEscape(addr)+"/resync", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
+	admin, err := newAdminClient(cfg, "")
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
 	var reply struct{ Status, Error string }
-	err = json.NewDecoder(resp.Body).Decode(&reply)
-	_ = resp.Body.Close()
+	code, err := admin.do(ctx, http.MethodPost, "/backends/"+url.PathEscape(addr)+"/resync", &reply)
 	if err != nil {
-		return fmt.Errorf("resync: reply from %s: %w", base, err)
+		return fmt.Errorf("resync: %w", err)
 	}
-	if resp.StatusCode != http.StatusAccepted {
+	if code != http.StatusAccepted {
 		return fmt.Errorf("resync of %s refused: %s", addr, reply.Error)
 	}
 	fmt.Fprintf(stdout, "resync of %s started\n", addr)
@@ -53,7 +36,7 @@ func runResync(ctx context.Context, cfg *configuration.Config, addr string, stdo
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-		p, err := resyncProgress(ctx, client, base, addr)
+		p, err := resyncProgress(ctx, admin, addr)
 		if err != nil {
 			return err
 		}
@@ -82,24 +65,15 @@ func runResync(ctx context.Context, cfg *configuration.Config, addr string, stdo
 }
 
 // resyncProgress reads the backend's resync from /backends.
-func resyncProgress(ctx context.Context, client *http.Client, base, addr string) (*gateway.ResyncProgress, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/backends", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("resync: %w", err)
-	}
-	defer resp.Body.Close()
+func resyncProgress(ctx context.Context, admin *adminClient, addr string) (*gateway.ResyncProgress, error) {
 	var backends []gateway.BackendStatus
-	if err := json.NewDecoder(resp.Body).Decode(&backends); err != nil {
-		return nil, fmt.Errorf("resync: /backends: %w", err)
+	if _, err := admin.do(ctx, http.MethodGet, "/backends", &backends); err != nil {
+		return nil, fmt.Errorf("resync: %w", err)
 	}
 	for _, b := range backends {
 		if b.Addr == addr {
 			return b.Resync, nil
 		}
 	}
-	return nil, fmt.Errorf("resync: %s is not a backend of the gateway at %s", addr, base)
+	return nil, fmt.Errorf("resync: %s is not a backend of the gateway at %s", addr, admin.base)
 }
