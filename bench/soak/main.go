@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/rand/v2"
 	"net"
@@ -127,6 +128,9 @@ sampling:
 			s.at.Seconds(), s.rssMiB, s.goroutines, s.fds, s.clients, s.opsPerSec, s.errors, s.up, s.inSync)
 	}
 	tick.Stop()
+	if err := saveProfile(gw.admin, "heap", filepath.Join(o.out, "heap.pprof")); err != nil {
+		log.Printf("heap profile: %v", err)
+	}
 	stopLoad()
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -364,6 +368,24 @@ func metrics(admin string) (map[string]float64, error) {
 	return m, sc.Err()
 }
 
+// saveProfile writes the gateway's pprof profile name (under load) to path.
+func saveProfile(admin, name, path string) error {
+	resp, err := http.Get("http://" + admin + "/debug/pprof/" + name)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // converge waits until every backend is up, in sync and has no lag, then compares
 // DEBUG DIGEST across them.
 func converge(ctx context.Context, gw *gatewayProc, servers []*server, within time.Duration) (bool, string) {
@@ -560,7 +582,7 @@ func (p *processes) startGateway(bin, out string, backends []string) (*gatewayPr
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "DYNODE_SERVERS="+strings.Join(backends, ","), "DYNODE_HOST=127.0.0.1",
-		"DYNODE_PORT="+port, "DYNODE_ADMIN_PORT="+admin, "DYNODE_LOG_LEVEL=INFO")
+		"DYNODE_PORT="+port, "DYNODE_ADMIN_PORT="+admin, "DYNODE_LOG_LEVEL=INFO", "DYNODE_ADMIN_PPROF=true")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := p.start(cmd); err != nil {
 		return nil, err

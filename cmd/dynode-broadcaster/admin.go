@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
@@ -58,4 +59,28 @@ func (a *adminClient) do(ctx context.Context, method, path string, out any) (cod
 		return resp.StatusCode, fmt.Errorf("%s %s: %d, not JSON: %.80q", method, a.base+path, resp.StatusCode, body)
 	}
 	return resp.StatusCode, nil
+}
+
+// health asks /healthz (or /readyz) and succeeds on 200; the container
+// HEALTHCHECK of the image runs it (the image has no shell nor curl).
+func (a *adminClient) health(ctx context.Context, ready bool, stdout io.Writer) error {
+	path := "/healthz"
+	if ready {
+		path = "/readyz"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: %s: HTTP %d: %s", a.base+path, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	_, err = fmt.Fprint(stdout, string(body))
+	return err
 }

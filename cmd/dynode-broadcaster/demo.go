@@ -24,43 +24,31 @@ import (
 // until ctx ends. With protocol redis (or raw) the backends are redis-server
 // processes when redis-server is on PATH, else embedded miniredis servers; with
 // protocol memcache they are memcached processes (memcached must be installed).
-func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) error {
-	// The protocol decides which backends to start: read it before they exist.
-	probe, err := configuration.Load(configuration.Sources{Environ: append(os.Environ(), "DYNODE_SERVERS=127.0.0.1:1"), Flags: fs})
-	if err != nil {
-		return err
-	}
+// With --topology two-regions it runs docker-compose.yml's services instead
+// (regions.go).
+func runDemo(ctx context.Context, fs *pflag.FlagSet, topology, composeDir string, stdout, stderr io.Writer) error {
 	dir, err := os.MkdirTemp("", "dynode-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	var backends []string
-	var kind string
-	switch bin, lookErr := lookBackend(probe.Protocol); {
-	case probe.Protocol == "memcache" && lookErr != nil:
-		return errors.New("demo --protocol memcache needs memcached on PATH: install the Debian package memcached (apt-get install memcached)")
-	case lookErr == nil:
-		kind = filepath.Base(bin) + " processes"
-		for i := range 2 {
-			addr, stopServer, err := startBackend(probe.Protocol, bin, filepath.Join(dir, strconv.Itoa(i)))
-			if err != nil {
-				return fmt.Errorf("demo: %w", err)
-			}
-			defer stopServer()
-			backends = append(backends, addr)
-		}
+	switch topology {
+	case "two-regions":
+		return runTwoRegions(ctx, fs, composeDir, dir, stdout, stderr)
+	case "", "pair":
 	default:
-		kind = "embedded miniredis servers (install redis-server for real ones)"
-		for range 2 {
-			m := miniredis.NewMiniRedis()
-			if err := m.Start(); err != nil {
-				return fmt.Errorf("demo: miniredis: %w", err)
-			}
-			defer m.Close()
-			backends = append(backends, m.Addr())
-		}
+		return fmt.Errorf("demo: --topology %q: want pair or two-regions", topology)
 	}
+	// The protocol decides which backends to start: read it before they exist.
+	probe, err := configuration.Load(configuration.Sources{Environ: append(os.Environ(), "DYNODE_SERVERS=127.0.0.1:1"), Flags: fs})
+	if err != nil {
+		return err
+	}
+	backends, kind, stopBackends, err := startDemoBackends(probe.Protocol, 2, dir)
+	if err != nil {
+		return err
+	}
+	defer stopBackends()
 	env := append(os.Environ(), "DYNODE_SERVERS="+backends[0]+","+backends[1])
 	if !fs.Changed("host") {
 		env = append(env, "DYNODE_HOST=127.0.0.1")
@@ -70,32 +58,11 @@ func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) e
 		return err
 	}
 	runtime.GOMAXPROCS(cfg.EffectiveThreads(runtime.NumCPU()))
-	log, flush := logging.New(stderr, cfg.LogFormat, logging.ParseLevel(cfg.LogLevel))
-	defer flush()
-	g, err := gateway.New(cfg, log)
+	g, errc, flush, err := startDemoGateway(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- g.Run(ctx) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-g.Ready():
-	}
-	// Announce the demo once both backends have answered, so a first write goes to
-	// both at once rather than into a backlog (5 s at most: a slow start is shown as it is).
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		up := 0
-		for _, b := range g.Backends() {
-			if b.State == "up" {
-				up++
-			}
-		}
-		if up == len(backends) {
-			break
-		}
-	}
+	defer flush()
 	gw := g.Addr().(*net.TCPAddr)
 	fmt.Fprintf(stdout, "\ndynode-broadcaster demo (protocol %s): gateway on %s, backends %s and %s (%s)\n\n", cfg.Protocol, gw, backends[0], backends[1], kind)
 	if cfg.Protocol == "memcache" {
@@ -111,6 +78,78 @@ func runDemo(ctx context.Context, fs *pflag.FlagSet, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "\nCtrl-C stops the gateway and the backends.\n")
 	return <-errc
+}
+
+// startDemoBackends starts n backends of protocol in dir: server processes when the
+// server is on PATH, else (Redis only) embedded miniredis servers. kind describes
+// them; stop ends them all.
+func startDemoBackends(protocol string, n int, dir string) (addrs []string, kind string, stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	switch bin, lookErr := lookBackend(protocol); {
+	case protocol == "memcache" && lookErr != nil:
+		return nil, "", nil, errors.New("demo --protocol memcache needs memcached on PATH: install the Debian package memcached (apt-get install memcached)")
+	case lookErr == nil:
+		kind = filepath.Base(bin) + " processes"
+		for i := range n {
+			addr, stopServer, err := startBackend(protocol, bin, filepath.Join(dir, protocol+strconv.Itoa(i)))
+			if err != nil {
+				stop()
+				return nil, "", nil, fmt.Errorf("demo: %w", err)
+			}
+			stops = append(stops, stopServer)
+			addrs = append(addrs, addr)
+		}
+	default:
+		kind = "embedded miniredis servers (install redis-server for real ones)"
+		for range n {
+			m := miniredis.NewMiniRedis()
+			if err := m.Start(); err != nil {
+				stop()
+				return nil, "", nil, fmt.Errorf("demo: miniredis: %w", err)
+			}
+			stops = append(stops, m.Close)
+			addrs = append(addrs, m.Addr())
+		}
+	}
+	return addrs, kind, stop, nil
+}
+
+// startDemoGateway runs a gateway with cfg until ctx ends (its result on errc) and
+// returns once it listens and its backends answered (5 s at most: a slow start is
+// shown as it is). flush ends its logger.
+func startDemoGateway(ctx context.Context, cfg *configuration.Config, stderr io.Writer) (g *gateway.Gateway, errc chan error, flush func(), err error) {
+	log, flush := logging.New(stderr, cfg.LogFormat, logging.ParseLevel(cfg.LogLevel))
+	g, err = gateway.New(cfg, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	errc = make(chan error, 1)
+	go func() { errc <- g.Run(ctx) }()
+	select {
+	case err := <-errc:
+		flush()
+		return nil, nil, nil, err
+	case <-g.Ready():
+	}
+	// Announce the demo once the backends have answered, so a first write goes to
+	// all at once rather than into a backlog.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		up := 0
+		for _, b := range g.Backends() {
+			if b.State == "up" {
+				up++
+			}
+		}
+		if up == len(g.Backends()) {
+			break
+		}
+	}
+	return g, errc, flush, nil
 }
 
 // lookBackend finds the server binary the demo runs for protocol.

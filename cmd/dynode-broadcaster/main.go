@@ -6,9 +6,12 @@
 //	dynode-broadcaster check-config -c FILE        print the effective settings, or every problem
 //	                  [--resolve]                  and the backend list each discovery source returns now
 //	dynode-broadcaster demo [--protocol memcache]  gateway + two local backends
+//	dynode-broadcaster demo --topology two-regions docker-compose.yml's services as local processes
 //	dynode-broadcaster resync ADDR -c FILE         resync a backend of the running gateway (admin_port)
 //	dynode-broadcaster status [--admin HOST:PORT] [--watch] [-c FILE]
 //	                                               the gateway's backends and rates, as a table
+//	dynode-broadcaster health [--ready] [--admin HOST:PORT] [-c FILE]
+//	                                               exit 0 when /healthz (/readyz) answers 200: for container HEALTHCHECKs
 //	dynode-broadcaster version
 package main
 
@@ -20,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -44,19 +48,26 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub := "run"
-	if len(args) > 0 && (args[0] == "run" || args[0] == "demo" || args[0] == "check-config" || args[0] == "version" || args[0] == "resync" || args[0] == "status") {
+	if len(args) > 0 && (args[0] == "run" || args[0] == "demo" || args[0] == "check-config" || args[0] == "version" || args[0] == "resync" || args[0] == "status" || args[0] == "health") {
 		sub, args = args[0], args[1:]
 	}
 	fs := pflag.NewFlagSet("dynode-broadcaster "+sub, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.StringP("config", "c", "", "configuration file (.properties as the original, or .yaml/.toml/.json)")
 	resolve, watch, adminAddr := false, false, ""
+	topology, composeDir := "", ""
 	switch sub {
+	case "demo":
+		fs.StringVar(&topology, "topology", "pair", "pair (a gateway and two backends) or two-regions (docker-compose.yml's services as local processes)")
+		fs.StringVar(&composeDir, "compose-dir", filepath.Join("deploy", "compose"), "two-regions: the directory of the gateways' configuration files docker-compose.yml mounts")
 	case "check-config":
 		fs.BoolVar(&resolve, "resolve", false, "also fetch the backend list from each discovery source (HTTP, DNS, file) now")
 	case "status":
 		fs.StringVar(&adminAddr, "admin", "", "admin server of the gateway, HOST:PORT (default: host and admin_port of -c FILE)")
 		fs.BoolVarP(&watch, "watch", "w", false, "refresh every second until interrupted")
+	case "health":
+		fs.StringVar(&adminAddr, "admin", "", "admin server of the gateway, HOST:PORT (default: host and admin_port of -c FILE)")
+		fs.BoolVar(&watch, "ready", false, "ask /readyz (clients can be served) instead of /healthz (the process serves)")
 	}
 	configuration.RegisterFlags(fs)
 	fs.Usage = func() {
@@ -74,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if sub == "demo" {
-		return runDemo(ctx, fs, stdout, stderr)
+		return runDemo(ctx, fs, topology, composeDir, stdout, stderr)
 	}
 	cfg, err := configuration.Load(configuration.Sources{Path: *path, Environ: os.Environ(), Flags: fs})
 	if err != nil {
@@ -86,6 +97,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return resolveSources(ctx, cfg, stdout)
+	case "health":
+		admin, err := newAdminClient(cfg, adminAddr)
+		if err != nil {
+			return fmt.Errorf("health: %w", err)
+		}
+		return admin.health(ctx, watch, stdout)
 	case "status":
 		admin, err := newAdminClient(cfg, adminAddr)
 		if err != nil {

@@ -334,7 +334,7 @@ func TestStatusCommand(t *testing.T) {
 	b.Stop()
 	status("secondary down")
 	if states[a.Addr] != "primary up" || states[b.Addr] != "secondary down" || !strings.Contains(out.String(), "BACKEND") ||
-		!strings.Contains(out.String(), "connection refused") {
+		!(strings.Contains(out.String(), "connection refused") || strings.Contains(out.String(), "connection lost")) {
 		t.Fatalf("status: %v\n%s", states, out.String())
 	}
 
