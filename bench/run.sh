@@ -2,7 +2,8 @@
 # Benchmarks the gateway against direct Redis and twemproxy (nutcracker), all
 # measured in the same run on loopback, and prints one table:
 #   median ops/s of 3 rounds, ratio to direct Redis, ratio to twemproxy, and CPU
-#   microseconds per operation of the proxy process and of the redis-server processes.
+#   microseconds per operation of the proxy process and of the redis-server processes,
+#   also drawn as bench/redis.png (bench/charts).
 # Then it measures RSS with 10,000 idle client connections, protocol=raw
 # throughput (bench/raw.sh), protocol=memcache (bench/memcache.sh), the writes replicated
 # by effect (bench/effects.sh) and the client-state workloads (bench/clientstate.sh).
@@ -134,6 +135,7 @@ for key in order:
     print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {pcpu} | {med(key, 2):.2f} |")
 print(f"\nRSS with 10,000 idle client connections: dynode {gw_rss} MiB, twemproxy {twem_rss} MiB")
 PY
+go run ./bench/charts -in "$results" -out bench/redis.png && echo "chart: bench/redis.png"
 
 [ "${BENCH_ONLY:-}" = redis ] && exit 0 # BENCH_ONLY=redis: the Redis table only
 echo

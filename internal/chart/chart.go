@@ -28,10 +28,12 @@ type LinePanel struct {
 	Series                []Series
 }
 
-// BarSeries is one target's values, one per group of a BarPanel.
+// BarSeries is one target's values, one per group of a BarPanel. Color indexes
+// the palette, so one target keeps its color across panels.
 type BarSeries struct {
 	Name   string
 	Values []float64
+	Color  int
 }
 
 // BarPanel is one plot of grouped bars: for each group, one bar per series.
@@ -78,7 +80,8 @@ func Bars(path string, cols int, panels []BarPanel) error {
 	for _, pn := range panels {
 		p := newPlot(pn.Title, "", pn.YLabel)
 		n := len(pn.Series)
-		width := vg.Points(60 / float64(max(n, 1)))
+		width := vg.Points(150 / float64(max(n, 1)))
+		top := 0.0
 		for i, s := range pn.Series {
 			if len(s.Values) != len(pn.Groups) {
 				return fmt.Errorf("chart %s: series %q has %d values for %d groups", pn.Title, s.Name, len(s.Values), len(pn.Groups))
@@ -87,13 +90,17 @@ func Bars(path string, cols int, panels []BarPanel) error {
 			if err != nil {
 				return fmt.Errorf("chart %s: %w", pn.Title, err)
 			}
-			bars.Color = plotutil.Color(i)
+			bars.Color = plotutil.Color(s.Color)
+			for _, v := range s.Values {
+				top = max(top, v)
+			}
 			bars.LineStyle.Width = 0
 			bars.Offset = width * vg.Length(float64(i)-float64(n-1)/2)
 			p.Add(bars)
 			p.Legend.Add(s.Name, bars)
 		}
 		p.Legend.Top = true
+		p.Y.Min, p.Y.Max = 0, top*1.45 // room above the bars for the legend
 		p.NominalX(pn.Groups...)
 		plots = append(plots, p)
 	}
