@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -104,6 +105,15 @@ func TestAdminConventions(t *testing.T) {
 		}
 	}
 
+	doc, err := os.ReadFile("../docs/ADMIN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (dynode_[a-z_]+) `).FindAllStringSubmatch(metrics, -1) {
+		if !strings.Contains(string(doc), "| `"+m[1]+"` |") {
+			t.Errorf("docs/ADMIN.md does not document %s", m[1])
+		}
+	}
 	if code, _ := adminDo(t, h, "GET", "/debug/pprof/", ""); code != 200 {
 		t.Fatalf("/debug/pprof/ with admin_pprof=true: %d", code)
 	}
