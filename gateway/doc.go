@@ -8,7 +8,9 @@
 // backend (one connection each: a writer goroutine coalesces queued frames into one
 // write, a reader goroutine matches replies FIFO) -> batch (collects replies, counts
 // divergence, chooses the client reply) -> session (writes the burst's replies in
-// request order, one write).
+// request order, one write). The batch keeps the bytes of a reply the client may get
+// and only the digest of the others' large replies (collector.go: keepsBytes);
+// divergences that only backends already known out of sync explain are counted apart.
 //
 // A backend connection is used only once the backend has answered the wire's probe
 // and told its process identity (backend.go: handshake), so a backlog is never
@@ -39,6 +41,11 @@
 // depends on the server (SPOP, XADD *, INCRBYFLOAT) are replicated by effect behind a
 // gate (gate.go). protocol=raw does not use the
 // engine: raw.go gives each client its own backend connections.
+//
+// The admin server (admin.go) serves metrics, the JSON status and backends, the
+// status page (statuspage.go, web/), resyncs and convergence checks (verify.go); the
+// session times each burst into a latency histogram (latency.go) and the admin
+// server samples rates every second (status.go).
 //
 // It knows backends only by address; where the list comes from is the discovery
 // package's business (HTTP, DNS, a watched file; discovery.go applies each new list
