@@ -14,6 +14,6 @@ mkdir -p "$OUT"
 source bench/lib.sh
 apt_need redis-server redis-server
 go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
-go build -o "$OUT/soak" ./bench/soak
-"$OUT/soak" -gateway "$OUT/dynode-broadcaster" -duration "${1:-10m}" -rate "${SOAK_RATE:-10000}" \
+go build -o "$OUT/soak-load" ./bench/soak
+"$OUT/soak-load" -gateway "$OUT/dynode-broadcaster" -duration "${1:-10m}" -rate "${SOAK_RATE:-10000}" \
   -out "$OUT/soak" -chart bench/soak.png

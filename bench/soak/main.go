@@ -113,6 +113,9 @@ sampling:
 			break sampling
 		case <-tick.C:
 		}
+		if loadCtx.Err() != nil {
+			break // the load is stopping: a sample now would show it leave
+		}
 		ops, errs := load.ops.Load(), load.errs.Load()
 		s, err := read(gw)
 		if err != nil {
