@@ -114,7 +114,7 @@ sampling:
 		case <-tick.C:
 		}
 		if loadCtx.Err() != nil {
-			break // the load is stopping: a sample now would show it leave
+			break sampling // the load is stopping: a sample now would show it leave
 		}
 		ops, errs := load.ops.Load(), load.errs.Load()
 		s, err := read(gw)
