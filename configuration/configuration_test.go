@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynode/dynode-broadcaster/internal/testserver"
 	"github.com/spf13/pflag"
 )
 
@@ -178,20 +179,8 @@ var update = flag.Bool("update", false, "rewrite docs/CONFIGURATION.md from the 
 
 // TestReferenceDoc: docs/CONFIGURATION.md is what the settings say; -update rewrites it.
 func TestReferenceDoc(t *testing.T) {
-	const path = "../docs/CONFIGURATION.md"
 	want := Reference()
-	if *update {
-		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != want {
-		t.Fatalf("%s is out of date: run go test ./configuration -run TestReferenceDoc -update", path)
-	}
+	testserver.CheckGenerated(t, "../docs/CONFIGURATION.md", want, *update, "go test ./configuration -run TestReferenceDoc -update")
 	for _, s := range settings {
 		if !strings.Contains(want, "| `"+s.key+"` |") {
 			t.Fatalf("%s is missing from the reference", s.key)

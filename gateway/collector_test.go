@@ -37,16 +37,7 @@ func TestCollectorPolicies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var finished *command
-			b := newBatch(&batchSettings{policy: tt.policy, onFinish: func(_ *batch, c *command) { finished = c },
-				appendError: func(dst []byte, msg string) []byte { return append(append(append(dst, "-ERR "...), msg...), "\r\n"...) }})
-			i := b.add("INCR", 0)
-			b.mu.Lock()
-			for range 3 {
-				b.expectFrom(i)
-			}
-			b.cmds[i].srcQueued = true
-			b.mu.Unlock()
-			b.seal(noReply)
+			b, i := threeBackendBatch(&batchSettings{policy: tt.policy, onFinish: func(_ *batch, c *command) { finished = c }}, "INCR", noReply)
 			for n, ev := range tt.events {
 				var reply []byte
 				if ev.reply != "" {
@@ -96,16 +87,7 @@ func TestCollectorLargeRepliesKeptOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newBatch(&batchSettings{policy: tt.policy,
-				appendError: func(dst []byte, msg string) []byte { return append(append(append(dst, "-ERR "...), msg...), "\r\n"...) }})
-			i := b.add("EVAL", 0)
-			b.mu.Lock()
-			for range 3 {
-				b.expectFrom(i)
-			}
-			b.cmds[i].srcQueued = true
-			b.mu.Unlock()
-			b.seal([]byte("-ERR none\r\n"))
+			b, i := threeBackendBatch(&batchSettings{policy: tt.policy}, "EVAL", []byte("-ERR none\r\n"))
 			for _, ev := range tt.events {
 				var reply []byte
 				if ev.reply != "" {
@@ -124,6 +106,22 @@ func TestCollectorLargeRepliesKeptOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// threeBackendBatch is a sealed batch of one command addressed to 3 backends,
+// backend 0 its reply source; the gateway's own errors are "-ERR <msg>".
+func threeBackendBatch(st *batchSettings, name string, noReply []byte) (*batch, int) {
+	st.appendError = func(dst []byte, msg string) []byte { return append(append(append(dst, "-ERR "...), msg...), "\r\n"...) }
+	b := newBatch(st)
+	i := b.add(name, 0)
+	b.mu.Lock()
+	for range 3 {
+		b.expectFrom(i)
+	}
+	b.cmds[i].srcQueued = true
+	b.mu.Unlock()
+	b.seal(noReply)
+	return b, i
 }
 
 func TestRingOrder(t *testing.T) {

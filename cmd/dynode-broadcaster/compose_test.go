@@ -223,23 +223,7 @@ func mustAbs(t *testing.T, path string) string {
 func TestTwoRegionsDemo(t *testing.T) {
 	testserver.Require(t, "redis-server", "redis-server")
 	testserver.Require(t, "memcached", "memcached")
-	ctx, cancel := context.WithCancel(context.Background())
-	var out testserver.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"demo", "--topology", "two-regions", "--compose-dir", "../../deploy/compose", "--log_level", "ERROR"}, &out, &out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("demo: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("demo did not stop")
-		}
-	})
+	out, _ := background(t, "demo", "--topology", "two-regions", "--compose-dir", "../../deploy/compose", "--log_level", "ERROR")
 	addr := map[string]string{}
 	line := regexp.MustCompile(`(?m)^(\S+)\s+(127\.0\.0\.1:\d+)`)
 	for deadline := time.Now().Add(15 * time.Second); len(addr) < 7; time.Sleep(50 * time.Millisecond) {

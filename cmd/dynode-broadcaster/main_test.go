@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -87,27 +86,33 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// background runs the command with args until the test ends, when it must stop
+// without an error within 15 s; out collects its output, done its result.
+func background(t *testing.T, args ...string) (out *testserver.Buffer, done <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out = &testserver.Buffer{}
+	result := make(chan error, 1)
+	go func() { result <- run(ctx, args, out, out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-result:
+			if err != nil {
+				t.Errorf("%v: %v", args, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("%v did not stop", args)
+		}
+	})
+	return out, result
+}
+
 // startDemo runs the demo with args until the test ends and returns the gateway
 // and backend addresses it prints.
 func startDemo(t *testing.T, args ...string) (gw string, backends []string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out testserver.Buffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"demo", "--port", "0", "--log_level", "ERROR"}, args...), &out, &out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("demo: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("demo did not stop")
-		}
-	})
+	out, done := background(t, append([]string{"demo", "--port", "0", "--log_level", "ERROR"}, args...)...)
 	re := regexp.MustCompile(`gateway on (\S+), backends (\S+) and (\S+) \(`)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
@@ -194,16 +199,7 @@ func TestResyncCommand(t *testing.T) {
 	admin := strconv.Itoa(testserver.FreePort(t))
 	flags := []string{"--host", "127.0.0.1", "--port", "0", "--servers", a.Addr + "," + b.Addr, "--admin_port", admin,
 		"--auto_resync", "false", "--reconnect_delay_timeout", "100ms", "--log_level", "ERROR", "--admin_token", "tok3n"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var logs testserver.Buffer
-	go func() { done <- run(ctx, flags, &logs, &logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	})
+	background(t, flags...)
 	if err := a.Client(0).Set(context.Background(), "k", "v", 0).Err(); err != nil { // the data b lacks
 		t.Fatal(err)
 	}
@@ -249,16 +245,8 @@ func TestReloadOnFileEdit(t *testing.T) {
 	}
 	base := "host=127.0.0.1\nport=" + strconv.Itoa(port) + "\nreconnect_delay_timeout=100ms\n"
 	write(base + "servers=" + a.Addr + "\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &testserver.Buffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-c", path}, io.Discard, logs) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	logs, _ := background(t, "-c", path)
+	ctx := context.Background()
 	waitFor := func(what string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -302,16 +290,7 @@ func TestStatusCommand(t *testing.T) {
 	_, adminPort, _ := net.SplitHostPort(admin)
 	flags := []string{"--host", "127.0.0.1", "--port", "0", "--servers", a.Addr + "," + b.Addr, "--admin_port", adminPort,
 		"--reconnect_delay_timeout", "100ms", "--log_level", "ERROR"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var logs testserver.Buffer
-	go func() { done <- run(ctx, flags, &logs, &logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	})
+	background(t, flags...)
 	row := regexp.MustCompile(`(?m)^(\S+)\s+(primary|secondary)\s+(\S+)\s+(yes|NO)`)
 	var out bytes.Buffer
 	var states map[string]string

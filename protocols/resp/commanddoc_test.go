@@ -2,28 +2,16 @@ package resp
 
 import (
 	"flag"
-	"os"
 	"testing"
+
+	"github.com/dynode/dynode-broadcaster/internal/testserver"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/COMMANDS.md from the command table")
 
 // TestCommandsDoc: docs/COMMANDS.md is what the command table says; -update rewrites it.
 func TestCommandsDoc(t *testing.T) {
-	const path = "../../docs/COMMANDS.md"
-	want := CommandsDoc()
-	if *update {
-		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != want {
-		t.Fatalf("%s is out of date: run go test ./protocols/resp -run TestCommandsDoc -update", path)
-	}
+	testserver.CheckGenerated(t, "../../docs/COMMANDS.md", CommandsDoc(), *update, "go test ./protocols/resp -run TestCommandsDoc -update")
 }
 
 // TestWrittenKeys: the keys a write changes, from Redis's key specifications.
