@@ -6,7 +6,10 @@ package chart
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -107,8 +110,41 @@ func Bars(path string, cols int, panels []BarPanel) error {
 	return save(path, cols, plots)
 }
 
+// wholeTicks labels gonum's default ticks as whole numbers with thousands
+// separators (1,500,000 rather than 1.5e+06 or 500.00).
+type wholeTicks struct{}
+
+func (wholeTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = thousands(ticks[i].Value)
+		}
+	}
+	return ticks
+}
+
+// thousands formats v rounded to a whole number, digits grouped by three (keeping
+// one decimal below 10, where whole numbers would repeat).
+func thousands(v float64) string {
+	if v != 0 && v < 10 && v > -10 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	s := strconv.FormatInt(int64(math.Round(v)), 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
+
 func newPlot(title, xLabel, yLabel string) *plot.Plot {
 	p := plot.New()
+	p.Y.Tick.Marker = wholeTicks{}
 	p.Title.Text = title
 	p.X.Label.Text = xLabel
 	p.Y.Label.Text = yLabel

@@ -56,3 +56,11 @@ func checkPNG(t *testing.T, path string, w, h int) {
 		t.Fatalf("%s: %dx%d, want %dx%d", path, cfg.Width, cfg.Height, wantW, wantH)
 	}
 }
+
+func TestThousands(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 2.5: "2.5", 500: "500", 1500: "1,500", 1234567: "1,234,567", -25000: "-25,000"} {
+		if got := thousands(v); got != want {
+			t.Errorf("thousands(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
