@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -332,10 +334,17 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("status --watch drew %d frames in 2.5 s:\n%q", frames, watched.String())
 	}
 
+	// Against an address where nothing listens: one line on stderr, exit status 1.
 	nobody := "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
-	err := run(context.Background(), []string{"status", "--admin", nobody}, &out, &out)
-	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "connection refused") {
-		t.Fatalf("status against nothing: %v", err)
+	cmd := exec.Command(os.Args[0], "status", "--admin", nobody)
+	cmd.Env = append(os.Environ(), "TEST_RUN_DYNODE_MAIN=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || stdout.Len() != 0 ||
+		strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "connection refused") {
+		t.Fatalf("status against nothing: %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
 	}
 	err = run(context.Background(), []string{"status"}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "admin_port is 0") {
