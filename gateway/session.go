@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
@@ -60,6 +61,9 @@ type session struct {
 	// starts after its +OK); the burst ended at the command that set it.
 	afterSend func()
 	burstCap  int // commands the next burst may take (see firstBurstCap)
+	// parked reads a plain TCP client between bursts without holding rbuf (nil on
+	// TLS connections and where the platform has no raw reads).
+	parked *parkedReader
 	// burstClasses counts the burst's commands by class, for the latency histogram.
 	burstClasses [numClasses]int32
 	// untimed: the burst waited for something other than backends (a blocking
@@ -86,7 +90,16 @@ type clientCodec interface {
 
 func (s *session) serve(ctx context.Context) {
 	defer s.recoverPanic()
-	s.rbuf = make([]byte, 0, readBufSize)
+	if sc, ok := s.conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.parked = newParkedReader(raw) // nil where not available
+		}
+	}
+	if s.parked != nil {
+		defer s.parked.release()
+	} else {
+		s.rbuf = make([]byte, 0, readBufSize)
+	}
 	s.burstCap = firstBurstCap
 	s.codec = s.gw.wire.newCodec(s)
 	// The replies before a QUIT or a protocol error are delivered before the close.
@@ -145,7 +158,18 @@ func (s *session) recoverPanic() {
 }
 
 // readMore reads at least one byte into rbuf, growing it up to max_request_bytes.
+// With nothing left in rbuf on a plain TCP connection, it waits for the client
+// without holding a read buffer (parkedReader).
 func (s *session) readMore() error {
+	if len(s.rbuf) == 0 && s.parked != nil {
+		s.rbuf = nil // what it held is handled; the parked reader recycles it
+		if err := s.readyToRead(); err != nil {
+			return err
+		}
+		b, err := s.parked.read()
+		s.rbuf = b
+		return s.readError(err)
+	}
 	if len(s.rbuf) == cap(s.rbuf) {
 		if int64(cap(s.rbuf)) >= s.gw.conf().MaxRequestBytes {
 			err := &protocols.ProtocolError{Msg: s.gw.wire.tooLarge}
@@ -156,14 +180,28 @@ func (s *session) readMore() error {
 		copy(nb, s.rbuf)
 		s.rbuf = nb
 	}
+	if err := s.readyToRead(); err != nil {
+		return err
+	}
+	n, err := s.conn.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
+	s.rbuf = s.rbuf[:len(s.rbuf)+n]
+	return s.readError(err)
+}
+
+// readyToRead sets read_idle_timeout's deadline for the next read, or says the
+// gateway is shutting down.
+func (s *session) readyToRead() error {
 	s.idle.extend(s.conn, s.gw.conf().ReadIdleTimeout)
 	// Checked after extend: shutdown sets draining before it moves the read deadline
 	// to now, so either this sees it or the read sees that deadline.
 	if s.gw.draining.Load() {
 		return io.EOF
 	}
-	n, err := s.conn.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
-	s.rbuf = s.rbuf[:len(s.rbuf)+n]
+	return nil
+}
+
+// readError turns a read's deadline into the reason the client is closed.
+func (s *session) readError(err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if s.gw.draining.Load() {
 			return io.EOF

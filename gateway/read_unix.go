@@ -1,0 +1,72 @@
+//go:build unix
+
+package gateway
+
+import (
+	"io"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// readBufs are the read buffers of clients between their commands (readBufSize each).
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// parkedReader reads a client's socket without holding a read buffer while there is
+// nothing to read: its callback, which the runtime calls when the socket may be
+// readable, takes a buffer from readBufs and gives it back when the read would block.
+// An idle client thus costs no read buffer (10,000 idle clients: 40 MiB less).
+type parkedReader struct {
+	raw syscall.RawConn
+	fn  func(fd uintptr) bool // made once, not per read
+	bp  *[]byte               // the pooled buffer of the last read; nil once given back
+	n   int
+	err error
+}
+
+func newParkedReader(raw syscall.RawConn) *parkedReader {
+	r := &parkedReader{raw: raw}
+	r.fn = func(fd uintptr) bool {
+		bp := readBufs.Get().(*[]byte)
+		for {
+			r.n, r.err = syscall.Read(int(fd), *bp)
+			if r.err != syscall.EINTR {
+				break
+			}
+		}
+		if r.err == syscall.EAGAIN {
+			readBufs.Put(bp)
+			return false // nothing yet: wait until the socket is readable
+		}
+		r.bp = bp
+		return true
+	}
+	return r
+}
+
+// read waits for data and returns a pooled buffer holding what one read got, with
+// the capacity of readBufSize; io.EOF when the client closed.
+func (r *parkedReader) read() ([]byte, error) {
+	r.release()
+	if err := r.raw.Read(r.fn); err != nil {
+		return nil, err // a deadline, or the connection closed
+	}
+	switch {
+	case r.err != nil:
+		r.release()
+		return nil, os.NewSyscallError("read", r.err)
+	case r.n == 0:
+		r.release()
+		return nil, io.EOF
+	}
+	return (*r.bp)[:r.n], nil
+}
+
+// release gives the last read's buffer back to the pool. The session calls read (and
+// so release) only once nothing of that buffer is in use: its commands were handled.
+func (r *parkedReader) release() {
+	if r.bp != nil {
+		readBufs.Put(r.bp)
+		r.bp = nil
+	}
+}
