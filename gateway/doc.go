@@ -26,7 +26,8 @@
 // state are kept on disk (durable.go, package backlog) across gateway restarts, and
 // a backend that falls behind spills its queue there (spill.go).
 // A client's replies go out through output.go, which never blocks the session's
-// reading on the client.
+// reading on the client; between its commands a plain TCP client is waited for
+// without a read buffer held (read_unix.go).
 //
 // Commands that need client state never hold a shared backend connection: blocking
 // commands wait in the gateway and run inside MULTI when they can be served
