@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Benchmarks the gateway against direct Redis and twemproxy (nutcracker), all
-# measured in the same run on loopback, and prints one table:
-#   median ops/s of 3 rounds, ratio to direct Redis, ratio to twemproxy, and CPU
+# Benchmarks the gateway (1, 2, 3 and 10 backends) against direct Redis and twemproxy
+# (nutcracker), all measured in the same run on loopback, and prints one table:
+#   median ops/s of 3 rounds, ratio to direct Redis, ratio to twemproxy, CPU
 #   microseconds per operation of the proxy process and of the redis-server processes,
+#   and redis-benchmark's p50/p95/p99 latencies,
 #   also drawn as bench/redis.png (bench/charts).
 # Then it measures RSS with 10,000 idle client connections, protocol=raw
 # throughput (bench/raw.sh), protocol=memcache (bench/memcache.sh), the writes replicated
@@ -29,10 +30,10 @@ go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
 go build -o "$OUT/idleconns" ./bench/idleconns
 
 
-# Three redis-servers: A serves direct, twemproxy and every gateway; B and C are the
-# extra backends of the 2- and 3-backend gateways.
+# Ten redis-servers: the first serves direct, twemproxy and every gateway; the others
+# are the extra backends of the 2-, 3- and 10-backend gateways.
 declare -a RPORT RPID
-for i in 0 1 2; do
+for i in $(seq 0 9); do
   RPORT[$i]=$(free_port)
   redis-server --port "${RPORT[$i]}" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning --dir "$OUT" --logfile "$OUT/redis-$i.log" &
   RPID[$i]=$!; pids+=("${RPID[$i]}")
@@ -75,11 +76,12 @@ bench() {
     for test in set get; do
       local p0 b0 p1 b1 rps
       p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
-      rps=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$N" -c "$CLIENTS" -P "$pipeline" --csv 2>/dev/null \
-        | awk -F'","' 'NR>1 {gsub(/"/,"",$2); print $2}')
+      # redis-benchmark's CSV: test, rps, avg, min, p50, p95, p99, max (latencies in ms).
+      read -r rps p50 p95 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$N" -c "$CLIENTS" -P "$pipeline" --csv 2>/dev/null \
+        | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $6, $7}')
       p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$pipeline" "$test" "$rps" \
-        "$(us_per_op $((p1 - p0)) "$N")" "$(us_per_op $((b1 - b0)) "$N")" >> "$results"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$pipeline" "$test" "$rps" \
+        "$(us_per_op $((p1 - p0)) "$N")" "$(us_per_op $((b1 - b0)) "$N")" "$p50" "$p95" "$p99" >> "$results"
       echo "  $name -P $pipeline $test round $round: $rps ops/s" >&2
     done
   done
@@ -99,7 +101,7 @@ for P in 1 16; do
   bench "redis (direct)" "${RPORT[0]}" - "$P" "${RPID[0]}"
   bench "twemproxy" "$TWEM_PORT" "$TWEM_PID" "$P" "${RPID[0]}"
 done
-for nb in 1 2 3; do
+for nb in 1 2 3 10; do
   start_gateway "$nb"
   bps=("${RPID[@]:0:$nb}")
   for P in 1 16; do bench "dynode, $nb backend(s)" "$GW_PORT" "$GW_PID" "$P" "${bps[@]}"; done
@@ -117,22 +119,22 @@ path, n, clients, rounds, gw_rss, twem_rss = sys.argv[1:]
 rows = collections.defaultdict(list)
 order = []
 for line in open(path):
-    name, p, test, rps, pcpu, bcpu = line.rstrip("\n").split("\t")
+    name, p, test, rps, pcpu, bcpu, p50, p95, p99 = line.rstrip("\n").split("\t")
     key = (name, int(p), test)
     if key not in rows: order.append(key)
-    rows[key].append((float(rps), float(pcpu), float(bcpu)))
+    rows[key].append((float(rps), float(pcpu), float(bcpu), float(p50), float(p95), float(p99)))
 def med(key, i):
     return statistics.median(r[i] for r in rows[key])
-print(f"redis-benchmark -n {n} -c {clients}, median of {rounds} rounds; {os.cpu_count()} CPUs, loopback; CPU = user+system microseconds per operation\n")
-print("| target | -P | test | ops/s | vs direct | vs twemproxy | proxy CPU us/op | redis CPU us/op |")
-print("|---|---|---|---|---|---|---|---|")
+print(f"redis-benchmark -n {n} -c {clients}, median of {rounds} rounds; {os.cpu_count()} CPUs, loopback; CPU = user+system microseconds per operation; latency percentiles as redis-benchmark reports them (each the median of the rounds)\n")
+print("| target | -P | test | ops/s | vs direct | vs twemproxy | proxy CPU us/op | redis CPU us/op | p50 / p95 / p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|")
 for key in order:
     name, p, test = key
     rps = med(key, 0)
     direct = med(("redis (direct)", p, test), 0)
     twem = med(("twemproxy", p, test), 0)
     pcpu = "-" if name.startswith("redis") else f"{med(key, 1):.2f}"
-    print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {pcpu} | {med(key, 2):.2f} |")
+    print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {pcpu} | {med(key, 2):.2f} | {med(key, 3):.3f} / {med(key, 4):.3f} / {med(key, 5):.3f} |")
 print(f"\nRSS with 10,000 idle client connections: dynode {gw_rss} MiB, twemproxy {twem_rss} MiB")
 PY
 go run ./bench/charts -in "$results" -out bench/redis.png && echo "chart: bench/redis.png"

@@ -1,7 +1,7 @@
 // Command charts renders bench/run.sh's Redis results (bench/out/raw.tsv: one line
 // per target, pipeline depth, test and round) as a PNG: median ops/s and the proxy's
 // CPU microseconds per operation, for direct Redis, twemproxy and the gateway with
-// 1, 2 and 3 backends, unpipelined and pipelined.
+// 1, 2, 3 and 10 backends, unpipelined and pipelined.
 package main
 
 import (
@@ -41,9 +41,10 @@ func render(in, out string) error {
 	var targets, pipelines []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		// target, -P, test, ops/s, proxy CPU us/op, redis CPU us/op [, p50, p95, p99]
 		fields := strings.Split(sc.Text(), "\t")
-		if len(fields) != 6 {
-			return fmt.Errorf("%s: line %q: want 6 fields", in, sc.Text())
+		if len(fields) != 6 && len(fields) != 9 {
+			return fmt.Errorf("%s: line %q: want 6 or 9 fields", in, sc.Text())
 		}
 		k := key{fields[0], fields[1], strings.ToUpper(fields[2])}
 		rps, err1 := strconv.ParseFloat(fields[3], 64)
