@@ -83,7 +83,7 @@ type backend struct {
 	mu        sync.Mutex // guards everything below, up to syncMu
 	state     BackendState
 	conn      net.Conn
-	out       []byte // bytes for the writer, in order
+	out       outStream // bytes for the writer, in order
 	queue     ring   // pending replies: the first inflight entries are written
 	inflight  int
 	gated     []gatedWrite // conditional writes not yet written, and the bytes behind them
@@ -175,9 +175,11 @@ func (be *backend) admitLocked(req []queuedCmd, write bool) bool {
 
 // appendLocked queues one admitted frame (the caller holds mu), preceded by a SELECT
 // when the command's database differs from the stream's.
-func (be *backend) appendLocked(frame []byte, db int, p pending) {
+// A frame in a lent buffer (owner not nil) is referenced, not copied (see
+// outStream.appendShared).
+func (be *backend) appendLocked(frame []byte, owner *lentBuf, db int, p pending) {
 	be.selectLocked(db)
-	be.enqueueLocked(frame, p)
+	be.enqueueLocked(frame, owner, p)
 	be.queued.Store(int64(be.queuedBytesLocked()))
 }
 
@@ -194,7 +196,7 @@ func (be *backend) selectLocked(db int) {
 	be.selectBuf, n = appendStateChange(be.selectBuf[:0], from, db)
 	for i, frame := 0, be.selectBuf; i < n; i++ {
 		end, _, _ := resp.ScanReply(frame) // a command is an array: the scanner finds its end
-		be.enqueueLocked(frame[:end], pending{write: true})
+		be.enqueueLocked(frame[:end], nil, pending{write: true})
 		frame = frame[end:]
 	}
 }
@@ -229,8 +231,9 @@ var (
 )
 
 // enqueueLocked appends a frame to the stream: to out, or behind the last gated
-// write while there is one.
-func (be *backend) enqueueLocked(frame []byte, p pending) {
+// write while there is one. A frame in a lent buffer (owner) is referenced by out;
+// everywhere else it is copied.
+func (be *backend) enqueueLocked(frame []byte, owner *lentBuf, p pending) {
 	if be.spilling {
 		// Gated writes whose outcome is known leave the way (their writer may be stuck
 		// on a backend that takes nothing: it does not have to release them).
@@ -248,7 +251,11 @@ func (be *backend) enqueueLocked(frame []byte, p pending) {
 		be.held++
 		be.heldBytes += len(frame)
 	} else {
-		be.out = append(be.out, frame...)
+		if owner != nil {
+			be.out.appendShared(frame, owner)
+		} else {
+			be.out.append(frame)
+		}
 		be.outDB = be.db
 	}
 	be.queue.push(p)
@@ -258,7 +265,7 @@ func (be *backend) enqueueLocked(frame []byte, p pending) {
 }
 
 // queuedBytesLocked is how many bytes wait for the writer, spilled ones included.
-func (be *backend) queuedBytesLocked() int { return len(be.out) + be.heldBytes + be.spillBytes }
+func (be *backend) queuedBytesLocked() int { return be.out.len() + be.heldBytes + be.spillBytes }
 
 // kick wakes the writer after appends.
 func (be *backend) kick() {
@@ -617,7 +624,7 @@ func (be *backend) serve(ctx context.Context, conn net.Conn) {
 	// were built for. The SELECT (and HELLO) go in front of the backlog.
 	if be.writtenDB != 0 {
 		sel, n := appendStateChange(nil, 0, be.writtenDB)
-		be.out = append(sel, be.out...)
+		be.out.prepend(sel)
 		for range n {
 			be.queue.pushFront(pending{write: true}, be.inflight)
 		}
@@ -719,6 +726,8 @@ func (be *backend) dropBacklogFileLocked() {
 func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 	defer close(stop)
 	var buf []byte
+	var vec net.Buffers    // shared frames and the tails between them (outStream)
+	var owners []*lentBuf // the lent buffers of vec's pieces
 	for range be.wake {
 		// Let the sessions that are runnable now append their commands first, so one
 		// write carries many clients' commands (twemproxy's writev of its send chain).
@@ -733,10 +742,10 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 			continue
 		}
 		be.releaseGatedLocked()
-		if len(be.out) == 0 && be.spilling {
+		if be.out.len() == 0 && be.spilling {
 			be.unspillLocked()
 		}
-		buf, be.out = be.out, buf[:0]
+		vec, owners, buf = be.out.take(vec[:0], owners[:0], buf)
 		be.largest = 0
 		if be.inflight == 0 && len(buf) > 0 {
 			be.progressAt = time.Now()
@@ -745,14 +754,17 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 		be.writtenDB = be.outDB
 		be.queued.Store(int64(be.heldBytes))
 		be.mu.Unlock()
-		if len(buf) == 0 {
+		if len(buf) == 0 && len(vec) == 0 {
 			continue
 		}
-		if _, err := conn.Write(buf); err != nil {
+		written, err := be.write(conn, vec, buf)
+		clear(vec) // the shared frames are written (or lost with the connection)
+		releaseOwners(owners)
+		if err != nil {
 			be.fail(conn, fmt.Errorf("backend %s: write: %w", be.addr, err))
 			return
 		}
-		be.gw.stats.BackendBytesOut.Add(int64(len(buf)))
+		be.gw.stats.BackendBytesOut.Add(written)
 		if be.spillPending() {
 			be.kick() // read the next part of the spill once this one is written
 		}
@@ -762,9 +774,22 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 	}
 }
 
+// write sends the pieces of vec and then tail: one write, or one writev when large
+// frames were queued by reference.
+func (be *backend) write(conn net.Conn, vec net.Buffers, tail []byte) (int64, error) {
+	if len(vec) == 0 {
+		n, err := conn.Write(tail)
+		return int64(n), err
+	}
+	if len(tail) > 0 {
+		vec = append(vec, tail)
+	}
+	return vec.WriteTo(conn) // consumes its own copy of the slice header only
+}
+
 // readLoop reads replies and hands each to the command waiting for it, in order.
 func (be *backend) readLoop(conn net.Conn) {
-	buf := make([]byte, 0, 16<<10)
+	buf := make([]byte, 0, replyBufSize)
 	scan := be.gw.wire.newScanner()
 	var ends []int // reply end offsets in buf of this read
 	var isErrs []bool
@@ -775,8 +800,8 @@ func (be *backend) readLoop(conn net.Conn) {
 	start := 0 // start of the first unconsumed reply in buf
 	for {
 		dl.extend(conn, timeout)
-		if len(buf) == cap(buf) {
-			buf = grow(buf, start)
+		if need := start + scan.need(); len(buf) == cap(buf) || need > cap(buf) {
+			buf = grow(buf, start, need-start)
 			start = 0
 		}
 		n, err := conn.Read(buf[len(buf):cap(buf)])
@@ -813,6 +838,15 @@ func (be *backend) readLoop(conn net.Conn) {
 			var ok bool
 			if popped, ok = be.dispatch(conn, buf, start, ends, isErrs, popped[:0]); !ok {
 				return
+			}
+			if cap(buf) > maxReplyBuf && len(buf)-pos < replyBufSize {
+				// buf grew for a very large reply: give it back rather than keep it
+				// for the connection's life.
+				rest := buf[pos:]
+				old := buf
+				buf = append(make([]byte, 0, replyBufSize), rest...)
+				putBigBuf(old)
+				pos = 0
 			}
 		}
 		start = pos
@@ -854,8 +888,9 @@ func (be *backend) scanReplies(scan replyScanner, buf []byte, start int, ends []
 	return pos, ends, isErrs, nil
 }
 
-// dispatch pops one pending entry per reply and delivers the replies.
-// ps is scratch space, returned for reuse.
+// dispatch pops one pending entry per reply and delivers the replies (the
+// collector copies what it keeps: buf is reused). ps is scratch space, returned
+// for reuse.
 func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, isErrs []bool, ps []pending) ([]pending, bool) {
 	be.mu.Lock()
 	if be.conn != conn {
@@ -939,15 +974,29 @@ func (be *backend) stalled(conn net.Conn, timeout time.Duration) (next time.Time
 	return next, !now.Before(next)
 }
 
-// grow returns a buffer with buf[start:] at its front and free room after it.
-func grow(buf []byte, start int) []byte {
+const (
+	replyBufSize = 16 << 10 // a backend reader's buffer
+	maxReplyBuf  = 2 << 20  // a reader's buffer grown past this is dropped once empty enough
+)
+
+// grow returns a buffer with buf[start:] at its front and free room after it: room
+// for need bytes from the front when that is known (a large bulk's announced size,
+// read straight into its final place), else twice the room.
+func grow(buf []byte, start, need int) []byte {
 	live := len(buf) - start
-	if start > 0 && live < cap(buf)/2 {
+	if start > 0 && live < cap(buf)/2 && need <= cap(buf) {
 		n := copy(buf, buf[start:])
 		return buf[:n]
 	}
-	nb := make([]byte, live, 2*cap(buf))
+	size := max(2*cap(buf), need)
+	var nb []byte
+	if size >= minBigBuf {
+		nb = getBigBuf(size)[:live]
+	} else {
+		nb = make([]byte, live, size)
+	}
 	copy(nb, buf[start:])
+	putBigBuf(buf) // replies delivered from it were copied
 	return nb
 }
 

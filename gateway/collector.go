@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -273,7 +272,10 @@ func (b *batch) checkApplied(c *command, backend int, reply []byte) {
 // record adds a reply to the command's variants and returns its variant index
 // (-1 when it is one variant too many to keep).
 func (b *batch) record(c *command, backend int, reply []byte) int8 {
-	h := b.fingerprint(reply)
+	var h uint64 // a lone reply has nothing to be compared with
+	if c.expect > 1 || c.nvariants > 0 {
+		h = b.fingerprint(reply)
+	}
 	for i := range c.variants[:c.nvariants] {
 		if v := &c.variants[i]; v.hash == h {
 			v.count++
@@ -321,10 +323,12 @@ func (b *batch) keepsBytes(c *command, backend int, reply []byte) bool {
 	return true
 }
 
-// keepBig copies a large reply into a buffer of its own (appended to the arena it
-// would be copied again at every growth) and returns its variant.off.
+// keepBig copies a large reply into a pooled buffer of its own (appended to the
+// arena it would be copied again at every growth) and returns its variant.off. The
+// buffer goes back to its pool when the batch is recycled, or travels on to the
+// client's output (eachReply).
 func (b *batch) keepBig(reply []byte) int32 {
-	b.big = append(b.big, bytes.Clone(reply))
+	b.big = append(b.big, append(getBigBuf(len(reply)), reply...))
 	return int32(-len(b.big))
 }
 
@@ -472,18 +476,30 @@ func (b *batch) replyBytes() int {
 
 // eachReply hands the client replies of every command, in order, to send, without
 // holding the batch's lock while send runs (it may wait for the client): once every
-// command is decided, the arena they live in no longer changes.
-func (b *batch) eachReply(send func([]byte) error) error {
+// command is decided, the arena they live in no longer changes. A large reply's own
+// buffer (keepBig) is handed on with it as owned: send must give it back to its pool
+// (putBigBuf) once written, and the batch no longer holds it. It is called once per
+// batch, after which its replies are not read again.
+func (b *batch) eachReply(send func(reply, owned []byte) error) error {
+	type visible struct{ reply, owned []byte }
 	b.mu.Lock()
-	replies := make([][]byte, 0, len(b.cmds))
+	replies := make([]visible, 0, len(b.cmds))
 	for i := range b.cmds {
 		if r, ok := b.visibleReplyLocked(i); ok {
-			replies = append(replies, r)
+			v := visible{reply: r}
+			if c := &b.cmds[i]; c.chosen >= 0 && c.variants[c.chosen].off < 0 {
+				big := &b.big[-c.variants[c.chosen].off-1]
+				v.owned, *big = *big, nil
+			}
+			replies = append(replies, v)
 		}
 	}
 	b.mu.Unlock()
-	for _, r := range replies {
-		if err := send(r); err != nil {
+	for i, r := range replies {
+		if err := send(r.reply, r.owned); err != nil {
+			for _, rest := range replies[i+1:] {
+				putBigBuf(rest.owned)
+			}
 			return err
 		}
 	}
@@ -577,6 +593,11 @@ func (b *batch) recycle() {
 	}
 	if cap(b.arena) > 1<<20 {
 		b.arena = nil // do not keep a huge reply's memory in the pool
+	}
+	for _, r := range b.big {
+		if r != nil { // not handed on (eachReply)
+			putBigBuf(r)
+		}
 	}
 	clear(b.big)
 	b.big = b.big[:0]

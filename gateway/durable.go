@@ -253,11 +253,11 @@ func (be *backend) loadBacklog() error {
 		frames = resp.AppendSelect(frames, 0)
 		kinds = append(kinds, 0)
 	}
-	be.out = frames
+	be.out.set(frames)
 	for _, k := range kinds {
 		be.queue.push(pending{write: true, kind: k})
 	}
-	be.queued.Store(int64(len(be.out)))
+	be.queued.Store(int64(be.out.len()))
 	be.log.Info("backlog loaded from backlog_dir", "commands", len(kinds), "bytes", len(frames), "file", be.disk.Path())
 	switch {
 	case torn:
@@ -312,12 +312,12 @@ func (be *backend) saveBacklogLocked() {
 	base := uint64(be.queue.popped) + 1
 	nOut := be.queue.len() - be.held
 	kinds := make([]byte, 0, nOut+1)
-	frames := be.out
+	frames := be.out.bytes()
 	if be.writtenDB != 0 && be.gw.wire == &respWire {
 		// The bytes in out were built for the database (and protocol) the connection
 		// had selected.
 		sel, n := appendStateChange(nil, 0, be.writtenDB)
-		frames = append(sel, be.out...)
+		frames = append(sel, frames...)
 		for range n {
 			kinds = append(kinds, 0)
 			base-- // an extra entry in front of the first

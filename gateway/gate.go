@@ -222,8 +222,8 @@ func (be *backend) releaseGatedLocked() {
 			be.spillGatedLocked(gw, frame)
 			continue
 		}
-		be.out = append(be.out, frame...)
-		be.out = append(be.out, gw.after...)
+		be.out.append(frame)
+		be.out.append(gw.after)
 		be.outDB = gw.dbAfter
 		be.held -= gw.entries + gw.nAfter
 		be.heldBytes -= len(gw.frame) + len(gw.after)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,6 +227,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.wire != nil { // backends can be added later (discovery, Reload): always watch
 		wg.Go(func() { g.autoResync(ctx) })
 	}
+	// Very large values' memory goes back to the system soon after they passed.
+	wg.Go(func() { (&reclaimer{interval: 500 * time.Millisecond, free: debug.FreeOSMemory}).run(ctx) })
 	if g.conf().VerifyInterval > 0 && (len(g.all()) > 1 || g.conf().Discovers()) {
 		wg.Go(func() { g.verifyEvery(ctx) })
 	}

@@ -88,6 +88,8 @@ func (m *memcacheCodec) replied(*batch) {}
 
 func (m *memcacheCodec) closed() {}
 
+func (m *memcacheCodec) need() int { return m.parser.Need() }
+
 func (m *memcacheCodec) appendFatal(dst []byte, perr error) []byte {
 	return append(append(dst, perr.Error()...), "\r\n"...)
 }

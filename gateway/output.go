@@ -32,6 +32,7 @@ type output struct {
 	mu      sync.Mutex // guards everything below
 	drained sync.Cond  // signalled when queued shrinks or the writer stops
 	chunks  [][]byte   // bytes not yet written, in order
+	owned   [][]byte   // pooled buffers chunks refer to: back to their pool once written
 	queued  int64      // bytes in chunks and being written by writeLoop
 	running bool       // the writer goroutine is running
 	writing bool       // a sender writes directly, without the lock
@@ -54,17 +55,44 @@ func newOutput(conn net.Conn, limit int64, timeout time.Duration) *output {
 // is written or queued and no more than the limit waits, or with the error that
 // ends the session. b may be reused by the caller afterwards. It may be called from
 // several goroutines (a subscriber's messages, a monitor's lines): each b stays whole.
-func (o *output) send(b []byte) error { return o.write(b, true) }
+func (o *output) send(b []byte) error { return o.writeOwned(b, true, nil) }
+
+// sendOwned is send for b in a pooled buffer the output takes over (owned, which
+// holds b): what the socket does not take at once is queued without a copy, and
+// owned goes back to its pool once written.
+func (o *output) sendOwned(b, owned []byte) error { return o.writeOwned(b, true, owned) }
 
 // push is send for messages other goroutines deliver (pub/sub messages, MONITOR
 // lines): it never waits. A client that leaves more than the limit unread is
 // disconnected, as Redis disconnects a pub/sub client over its output buffer limit.
-func (o *output) push(b []byte) error { return o.write(b, false) }
+func (o *output) push(b []byte) error { return o.writeOwned(b, false, nil) }
 
-func (o *output) write(b []byte, wait bool) error {
+// writeOwned writes or queues b; owned, when not nil, is the pooled buffer holding b,
+// which the output then owns: it goes back to its pool once b is written, and what
+// the socket does not take at once is queued by reference, not copied.
+func (o *output) writeOwned(b []byte, wait bool, owned []byte) error {
+	referenced := false // a queued chunk refers to owned
+	keep := func(b []byte) []byte {
+		if owned == nil {
+			return bytes.Clone(b)
+		}
+		// With no room after it: a small reply queued later must not be appended
+		// into the bytes that follow it.
+		referenced = true
+		return b[:len(b):len(b)]
+	}
 	o.mu.Lock()
+	defer func() {
+		if owned != nil {
+			if referenced {
+				o.owned = append(o.owned, owned)
+			} else {
+				putBigBuf(owned)
+			}
+		}
+		o.mu.Unlock()
+	}()
 	if o.err != nil {
-		defer o.mu.Unlock()
 		return o.err
 	}
 	if !o.running && !o.writing && len(o.chunks) == 0 {
@@ -75,29 +103,27 @@ func (o *output) write(b []byte, wait bool) error {
 		o.writing = false
 		if err != nil {
 			o.err = err
-			o.mu.Unlock()
 			return err
 		}
 		if n == len(b) && len(o.chunks) == 0 {
-			o.mu.Unlock()
 			return nil
 		}
 		// The rest of b goes before what others queued meanwhile.
 		if n < len(b) {
-			o.chunks = append([][]byte{bytes.Clone(b[n:])}, o.chunks...)
+			o.chunks = append([][]byte{keep(b[n:])}, o.chunks...)
 			o.queued += int64(len(b) - n)
 		}
 		b = nil
 	}
 	if len(b) > 0 {
-		// Small replies share a chunk; a large one is one copy of its own (no buffer
+		// Small replies share a chunk; a large one is a chunk of its own (no buffer
 		// that grows and is copied again as replies pile up).
 		if last := len(o.chunks) - 1; last >= 0 && len(b) < smallChunk && cap(o.chunks[last])-len(o.chunks[last]) >= len(b) {
 			o.chunks[last] = append(o.chunks[last], b...)
 		} else if len(b) < smallChunk {
 			o.chunks = append(o.chunks, append(make([]byte, 0, smallChunk), b...))
 		} else {
-			o.chunks = append(o.chunks, bytes.Clone(b))
+			o.chunks = append(o.chunks, keep(b))
 		}
 		o.queued += int64(len(b))
 	}
@@ -112,9 +138,7 @@ func (o *output) write(b []byte, wait bool) error {
 	for wait && o.queued > o.limit && o.err == nil {
 		o.drained.Wait()
 	}
-	err := o.err
-	o.mu.Unlock()
-	return err
+	return o.err
 }
 
 // smallChunk is the size of the chunks small replies are gathered in.
@@ -140,7 +164,8 @@ func (o *output) writeLoop() {
 			return
 		}
 		bufs := net.Buffers(o.chunks)
-		o.chunks = nil
+		owned := o.owned
+		o.chunks, o.owned = nil, nil
 		o.mu.Unlock()
 
 		if o.timeout > 0 && !o.closing {
@@ -151,6 +176,11 @@ func (o *output) writeLoop() {
 			err = fmt.Errorf("replies left unread for %v (client_output_timeout)", o.timeout)
 		}
 
+		if err == nil {
+			for _, b := range owned {
+				putBigBuf(b) // written: nothing refers to it any more
+			}
+		}
 		o.mu.Lock()
 		o.queued -= n
 		if err != nil && o.err == nil {

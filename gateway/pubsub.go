@@ -208,10 +208,7 @@ func (s *session) openSubscriber(ctx context.Context) (*subscriber, error) {
 	_ = side.conn.SetDeadline(time.Time{})
 	sub := &subscriber{side: side, confirmed: make(chan struct{}, 1024), gone: make(chan struct{}),
 		channels: map[string]bool{}, patterns: map[string]bool{}, shards: map[string]bool{}}
-	if s.output == nil {
-		s.output = newOutput(s.conn, gw.conf().ClientOutputLimit, gw.conf().ClientOutputTimeout)
-	}
-	out := s.output
+	out := s.clientOutput()
 	go sub.relay(out, s.conn, s.log)
 	return sub, nil
 }

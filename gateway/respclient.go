@@ -197,6 +197,8 @@ func (r *respCodec) submitted() {
 
 func (r *respCodec) replied(b *batch) { r.watchReplied(b) }
 
+func (r *respCodec) need() int { return r.parser.Need() }
+
 // closed releases what the client held: its WATCH, subscriptions, MONITOR.
 func (r *respCodec) closed() {
 	r.unwatch()

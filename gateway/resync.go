@@ -221,7 +221,7 @@ func (g *Gateway) flushForResync(target *backend) error {
 		return fmt.Errorf("%w: %s", ErrBackendDown, target.addr)
 	}
 	warm := g.warmDuration()
-	target.appendLocked([]byte("flush_all\r\n"), 0, pending{write: true, kind: uint8(memcache.ReplyLine)})
+	target.appendLocked([]byte("flush_all\r\n"), nil, 0, pending{write: true, kind: uint8(memcache.ReplyLine)})
 	target.warmUntil.Store(time.Now().Add(warm).UnixNano())
 	target.clearLostInResync()
 	target.markInSync() // nothing can be lost in between: the sequencer's lock is held
@@ -346,7 +346,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	source.mu.Lock()
 	sourceUp := source.state == StateUp && source.preferred()
 	if sourceUp {
-		source.appendLocked(frame, source.db, pending{gate: marker, authority: true})
+		source.appendLocked(frame, nil, source.db, pending{gate: marker, authority: true})
 	}
 	source.mu.Unlock()
 	if sourceUp {

@@ -10,6 +10,9 @@ import (
 type queuedCmd struct {
 	idx   int    // index in the batch
 	frame []byte // bytes to send (aliases the session's read buffer until submit returns)
+	// owner, for a large frame, is the session's read buffer lent to the backends:
+	// they reference the frame instead of copying it (outStream.appendShared).
+	owner *lentBuf
 	class protocols.Class
 	db    int
 	kind  uint8 // the codec's reply kind (memcached replies are scanned by command)
@@ -177,7 +180,7 @@ func (s *sequencer) queueTo(be *backend, b *batch, items []queuedCmd, gates []*g
 			if attach {
 				p.b, p.idx = b, int32(it.idx)
 			}
-			be.appendLocked(it.frame, it.db, p)
+			be.appendLocked(it.frame, it.owner, it.db, p)
 			s.expect(be, b, it, attach)
 		}
 		appended = true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"runtime/debug"
@@ -28,8 +29,8 @@ const (
 	// client that pipelines and never reads can make the gateway hold.
 	firstBurstCap = 16
 	maxBurstCap   = 1024
-	// largeReplies: a burst whose replies exceed this is written reply by reply from
-	// the batch, not copied into one buffer first.
+	// largeReplies: replies gathered for one write are sent once they reach this; a
+	// burst with large replies (bigReply) sends those by reference, without a copy.
 	largeReplies = 256 << 10
 )
 
@@ -69,6 +70,10 @@ type session struct {
 	// untimed: the burst waited for something other than backends (a blocking
 	// command's wake-up, subscriptions, WAIT): its time is not request latency.
 	untimed bool
+	// lent: large frames of rbuf went to the backends by reference (queue): the
+	// buffer is not written again; the next burst reads into another, and rbuf goes
+	// back to its pool once every backend has written those frames.
+	lent *lentBuf
 }
 
 // clientCodec is the protocol-specific half of a session: it decodes commands and
@@ -86,6 +91,9 @@ type clientCodec interface {
 	closed()
 	// appendFatal appends the reply to a protocol error that closes the connection.
 	appendFatal(dst []byte, perr error) []byte
+	// need is, after decode stopped at an incomplete command, how many bytes that
+	// command is known to take from its first byte (0: not known yet).
+	need() int
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -122,20 +130,56 @@ func (s *session) serve(ctx context.Context) {
 		if closeAfter {
 			return
 		}
-		s.rbuf = s.rbuf[:copy(s.rbuf, s.rbuf[consumed:])]
-		if cap(s.rbuf) > keepBufLimit && len(s.rbuf) < readBufSize {
-			s.rbuf = append(make([]byte, 0, readBufSize), s.rbuf...)
-		}
+		s.keepUnconsumed(consumed)
 	}
+}
+
+// keepUnconsumed moves what follows the consumed bytes to the front of a read
+// buffer: rbuf itself, or a new one when rbuf was lent to the backends or is large.
+func (s *session) keepUnconsumed(consumed int) {
+	rest := s.rbuf[consumed:]
+	switch {
+	case s.lent != nil || cap(s.rbuf) > keepBufLimit && len(rest) < readBufSize:
+		old, lent := s.rbuf, s.lent
+		s.rbuf, s.lent = nil, nil
+		if len(rest) > 0 || s.parked == nil {
+			s.rbuf = append(s.newReadBuf(max(readBufSize, len(rest), s.codec.need())), rest...)
+		}
+		if lent != nil {
+			lent.release()
+		} else {
+			putBigBuf(old)
+		}
+	case consumed > 0:
+		s.rbuf = s.rbuf[:copy(s.rbuf, rest)]
+	}
+}
+
+// newReadBuf returns an empty read buffer with room for size bytes (a pooled one
+// when large), within max_request_bytes.
+func (s *session) newReadBuf(size int) []byte {
+	limit := int(min(s.gw.conf().MaxRequestBytes, math.MaxInt))
+	size = min(size, limit)
+	if size < minBigBuf {
+		return make([]byte, 0, size)
+	}
+	b := getBigBuf(size)
+	if cap(b) > limit {
+		b = b[:0:limit] // no further than the limit (then not pooled again)
+	}
+	return b
 }
 
 // send writes replies through the session's output, made at the first reply: an
 // idle client costs no output (nor the stack it would take in serve).
-func (s *session) send(b []byte) error {
+func (s *session) send(b []byte) error { return s.clientOutput().send(b) }
+
+// clientOutput is the session's output, made at its first use.
+func (s *session) clientOutput() *output {
 	if s.output == nil {
 		s.output = newOutput(s.conn, s.gw.conf().ClientOutputLimit, s.gw.conf().ClientOutputTimeout)
 	}
-	return s.output.send(b)
+	return s.output
 }
 
 // closeOutput delivers what is still pending (within 5 s) and stops the output.
@@ -170,15 +214,18 @@ func (s *session) readMore() error {
 		s.rbuf = b
 		return s.readError(err)
 	}
-	if len(s.rbuf) == cap(s.rbuf) {
-		if int64(cap(s.rbuf)) >= s.gw.conf().MaxRequestBytes {
+	if len(s.rbuf) == cap(s.rbuf) || s.codec.need() > cap(s.rbuf) {
+		limit := int(min(s.gw.conf().MaxRequestBytes, math.MaxInt))
+		if cap(s.rbuf) >= limit {
 			err := &protocols.ProtocolError{Msg: s.gw.wire.tooLarge}
 			s.protocolError(err)
 			return err
 		}
-		nb := make([]byte, len(s.rbuf), min(2*cap(s.rbuf), int(s.gw.conf().MaxRequestBytes)))
-		copy(nb, s.rbuf)
-		s.rbuf = nb
+		// Room for the whole of a large argument whose size is announced (read once
+		// into its final place), else twice the room.
+		old := s.rbuf
+		s.rbuf = append(s.newReadBuf(max(2*cap(s.rbuf), s.codec.need())), old...)
+		putBigBuf(old) // nothing refers to it: the burst before was handled
 	}
 	if err := s.readyToRead(); err != nil {
 		return err
@@ -247,10 +294,8 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	s.codec.replied(b)
 	s.out = s.out[:0]
 	if !gw.conf().DiscardResponses {
-		if n := b.replyBytes(); n > largeReplies {
-			// Large replies go out one by one from the batch (no second copy of them);
-			// send blocks while the client is over client_output_limit.
-			if err := b.eachReply(s.send); err != nil {
+		if n := b.replyBytes(); n >= bigReply {
+			if err := s.sendLargeReplies(b); err != nil {
 				return pos, true, err
 			}
 			s.adaptBurst(n, len(b.cmds))
@@ -325,6 +370,33 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	return pos, closeAfter, nil
 }
 
+// sendLargeReplies sends a burst's replies when they are large: small ones are
+// gathered in s.out and sent every largeReplies bytes, large ones go out from the
+// buffer the batch kept them in, which the output owns from then on (no copy of a
+// 64 MiB GET's reply). send blocks while the client is over client_output_limit.
+// What s.out still holds at the end is sent with the burst's other output.
+func (s *session) sendLargeReplies(b *batch) error {
+	return b.eachReply(func(r, owned []byte) error {
+		if owned == nil {
+			s.out = append(s.out, r...)
+			if len(s.out) < largeReplies {
+				return nil
+			}
+			err := s.send(s.out)
+			s.out = s.out[:0]
+			return err
+		}
+		if len(s.out) > 0 {
+			if err := s.send(s.out); err != nil {
+				putBigBuf(owned)
+				return err
+			}
+			s.out = s.out[:0]
+		}
+		return s.clientOutput().sendOwned(r, owned)
+	})
+}
+
 // countCommand counts a decoded command of class c, for the gateway and the burst.
 func (s *session) countCommand(c protocols.Class) {
 	s.gw.stats.Commands[c].Add(1)
@@ -396,12 +468,28 @@ func (s *session) retryReads(ctx context.Context, b *batch) {
 }
 
 // queue adds a command for backends to the batch and to s.items.
+// A large frame read in place goes to the backends by reference (it.owner), and
+// rbuf is lent to them from then on.
 func (s *session) queue(b *batch, name string, it queuedCmd) *command {
+	if len(it.frame) >= sharedFrameMin && within(s.rbuf, it.frame) {
+		if s.lent == nil {
+			s.lent = &lentBuf{buf: s.rbuf}
+			s.lent.acquire() // the session's own, released once the burst is done
+		}
+		it.owner = s.lent
+	}
 	it.idx = b.add(name, -1)
 	s.items = append(s.items, it)
 	c := &b.cmds[it.idx]
 	c.write = it.class != protocols.Read
 	return c
+}
+
+// within reports whether sub is a slice of buf's array at or after buf's start (it
+// then ends where buf's capacity does, or before).
+func within(buf, sub []byte) bool {
+	at := cap(buf) - cap(sub)
+	return len(sub) > 0 && at >= 0 && at < len(buf) && &buf[at] == &sub[0]
 }
 
 // protocolError tells the client why it is disconnected.

@@ -39,13 +39,13 @@ func (d *durable) spillPath(addr string) string {
 // backlog_memory_bytes (the caller holds mu; the backend is connected, spill is set,
 // and it is not the reply source).
 func (be *backend) maybeSpillLocked() {
-	if int64(len(be.out)+be.heldBytes) < be.gw.conf().BacklogMemoryBytes {
+	if int64(be.out.len()+be.heldBytes) < be.gw.conf().BacklogMemoryBytes {
 		return
 	}
 	be.spilling = true
 	be.behind.Store(true)
 	be.gw.stats.Spills.Add(1)
-	be.log.Warn("backend is behind: its queue goes to backlog_dir until it catches up", "memory_bytes", len(be.out), "file", be.spill.Path())
+	be.log.Warn("backend is behind: its queue goes to backlog_dir until it catches up", "memory_bytes", be.out.len(), "file", be.spill.Path())
 }
 
 // spillLocked appends commands to the spill (the caller holds mu): frames, one reply
@@ -97,7 +97,7 @@ func (be *backend) unspillLocked() {
 		be.spillEntries, be.spillBytes, recs = 0, 0, nil
 	}
 	for _, r := range recs {
-		be.out = append(be.out, r.Frames...)
+		be.out.append(r.Frames)
 		for _, k := range r.Kinds {
 			be.queue.pushCounted(pending{write: true, kind: k})
 		}

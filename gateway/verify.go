@@ -220,7 +220,7 @@ func (g *Gateway) readAtOnePoint(ctx context.Context, probes []keyProbe, targets
 				for range p.count {
 					n := frameLen(frames, g.conf().Protocol)
 					gt := newReplyGate()
-					be.appendLocked(frames[:n], p.db, pending{gate: gt, authority: true, kind: p.kind})
+					be.appendLocked(frames[:n], nil, p.db, pending{gate: gt, authority: true, kind: p.kind})
 					frames = frames[n:]
 					gates[t][k] = append(gates[t][k], gt)
 				}

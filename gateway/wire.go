@@ -55,6 +55,9 @@ type wire struct {
 // reply kind (ignored by self-describing protocols).
 type replyScanner interface {
 	scan(kind uint8, buf []byte) (n int, isErr bool, err error)
+	// need is, after scan found the reply incomplete, how long it is at least
+	// known to be (0: not known).
+	need() int
 }
 
 var respWire = wire{
@@ -150,8 +153,12 @@ type respScanner struct{ resp.ReplyScanner }
 
 func (r *respScanner) scan(_ uint8, buf []byte) (int, bool, error) { return r.Scan(buf) }
 
+func (r *respScanner) need() int { return r.Need() }
+
 type memcacheScanner struct{}
 
 func (memcacheScanner) scan(kind uint8, buf []byte) (int, bool, error) {
 	return memcache.ScanReply(memcache.ReplyKind(kind), buf)
 }
+
+func (memcacheScanner) need() int { return 0 }

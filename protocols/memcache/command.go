@@ -89,7 +89,13 @@ const (
 type Parser struct {
 	rewritten []byte // frames rebuilt without noreply / q
 	tokens    [][]byte
+	need      int // see Need
 }
+
+// Need is, after Next returned ErrIncomplete, the length the incomplete command
+// will have (its line and data block) when its data size is known, else 0: a
+// reader can make room for it at once instead of growing step by step.
+func (p *Parser) Need() int { return p.need }
 
 // Reset makes the parser's buffers reusable.
 func (p *Parser) Reset() { p.rewritten = p.rewritten[:0] }
@@ -98,6 +104,7 @@ func (p *Parser) Reset() { p.rewritten = p.rewritten[:0] }
 // *ClientError (answer it, skip its N bytes, continue), *protocols.ProtocolError
 // (answer it, close the connection).
 func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
+	p.need = 0
 	if len(buf) == 0 {
 		return cmd, 0, protocols.ErrIncomplete
 	}
@@ -270,6 +277,7 @@ func (p *Parser) storage(cmd Command, buf []byte, lineEnd int) (Command, int, er
 	}
 	end := lineEnd + size + 2
 	if len(buf) < end {
+		p.need = end
 		return cmd, 0, protocols.ErrIncomplete
 	}
 	if buf[end-2] != '\r' || buf[end-1] != '\n' {
@@ -362,6 +370,7 @@ func (p *Parser) meta(cmd Command, buf []byte, lineEnd int) (Command, int, error
 	if size >= 0 {
 		end = lineEnd + size + 2
 		if len(buf) < end {
+			p.need = end
 			return cmd, 0, protocols.ErrIncomplete
 		}
 		if buf[end-2] != '\r' || buf[end-1] != '\n' {

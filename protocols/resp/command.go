@@ -45,7 +45,13 @@ type CommandParser struct {
 	words  []byte // scratch: an inline line's arguments, each as a length and its bytes
 	offs   []int  // scratch: where each inline argument starts in inline
 	mb     multibulk
+	need   int // see Need
 }
+
+// Need is, after Next returned ErrIncomplete, how long the incomplete command is at
+// least known to be (up to the end of the bulk argument it stopped in), else 0: a
+// reader can make room for a large argument at once instead of growing step by step.
+func (p *CommandParser) Need() int { return p.need }
 
 // multibulk is the state of a multibulk command being parsed: offsets are relative
 // to the command's first byte, so they stay valid when the caller moves the
@@ -77,6 +83,7 @@ func (p *CommandParser) Reset() {
 //
 // After ErrIncomplete, the next call must pass the same command at the start of buf.
 func (p *CommandParser) Next(buf []byte) (cmd protocols.Command, n int, err error) {
+	p.need = 0
 	if len(buf) == 0 {
 		return cmd, 0, protocols.ErrIncomplete
 	}
@@ -135,6 +142,7 @@ func (p *CommandParser) multibulk(buf []byte) (cmd protocols.Command, n int, err
 		}
 		end := next + int(size) + 2
 		if end > len(buf) {
+			p.need = end
 			return cmd, 0, protocols.ErrIncomplete
 		}
 		if buf[end-2] != '\r' || buf[end-1] != '\n' {

@@ -35,12 +35,19 @@ type ReplyScanner struct {
 	pos      int     // bytes of the current reply scanned so far (whole elements only)
 	searched int     // bytes before this offset hold no line end of the element at pos
 	stack    []int64 // elements still expected by each open aggregate
+	need     int     // see Need
 }
+
+// Need is, after Scan returned ErrIncomplete, how long the reply is at least known
+// to be (up to the end of the bulk it stopped in), else 0: a reader can make room
+// for a large bulk at once instead of growing step by step.
+func (s *ReplyScanner) Need() int { return s.need }
 
 // Scan looks for the end of the reply that starts at buf[0]. It returns the reply's
 // length n once buf holds all of it; the scanner is then ready for the next reply
 // (which starts at buf[n]). isErr reports a top-level error reply ('-' or '!').
 func (s *ReplyScanner) Scan(buf []byte) (n int, isErr bool, err error) {
+	s.need = 0
 	for {
 		if s.pos >= len(buf) {
 			return 0, false, protocols.ErrIncomplete
@@ -54,6 +61,7 @@ func (s *ReplyScanner) Scan(buf []byte) (n int, isErr bool, err error) {
 			if err != protocols.ErrIncomplete {
 				s.reset()
 			}
+			s.need = end // a bulk's end; 0 otherwise
 			return 0, false, err
 		}
 		s.pos, s.searched = end, 0
@@ -122,7 +130,7 @@ func scanElement(buf []byte, at, searchFrom int) (end int, children int64, err e
 		}
 		end = next + int(n) + 2
 		if end > len(buf) {
-			return 0, 0, protocols.ErrIncomplete
+			return end, 0, protocols.ErrIncomplete // where it will end, for Need
 		}
 		if buf[end-2] != '\r' || buf[end-1] != '\n' {
 			return 0, 0, malformed(buf[at])

@@ -361,3 +361,38 @@ func BenchmarkLargeCommandInPieces(b *testing.B) {
 		}
 	}
 }
+
+// TestNeed checks that the parser and the reply scanner announce how long an
+// incomplete large bulk makes its command or reply, so readers can make room once.
+func TestNeed(t *testing.T) {
+	cmd := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n"
+	var p CommandParser
+	for _, tt := range []struct {
+		buf  string
+		want int
+	}{
+		{"*3\r\n$3\r\nSE", 13},                // stopped inside a bulk: its end
+		{cmd[:len(cmd)-3], 0},                 // inside a bulk's header: not known
+		{cmd + "abc", len(cmd) + 1000000 + 2}, // the large argument's end
+	} {
+		if _, _, err := p.Next([]byte(tt.buf)); !errors.Is(err, protocols.ErrIncomplete) {
+			t.Fatalf("Next(%q): %v, want ErrIncomplete", tt.buf, err)
+		}
+		if got := p.Need(); got != tt.want {
+			t.Errorf("Need after %q = %d, want %d", tt.buf, got, tt.want)
+		}
+		p = CommandParser{}
+	}
+	if _, _, err := p.Next([]byte("*1\r\n$4\r\nPING\r\n")); err != nil || p.Need() != 0 {
+		t.Fatalf("after a complete command: err %v, Need %d", err, p.Need())
+	}
+
+	var s ReplyScanner
+	reply := "$2000000\r\nxyz"
+	if _, _, err := s.Scan([]byte(reply)); !errors.Is(err, protocols.ErrIncomplete) || s.Need() != len("$2000000\r\n")+2000000+2 {
+		t.Fatalf("Scan(%q): err %v, Need %d", reply, err, s.Need())
+	}
+	if _, _, err := s.Scan([]byte("+OK\r\n")); err != nil || s.Need() != 0 {
+		t.Fatalf("after a complete reply: err %v, Need %d", err, s.Need())
+	}
+}

@@ -1,0 +1,120 @@
+package gateway_test
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/redis/go-redis/v9"
+)
+
+// largeValue is size pseudo-random bytes determined by seed: a value whose bytes a
+// reused buffer would visibly corrupt.
+func largeValue(seed uint64, size int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, size)
+	for i := 0; i < size; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8 && i+j < size; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// TestLargeValuesIntact writes and reads large values (64 KiB to 5 MiB: read into
+// pooled buffers, sent to every backend by reference, replies handed to the client
+// from the buffer they were kept in) from several clients at once, pipelined, through
+// 3 backends, and checks every reply and every backend's copy byte for byte.
+func TestLargeValuesIntact(t *testing.T) {
+	h := withRedis(t, 3)
+	sizes := []int{64 << 10, 70 << 10, 300 << 10, 1<<20 + 17, 2<<20 - 3, 5 << 20}
+	const clients, rounds = 6, 6
+	key := func(w, i int) string { return fmt.Sprintf("big:%d:%d", w, i) }
+	size := func(w, i int) int { return sizes[(w+i)%len(sizes)] }
+	seed := func(w, i int) uint64 { return uint64(w<<16 | i) }
+	runClients(t, h, clients, func(w int, c *redis.Client) error {
+		for i := range rounds {
+			want := largeValue(seed(w, i), size(w, i))
+			pipe := c.Pipeline()
+			set := pipe.Set(ctx, key(w, i), want, 0)
+			get := pipe.Get(ctx, key(w, i))
+			var prev *redis.StringCmd
+			if i > 0 {
+				prev = pipe.Get(ctx, key(w, i-1))
+			}
+			small := pipe.Incr(ctx, fmt.Sprintf("small:%d", w)) // a small reply among large ones
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("client %d round %d: %w", w, i, err)
+			}
+			if set.Val() != "OK" {
+				return fmt.Errorf("client %d round %d: SET = %q", w, i, set.Val())
+			}
+			if got, _ := get.Bytes(); !bytes.Equal(got, want) {
+				return fmt.Errorf("client %d round %d: GET returned %d bytes that differ from the %d written", w, i, len(got), len(want))
+			}
+			if prev != nil {
+				if got, _ := prev.Bytes(); !bytes.Equal(got, largeValue(seed(w, i-1), size(w, i-1))) {
+					return fmt.Errorf("client %d round %d: GET of the previous value differs", w, i)
+				}
+			}
+			if small.Val() != int64(i+1) {
+				return fmt.Errorf("client %d round %d: INCR = %d, want %d", w, i, small.Val(), i+1)
+			}
+		}
+		return nil
+	})
+	h.drained(t)
+	h.eachBackend(t, 0, func(b int, c *redis.Client) {
+		for w := range clients {
+			for i := range rounds {
+				got, err := c.Get(ctx, key(w, i)).Bytes()
+				if err != nil || !bytes.Equal(got, largeValue(seed(w, i), size(w, i))) {
+					t.Fatalf("backend %d: %s holds %d bytes that differ from the value written (err %v)", b, key(w, i), len(got), err)
+				}
+			}
+		}
+	})
+	h.converged(t)
+	h.noDivergence(t)
+}
+
+// TestLargeValuesMemcache does the same with memcached values up to just under its
+// 1 MiB item size, through 2 backends.
+func TestLargeValuesMemcache(t *testing.T) {
+	h := withMemcached(t, 2)
+	sizes := []int{64 << 10, 200 << 10, 900 << 10}
+	const clients, rounds = 4, 6
+	key := func(w, i int) string { return fmt.Sprintf("big:%d:%d", w, i) }
+	value := func(w, i int) []byte { return largeValue(uint64(w<<16|i), sizes[(w+i)%len(sizes)]) }
+	runMCClients(t, h, clients, func(w int, c *memcache.Client) error {
+		for i := range rounds {
+			if err := c.Set(&memcache.Item{Key: key(w, i), Value: value(w, i)}); err != nil {
+				return fmt.Errorf("client %d round %d: set: %w", w, i, err)
+			}
+			items, err := c.GetMulti([]string{key(w, i), key(w, max(i-1, 0))})
+			if err != nil {
+				return fmt.Errorf("client %d round %d: get: %w", w, i, err)
+			}
+			for _, k := range []int{i, max(i-1, 0)} {
+				if it := items[key(w, k)]; it == nil || !bytes.Equal(it.Value, value(w, k)) {
+					return fmt.Errorf("client %d round %d: %s read back differs", w, i, key(w, k))
+				}
+			}
+		}
+		return nil
+	})
+	h.drained(t)
+	for w := range clients {
+		for i := range rounds {
+			for b, it := range h.backendGet(t, key(w, i)) {
+				if it == nil || !bytes.Equal(it.Value, value(w, i)) {
+					t.Fatalf("backend %d: %s differs from the value written", b, key(w, i))
+				}
+			}
+		}
+	}
+	h.noDivergence(t)
+}
