@@ -706,7 +706,7 @@ func (be *backend) fail(conn net.Conn, err error) {
 	}
 	for _, p := range append(lost, detached...) {
 		if p.b != nil {
-			p.b.deliver(int(p.idx), be.index, nil, be.gw.noReply)
+			p.b.deliver(int(p.idx), be.index, nil, false, be.gw.noReply)
 		}
 	}
 }
@@ -745,11 +745,11 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 		if be.out.len() == 0 && be.spilling {
 			be.unspillLocked()
 		}
-		vec, owners, buf = be.out.take(vec[:0], owners[:0], buf)
-		be.largest = 0
-		if be.inflight == 0 && len(buf) > 0 {
+		if be.inflight == 0 && be.out.len() > 0 {
 			be.progressAt = time.Now()
 		}
+		vec, owners, buf = be.out.take(vec[:0], owners[:0], buf)
+		be.largest = 0
 		be.inflight = be.queue.len() - be.held
 		be.writtenDB = be.outDB
 		be.queued.Store(int64(be.heldBytes))
@@ -835,17 +835,20 @@ func (be *backend) readLoop(conn net.Conn) {
 			return
 		}
 		if len(ends) > 0 {
-			var ok bool
-			if popped, ok = be.dispatch(conn, buf, start, ends, isErrs, popped[:0]); !ok {
+			var ok, lent bool
+			if popped, lent, ok = be.dispatch(conn, buf, start, ends, isErrs, popped[:0]); !ok {
 				return
 			}
-			if cap(buf) > maxReplyBuf && len(buf)-pos < replyBufSize {
-				// buf grew for a very large reply: give it back rather than keep it
-				// for the connection's life.
+			if lent || cap(buf) > maxReplyBuf && len(buf)-pos < replyBufSize {
+				// A huge reply went to its command by reference: buf is not this
+				// reader's any more. Or buf grew for a large reply: give it back
+				// rather than keep it for the connection's life.
 				rest := buf[pos:]
 				old := buf
-				buf = append(make([]byte, 0, replyBufSize), rest...)
-				putBigBuf(old)
+				buf = append(make([]byte, 0, max(replyBufSize, len(rest))), rest...)
+				if !lent {
+					putBigBuf(old)
+				}
 				pos = 0
 			}
 		}
@@ -888,19 +891,20 @@ func (be *backend) scanReplies(scan replyScanner, buf []byte, start int, ends []
 	return pos, ends, isErrs, nil
 }
 
-// dispatch pops one pending entry per reply and delivers the replies (the
-// collector copies what it keeps: buf is reused). ps is scratch space, returned
-// for reuse.
-func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, isErrs []bool, ps []pending) ([]pending, bool) {
+// dispatch pops one pending entry per reply and delivers the replies. The collector
+// copies what it keeps, except a reply larger than the pools' largest class, which
+// it keeps by reference: lent then says buf must not be reused. ps is scratch space,
+// returned for reuse.
+func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, isErrs []bool, ps []pending) (_ []pending, lent, ok bool) {
 	be.mu.Lock()
 	if be.conn != conn {
 		be.mu.Unlock()
-		return ps, false
+		return ps, false, false
 	}
 	if len(ends) > be.inflight {
 		be.mu.Unlock()
 		be.fail(conn, fmt.Errorf("backend %s: %d replies for %d commands in flight", be.addr, len(ends), be.inflight))
-		return ps, false
+		return ps, false, false
 	}
 	ps = be.queue.popInto(ps, len(ends))
 	be.inflight -= len(ends)
@@ -937,7 +941,10 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 			reply = gatedReply(p, reply, be.gw.wire.isError)
 		}
 		if p.b != nil {
-			p.b.deliver(int(p.idx), be.index, reply, be.gw.noReply)
+			// A reply too large for the pools is lent, not copied: buf is given up.
+			l := len(reply) > maxPooledBuf
+			lent = lent || l
+			p.b.deliver(int(p.idx), be.index, reply, l, be.gw.noReply)
 			continue
 		}
 		if isErrs[i] {
@@ -956,7 +963,7 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 			}
 		}
 	}
-	return ps, true
+	return ps, lent, true
 }
 
 // stalled reports whether conn has had commands in flight and made no progress for

@@ -32,15 +32,18 @@ func bigBufClass(c int) int {
 	return bits.Len(uint(c)) - bits.Len(minBigBuf)
 }
 
-// getBigBuf returns a buffer of length 0 and capacity at least n, n >= minBigBuf.
+// getBigBuf returns a buffer of length 0 and capacity at least n: the smallest
+// class that holds n, or exactly n beyond the largest class.
 func getBigBuf(n int) []byte {
 	size := max(minBigBuf, 1<<bits.Len(uint(n-1)))
-	if i := bigBufClass(size); i >= 0 {
-		if p, ok := bigBufPools[i].Get().(*[]byte); ok {
-			return (*p)[:0]
-		}
+	i := bigBufClass(size)
+	if i < 0 {
+		return make([]byte, 0, n)
 	}
-	return make([]byte, 0, max(size, n))
+	if p, ok := bigBufPools[i].Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, size)
 }
 
 // putBigBuf gives b back for reuse; nothing may use b afterwards. Buffers that are

@@ -212,8 +212,10 @@ func (b *batch) signalIfDone() {
 }
 
 // deliver records backend's reply (or its failure, reply == nil) to command i.
-// noReply is the client reply used when every addressed backend failed.
-func (b *batch) deliver(i int, backend int, reply []byte, noReply []byte) {
+// noReply is the client reply used when every addressed backend failed. lent: the
+// reply's bytes never change (its reader gave the buffer up), so it is kept by
+// reference rather than copied.
+func (b *batch) deliver(i int, backend int, reply []byte, lent bool, noReply []byte) {
 	b.mu.Lock()
 	c := &b.cmds[i]
 	if reply == nil {
@@ -227,7 +229,7 @@ func (b *batch) deliver(i int, backend int, reply []byte, noReply []byte) {
 		}
 	} else {
 		c.got++
-		if v := b.record(c, backend, reply); int(c.source) == backend {
+		if v := b.record(c, backend, reply, lent); int(c.source) == backend {
 			c.srcVar = v
 		}
 		if c.write && b.settings.onLostWrite != nil {
@@ -271,7 +273,7 @@ func (b *batch) checkApplied(c *command, backend int, reply []byte) {
 
 // record adds a reply to the command's variants and returns its variant index
 // (-1 when it is one variant too many to keep).
-func (b *batch) record(c *command, backend int, reply []byte) int8 {
+func (b *batch) record(c *command, backend int, reply []byte, lent bool) int8 {
 	var h uint64 // a lone reply has nothing to be compared with
 	if c.expect > 1 || c.nvariants > 0 {
 		h = b.fingerprint(reply)
@@ -280,7 +282,7 @@ func (b *batch) record(c *command, backend int, reply []byte) int8 {
 		if v := &c.variants[i]; v.hash == h {
 			v.count++
 			if v.digest && !c.decided && b.keepsBytes(c, backend, reply) {
-				v.off, v.digest = b.keepBig(reply), false
+				v.off, v.digest = b.keepBig(reply, lent), false
 			}
 			return int8(i)
 		}
@@ -295,7 +297,7 @@ func (b *batch) record(c *command, backend int, reply []byte) int8 {
 	case !b.keepsBytes(c, backend, reply):
 		v.digest = true
 	case len(reply) >= bigReply:
-		v.off = b.keepBig(reply)
+		v.off = b.keepBig(reply, lent)
 	default:
 		b.arena = append(b.arena, reply...)
 	}
@@ -324,11 +326,15 @@ func (b *batch) keepsBytes(c *command, backend int, reply []byte) bool {
 }
 
 // keepBig copies a large reply into a pooled buffer of its own (appended to the
-// arena it would be copied again at every growth) and returns its variant.off. The
-// buffer goes back to its pool when the batch is recycled, or travels on to the
-// client's output (eachReply).
-func (b *batch) keepBig(reply []byte) int32 {
-	b.big = append(b.big, append(getBigBuf(len(reply)), reply...))
+// arena it would be copied again at every growth), or keeps a lent one as it is, and
+// returns its variant.off. The buffer goes back to its pool when the batch is
+// recycled, or travels on to the client's output (eachReply).
+func (b *batch) keepBig(reply []byte, lent bool) int32 {
+	if lent {
+		b.big = append(b.big, reply[:len(reply):len(reply)])
+	} else {
+		b.big = append(b.big, append(getBigBuf(len(reply)), reply...))
+	}
 	return int32(-len(b.big))
 }
 

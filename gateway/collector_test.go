@@ -43,7 +43,7 @@ func TestCollectorPolicies(t *testing.T) {
 				if ev.reply != "" {
 					reply = []byte(ev.reply + "\r\n")
 				}
-				b.deliver(i, ev.backend, reply, noReply)
+				b.deliver(i, ev.backend, reply, false, noReply)
 				decided := len(b.done) == 1
 				if decided != (n >= tt.decideAt) {
 					t.Fatalf("after event %d: decided=%v, want decision after event %d", n, decided, tt.decideAt)
@@ -93,7 +93,7 @@ func TestCollectorLargeRepliesKeptOnce(t *testing.T) {
 				if ev.reply != "" {
 					reply = []byte(ev.reply + "\r\n")
 				}
-				b.deliver(i, ev.backend, reply, []byte("-ERR none\r\n"))
+				b.deliver(i, ev.backend, reply, false, []byte("-ERR none\r\n"))
 			}
 			if len(b.done) != 1 {
 				t.Fatal("not decided after every reply")

@@ -114,7 +114,7 @@ func (k *keyWatch) touched(it *queuedCmd) {
 		return
 	}
 	cmd, _, err := k.parser.Next(it.frame)
-	k.parser.Reset()
+	defer k.parser.Reset() // cmd.Args is the parser's until then
 	if err != nil || cmd.Args == nil {
 		return
 	}

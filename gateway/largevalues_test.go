@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/redis/go-redis/v9"
@@ -117,4 +119,24 @@ func TestLargeValuesMemcache(t *testing.T) {
 		}
 	}
 	h.noDivergence(t)
+}
+
+// TestLargeValueAfterIdle sends a large SET (which goes to the backends by
+// reference, not through their copy buffers) after the backends have been idle for
+// longer than backend_timeout: the time without a reply counts from that write.
+func TestLargeValueAfterIdle(t *testing.T) {
+	h := withRedis(t, 2, "backend_timeout=300ms")
+	time.Sleep(600 * time.Millisecond)
+	want := largeValue(1, 1<<20)
+	if err := h.client(t, 0).Set(ctx, "big", want, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.eachBackend(t, 0, func(i int, c *redis.Client) {
+		if got, _ := c.Get(ctx, "big").Bytes(); !bytes.Equal(got, want) {
+			t.Fatalf("backend %d holds %d bytes, not the value written", i, len(got))
+		}
+	})
+	if strings.Contains(h.logs.String(), "connection lost") {
+		t.Fatalf("a backend connection was lost:\n%s", h.logs.String())
+	}
 }

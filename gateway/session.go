@@ -263,6 +263,7 @@ func (s *session) readError(err error) error {
 func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter bool, err error) {
 	gw := s.gw
 	b := newBatch(gw.settings.Load())
+	clear(s.items) // the last burst's frames: its read buffer need not stay reachable
 	s.items = s.items[:0]
 	start := time.Now()
 	pos, closeAfter, perr := s.codec.decode(b, s.rbuf)

@@ -5,8 +5,9 @@
 //
 //	bigvalue -addr 127.0.0.1:6380 -pid 1234 -size 64MiB
 //
-// prints one tab-separated line: set_seconds get_seconds base_rss_mib peak_rss_mib
-// rss_after_1s rss_after_3s rss_after_5s (RSS figures are "-" without -pid).
+// prints one tab-separated line: set_seconds get_seconds base_rss_mib
+// set_peak_rss_mib get_peak_rss_mib rss_after_1s rss_after_3s rss_after_5s (RSS
+// figures are "-" without -pid).
 package main
 
 import (
@@ -71,6 +72,8 @@ func run(addr string, pid, size int, key string) error {
 		return fmt.Errorf("SET: reply %q, %v", line, err)
 	}
 	setTime := time.Since(start)
+	setPeak := peak.Load()
+	peak.Store(rss(pid))
 
 	start = time.Now()
 	if _, err := fmt.Fprintf(conn, "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(key), key); err != nil {
@@ -97,7 +100,8 @@ func run(addr string, pid, size int, key string) error {
 		time.Sleep(time.Until(began.Add(at)))
 		after = append(after, mib(pid, rss(pid)))
 	}
-	fmt.Printf("%.3f\t%.3f\t%s\t%s\t%s\n", setTime.Seconds(), getTime.Seconds(), mib(pid, base), mib(pid, peak.Load()), strings.Join(after, "\t"))
+	fmt.Printf("%.3f\t%.3f\t%s\t%s\t%s\t%s\n", setTime.Seconds(), getTime.Seconds(), mib(pid, base),
+		mib(pid, setPeak), mib(pid, peak.Load()), strings.Join(after, "\t"))
 	return nil
 }
 

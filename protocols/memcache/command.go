@@ -90,6 +90,9 @@ type Parser struct {
 	rewritten []byte // frames rebuilt without noreply / q
 	tokens    [][]byte
 	need      int // see Need
+	// tokensUsed is how many entries of tokens hold slices since the last Reset,
+	// which clears them (they point into the caller's buffer).
+	tokensUsed int
 }
 
 // Need is, after Next returned ErrIncomplete, the length the incomplete command
@@ -98,7 +101,11 @@ type Parser struct {
 func (p *Parser) Need() int { return p.need }
 
 // Reset makes the parser's buffers reusable.
-func (p *Parser) Reset() { p.rewritten = p.rewritten[:0] }
+func (p *Parser) Reset() {
+	p.rewritten = p.rewritten[:0]
+	clear(p.tokens[:p.tokensUsed])
+	p.tokensUsed = 0
+}
 
 // Next parses the first command of buf. Errors: protocols.ErrIncomplete (read more),
 // *ClientError (answer it, skip its N bytes, continue), *protocols.ProtocolError
@@ -127,6 +134,7 @@ func (p *Parser) Next(buf []byte) (cmd Command, n int, err error) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
 	lineEnd := eol + 1
 	p.tokens = splitTokens(p.tokens[:0], line)
+	p.tokensUsed = max(p.tokensUsed, len(p.tokens))
 	toks := p.tokens
 	if len(toks) == 0 {
 		return cmd, lineEnd, &ClientError{Reply: "ERROR", N: lineEnd}

@@ -46,6 +46,10 @@ type CommandParser struct {
 	offs   []int  // scratch: where each inline argument starts in inline
 	mb     multibulk
 	need   int // see Need
+	// argsUsed is how many entries of args hold slices since the last Reset, which
+	// clears them: they point into the caller's buffer, which must not stay
+	// reachable through the parser (a 64 MiB argument's buffer would).
+	argsUsed int
 }
 
 // Need is, after Next returned ErrIncomplete, how long the incomplete command is at
@@ -66,6 +70,8 @@ type multibulk struct {
 // Reset makes the parser's buffers reusable. Commands returned before are invalid
 // after it. A multibulk command in progress is kept.
 func (p *CommandParser) Reset() {
+	clear(p.args[:p.argsUsed])
+	p.argsUsed = 0
 	p.inline = p.inline[:0]
 	if cap(p.args) > keepArgs {
 		p.args = nil
@@ -156,7 +162,7 @@ func (p *CommandParser) multibulk(buf []byte) (cmd protocols.Command, n int, err
 	for i := 0; i < len(mb.spans); i += 2 {
 		args = append(args, buf[mb.spans[i]:mb.spans[i+1]])
 	}
-	p.args = args
+	p.args, p.argsUsed = args, max(p.argsUsed, len(args))
 	n = mb.pos
 	mb.active = false
 	cmd.Args = args
@@ -212,7 +218,7 @@ func (p *CommandParser) inlineCommand(buf []byte) (cmd protocols.Command, n int,
 		args = append(args, p.inline[offs[i]:offs[i]+size])
 		rest = rest[4+size:]
 	}
-	p.args = args
+	p.args, p.argsUsed = args, max(p.argsUsed, len(args))
 	frame := p.inline[frameStart:]
 	cmd.Args = args
 	cmd.Frame = frame
