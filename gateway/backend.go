@@ -84,7 +84,7 @@ type backend struct {
 	state     BackendState
 	conn      net.Conn
 	out       outStream // bytes for the writer, in order
-	queue     ring   // pending replies: the first inflight entries are written
+	queue     ring      // pending replies: the first inflight entries are written
 	inflight  int
 	gated     []gatedWrite // conditional writes not yet written, and the bytes behind them
 	held      int          // queue entries in gated (the last ones of queue)
@@ -726,7 +726,7 @@ func (be *backend) dropBacklogFileLocked() {
 func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 	defer close(stop)
 	var buf []byte
-	var vec net.Buffers    // shared frames and the tails between them (outStream)
+	var vec net.Buffers   // shared frames and the tails between them (outStream)
 	var owners []*lentBuf // the lent buffers of vec's pieces
 	for range be.wake {
 		// Let the sessions that are runnable now append their commands first, so one

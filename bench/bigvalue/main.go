@@ -132,4 +132,3 @@ func mib(pid int, b int64) string {
 	}
 	return fmt.Sprintf("%.1f", float64(b)/(1<<20))
 }
-
