@@ -3,7 +3,9 @@
 # memcached, twemproxy (nutcracker) in front of memcached, and the gateway with 1, 2
 # and 3 memcached backends, all in the same run on loopback. Prints one table:
 # median ops/s of the rounds, ratios to direct and to twemproxy, and CPU
-# microseconds per operation of the proxy and of the memcached processes.
+# microseconds per operation of the proxy and of the memcached processes. Then the
+# same targets (gateway: 1 and 3 backends) with values of 16 KiB, 100 KiB and 1 MiB
+# (bench/mcload, 10 connections, one request in flight each): a second table.
 # Called by bench/run.sh; runs alone too. Needs memcached, memcslap
 # (libmemcached-tools) and nutcracker; installs them when missing.
 # Usage: bench/memcache.sh [rounds]
@@ -20,11 +22,12 @@ apt_need memcached memcached
 apt_need libmemcached-tools memcslap
 apt_need nutcracker nutcracker
 go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
+go build -o "$OUT/mcload" ./bench/mcload
 
 declare -a MPORT MPID
 for i in 0 1 2; do
   MPORT[$i]=$(free_port)
-  memcached -l 127.0.0.1 -p "${MPORT[$i]}" -U 0 -m 256 -u "$(id -un)" &
+  memcached -l 127.0.0.1 -p "${MPORT[$i]}" -U 0 -m 256 -I 2m -u "$(id -un)" &
   MPID[$i]=$!; pids+=("${MPID[$i]}")
   wait_port "${MPORT[$i]}"
 done
@@ -67,8 +70,32 @@ bench() {
   done
 }
 
+values="$OUT/memcache-values.tsv"
+: > "$values"
+# mcvalues NAME PORT PROXY_PID: the value-size rows (bench/mcload).
+mcvalues() {
+  local name=$1 port=$2 proxy=$3
+  for size in 16384 102400 1048576; do
+    local n=20000
+    [ "$size" = 102400 ] && n=5000
+    [ "$size" = 1048576 ] && n=600
+    for round in $(seq "$ROUNDS"); do
+      for test in set get; do
+        local p0 p1 rps p50 p99
+        p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
+        read -r rps p50 p99 < <("$OUT/mcload" -addr "127.0.0.1:$port" -test $test -size $size -clients 10 -n $n)
+        p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" "$p50" "$p99" >> "$values"
+        echo "  $name $size $test round $round: $rps ops/s" >&2
+      done
+    done
+  done
+}
+
 bench "memcached (direct)" "${MPORT[0]}" - "${MPID[0]}"
 bench "twemproxy" "$TWEM_PORT" "$TWEM_PID" "${MPID[0]}"
+mcvalues "memcached (direct)" "${MPORT[0]}" -
+mcvalues "twemproxy" "$TWEM_PORT" "$TWEM_PID"
 servers="127.0.0.1:${MPORT[0]}"
 for nb in 1 2 3; do
   [ "$nb" -gt 1 ] && servers+=",127.0.0.1:${MPORT[$((nb - 1))]}"
@@ -78,6 +105,7 @@ for nb in 1 2 3; do
   GW_PID=$!; pids+=("$GW_PID")
   wait_port "$GW_PORT"
   bench "dynode, $nb backend(s)" "$GW_PORT" "$GW_PID" "${MPID[@]:0:$nb}"
+  [ "$nb" != 2 ] && mcvalues "dynode, $nb backend(s)" "$GW_PORT" "$GW_PID"
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 done
 
@@ -98,4 +126,27 @@ for key in order:
     rps = med(key, 0)
     pcpu = "-" if name.startswith("memcached") else f"{med(key, 1):.2f}"
     print(f"| {name} | {test} | {rps:,.0f} | {rps/med(('memcached (direct)', test), 0):.2f} | {rps/med(('twemproxy', test), 0):.2f} | {pcpu} | {med(key, 2):.2f} |")
+PY
+
+python3 - "$values" "$ROUNDS" <<'PY' | tee "$OUT/memcache-values.md"
+import sys, statistics, collections
+path, rounds = sys.argv[1:]
+rows, order = collections.defaultdict(list), []
+for line in open(path):
+    name, size, test, rps, pcpu, p50, p99 = line.rstrip("\n").split("\t")
+    key = (name, int(size), test)
+    if key not in rows: order.append(key)
+    rows[key].append((float(rps), float(pcpu), float(p50), float(p99)))
+med = lambda key, i: statistics.median(r[i] for r in rows[key])
+label = {16384: "16 KiB", 102400: "100 KiB", 1048576: "1 MiB"}
+print(f"\nbench/mcload, 10 connections with one request in flight each, median of {rounds} rounds; CPU = proxy user+system microseconds per operation\n")
+print("| target | value | test | ops/s | vs direct | vs twemproxy | vs 1 backend | proxy CPU us/op | p50 / p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|")
+for key in sorted(order, key=lambda k: (k[1], order.index(k))):
+    name, size, test = key
+    rps = med(key, 0)
+    direct, twem = med(("memcached (direct)", size, test), 0), med(("twemproxy", size, test), 0)
+    one = f"{rps / med((name.replace('3 backend', '1 backend'), size, test), 0):.2f}" if "3 backend" in name else ""
+    cpu = "-" if name.startswith("memcached") else f"{med(key, 1):.1f}"
+    print(f"| {name} | {label[size]} | {test} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {one} | {cpu} | {med(key, 2):.3f} / {med(key, 3):.3f} |")
 PY

@@ -16,12 +16,12 @@ import (
 // minBigBuf to maxPooledBuf; larger buffers are allocated and left to the garbage
 // collector (and to reclaimer, which returns their memory to the system).
 const (
-	minBigBuf    = 64 << 10
+	minBigBuf    = 8 << 10
 	maxPooledBuf = 4 << 20
 )
 
-// bigBufPools holds one pool per class: 64 KiB, 128 KiB, ... 4 MiB.
-var bigBufPools [7]sync.Pool
+// bigBufPools holds one pool per class: 8 KiB, 16 KiB, ... 4 MiB.
+var bigBufPools [10]sync.Pool
 
 // bigBufClass is the pool index for a buffer of capacity c, or -1 when it is not
 // exactly a class size.

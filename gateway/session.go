@@ -206,7 +206,12 @@ func (s *session) recoverPanic() {
 // without holding a read buffer (parkedReader).
 func (s *session) readMore() error {
 	if len(s.rbuf) == 0 && s.parked != nil {
-		s.rbuf = nil // what it held is handled; the parked reader recycles it
+		// What it held is handled: a grown buffer goes back to its pool, the parked
+		// reader's own is recycled by it.
+		if s.lent == nil {
+			putBigBuf(s.rbuf)
+		}
+		s.rbuf = nil
 		if err := s.readyToRead(); err != nil {
 			return err
 		}

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 
+	"github.com/dynode/dynode-broadcaster/protocols"
 	"github.com/dynode/dynode-broadcaster/protocols/memcache"
 	"github.com/dynode/dynode-broadcaster/protocols/resp"
 )
@@ -101,7 +103,7 @@ func infoField(reply []byte, name string) string {
 }
 
 var memcacheWire = wire{
-	newScanner: func() replyScanner { return memcacheScanner{} },
+	newScanner: func() replyScanner { return &memcacheScanner{} },
 	kinded:     true,
 	comparable: memcache.Comparable,
 	applied:    memcache.Applied,
@@ -155,10 +157,14 @@ func (r *respScanner) scan(_ uint8, buf []byte) (int, bool, error) { return r.Sc
 
 func (r *respScanner) need() int { return r.Need() }
 
-type memcacheScanner struct{}
+type memcacheScanner struct{ needed int }
 
-func (memcacheScanner) scan(kind uint8, buf []byte) (int, bool, error) {
-	return memcache.ScanReply(memcache.ReplyKind(kind), buf)
+func (m *memcacheScanner) scan(kind uint8, buf []byte) (int, bool, error) {
+	n, isErr, err := memcache.ScanReply(memcache.ReplyKind(kind), buf)
+	if m.needed = 0; errors.Is(err, protocols.ErrIncomplete) {
+		m.needed, n = n, 0
+	}
+	return n, isErr, err
 }
 
-func (memcacheScanner) need() int { return 0 }
+func (m *memcacheScanner) need() int { return m.needed }

@@ -221,3 +221,23 @@ func TestStatsClasses(t *testing.T) {
 		}
 	}
 }
+
+// TestScanReplyNeed checks that an incomplete reply stopped in a data block says
+// how long it is at least, so a reader can make room for a large value at once.
+func TestScanReplyNeed(t *testing.T) {
+	for _, tt := range []struct {
+		kind ReplyKind
+		in   string
+		want int
+	}{
+		{ReplyValues, "VALUE k 0 1000000\r\nabc", len("VALUE k 0 1000000\r\n") + 1000000 + 2},
+		{ReplyValues, "VALUE a 0 1\r\nx\r\nVALUE b 0 500\r\n", len("VALUE a 0 1\r\nx\r\nVALUE b 0 500\r\n") + 502},
+		{ReplyMeta, "VA 300000 f1\r\n", len("VA 300000 f1\r\n") + 300002},
+		{ReplyValues, "VALUE k 0 10", 0}, // the line itself is incomplete
+	} {
+		n, _, err := ScanReply(tt.kind, []byte(tt.in))
+		if !errors.Is(err, protocols.ErrIncomplete) || n != tt.want {
+			t.Errorf("%q: n=%d err=%v, want n=%d and incomplete", tt.in, n, err, tt.want)
+		}
+	}
+}

@@ -9,8 +9,10 @@ import (
 
 // ScanReply returns the length of the complete reply at the start of buf for a
 // command whose replies are of the given kind; isErr reports ERROR, CLIENT_ERROR and
-// SERVER_ERROR replies. protocols.ErrIncomplete: read more. *protocols.ProtocolError:
-// the backend sent something no command of this kind can get.
+// SERVER_ERROR replies. protocols.ErrIncomplete: read more; n is then the length the
+// reply is at least known to have when it stopped in a data block (0 otherwise), so a
+// reader can make room for a large value at once. *protocols.ProtocolError: the
+// backend sent something no command of this kind can get.
 func ScanReply(kind ReplyKind, buf []byte) (n int, isErr bool, err error) {
 	line, next, err := replyLine(buf, 0)
 	if err != nil {
@@ -44,7 +46,7 @@ func ScanReply(kind ReplyKind, buf []byte) (n int, isErr bool, err error) {
 				}
 				end, _, err := dataBlock(buf, pos, size)
 				if err != nil {
-					return 0, false, err
+					return end, false, err
 				}
 				pos = end
 			case kind == ReplyStats && pos == next && (bytes.Equal(cur, []byte("RESET")) || bytes.Equal(cur, []byte("OK"))):
@@ -205,7 +207,7 @@ func replyLine(buf []byte, from int) (line []byte, next int, err error) {
 func dataBlock(buf []byte, at, size int) (int, bool, error) {
 	end := at + size + 2
 	if end > len(buf) {
-		return 0, false, protocols.ErrIncomplete
+		return end, false, protocols.ErrIncomplete // where it will end: see ScanReply
 	}
 	if buf[end-2] != '\r' || buf[end-1] != '\n' {
 		return 0, false, malformed("data block")

@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestBigBufClasses(t *testing.T) {
+	for _, tt := range []struct{ n, cap int }{
+		{1, 8 << 10}, {8 << 10, 8 << 10}, {8<<10 + 1, 16 << 10}, {1 << 20, 1 << 20},
+		{1<<20 + 40, 2 << 20}, {4 << 20, 4 << 20}, {4<<20 + 1, 4<<20 + 1}, {64 << 20, 64 << 20},
+	} {
+		b := getBigBuf(tt.n)
+		if len(b) != 0 || cap(b) != tt.cap {
+			t.Errorf("getBigBuf(%d): len %d cap %d, want 0 and %d", tt.n, len(b), cap(b), tt.cap)
+		}
+		putBigBuf(b)
+	}
+	for _, c := range []int{4 << 10, 12 << 10, 8<<20 + 1} {
+		if i := bigBufClass(c); i != -1 {
+			t.Errorf("bigBufClass(%d) = %d, want -1 (not pooled)", c, i)
+		}
+	}
+	if i := bigBufClass(4 << 20); i != len(bigBufPools)-1 {
+		t.Errorf("the largest class is %d, want %d", i, len(bigBufPools)-1)
+	}
+}
+
+// TestLentBufReturnsOnLastRelease checks the reference count of a lent read buffer.
+func TestLentBufReturnsOnLastRelease(t *testing.T) {
+	l := &lentBuf{buf: make([]byte, 10, 3<<20)} // not a class size: not pooled, no panic
+	l.acquire()
+	l.acquire()
+	l.release()
+	l.release()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a release more than acquired did not panic")
+		}
+	}()
+	l.release()
+}
+
+// TestReclaimerWaitsForQuiet checks that the reclaimer frees memory only after an
+// interval without large releases, and once per wave of them.
+func TestReclaimerWaitsForQuiet(t *testing.T) {
+	bigReleased.Store(0)
+	freed := make(chan struct{}, 10)
+	r := &reclaimer{interval: 20 * time.Millisecond, free: func() { freed <- struct{}{} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.run(ctx); close(done) }()
+	putBigBuf(make([]byte, 0, 16<<20)) // one very large buffer let go
+	select {
+	case <-freed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reclaim after a large buffer was released")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if len(freed) != 0 {
+		t.Fatalf("%d more reclaims without new releases", len(freed))
+	}
+	cancel()
+	<-done
+}
