@@ -5,7 +5,8 @@
 #   microseconds per operation of the proxy process and of the redis-server processes,
 #   and redis-benchmark's p50/p95/p99 latencies,
 #   also drawn as bench/redis.png (bench/charts).
-# Then it measures RSS with 10,000 idle client connections, protocol=raw
+# Then it measures RSS with 10,000 idle client connections and its peak with 1,000
+# clients pipelining 1 KiB values, large values (bench/values.sh), protocol=raw
 # throughput (bench/raw.sh), protocol=memcache (bench/memcache.sh), the writes replicated
 # by effect (bench/effects.sh) and the client-state workloads (bench/clientstate.sh).
 #
@@ -97,6 +98,20 @@ idle_rss() {
   wait "$idle"
 }
 
+# busy_rss PORT PID: peak RSS in MiB of PID while 1,000 clients pipeline 16 SETs and
+# then 16 GETs of 1 KiB values each through PORT (sampled every 100 ms).
+busy_rss() {
+  redis-benchmark -h 127.0.0.1 -p "$1" -t set,get -n 1000000 -c 1000 -P 16 -d 1024 -q > /dev/null 2>&1 &
+  local load=$! peak=0 r
+  while kill -0 "$load" 2>/dev/null; do
+    r=$(awk '/VmRSS/ {print $2}' "/proc/$2/status")
+    [ "$r" -gt "$peak" ] && peak=$r
+    sleep 0.1
+  done
+  wait "$load" || true
+  awk -v k="$peak" 'BEGIN{printf "%.1f", k/1024}'
+}
+
 for P in 1 16; do
   bench "redis (direct)" "${RPORT[0]}" - "$P" "${RPID[0]}"
   bench "twemproxy" "$TWEM_PORT" "$TWEM_PID" "$P" "${RPID[0]}"
@@ -108,14 +123,16 @@ for nb in 1 2 3 10; do
   if [ "$nb" = 1 ]; then
     GW_IDLE_RSS=$(idle_rss "$GW_PORT" "$GW_PID")
     TWEM_IDLE_RSS=$(idle_rss "$TWEM_PORT" "$TWEM_PID")
+    GW_BUSY_RSS=$(busy_rss "$GW_PORT" "$GW_PID")
+    TWEM_BUSY_RSS=$(busy_rss "$TWEM_PORT" "$TWEM_PID")
   fi
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 done
 
 # Table: medians per (name, pipeline, test), ratios against direct and twemproxy.
-python3 - "$results" "$N" "$CLIENTS" "$ROUNDS" "${GW_IDLE_RSS:-?}" "${TWEM_IDLE_RSS:-?}" <<'PY' | tee "$OUT/results.md"
+python3 - "$results" "$N" "$CLIENTS" "$ROUNDS" "${GW_IDLE_RSS:-?}" "${TWEM_IDLE_RSS:-?}" "${GW_BUSY_RSS:-?}" "${TWEM_BUSY_RSS:-?}" <<'PY' | tee "$OUT/results.md"
 import sys, statistics, collections, platform, os
-path, n, clients, rounds, gw_rss, twem_rss = sys.argv[1:]
+path, n, clients, rounds, gw_rss, twem_rss, gw_busy, twem_busy = sys.argv[1:]
 rows = collections.defaultdict(list)
 order = []
 for line in open(path):
@@ -136,10 +153,13 @@ for key in order:
     pcpu = "-" if name.startswith("redis") else f"{med(key, 1):.2f}"
     print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {pcpu} | {med(key, 2):.2f} | {med(key, 3):.3f} / {med(key, 4):.3f} / {med(key, 5):.3f} |")
 print(f"\nRSS with 10,000 idle client connections: dynode {gw_rss} MiB, twemproxy {twem_rss} MiB")
+print(f"Peak RSS with 1,000 clients pipelining 16 SETs or GETs of 1 KiB values: dynode {gw_busy} MiB, twemproxy {twem_busy} MiB")
 PY
 go run ./bench/charts -in "$results" -out bench/redis.png && echo "chart: bench/redis.png"
 
 [ "${BENCH_ONLY:-}" = redis ] && exit 0 # BENCH_ONLY=redis: the Redis table only
+echo
+bench/values.sh "$ROUNDS"
 echo
 bench/raw.sh
 echo
