@@ -29,6 +29,15 @@
 // reading on the client; between its commands a plain TCP client is waited for
 // without a read buffer held (read_unix.go).
 //
+// Large values are not copied per backend: a command or reply whose size is
+// announced is read into a buffer of that size at once; a command of 64 KiB or more
+// stays in its session's read buffer, which is lent to every backend queue by
+// reference (outStream, written with writev) and goes back to its pool when the last
+// backend has written it (lentBuf); a large reply is kept in a pooled buffer that
+// travels on to the client's output. Buffers from 8 KiB to 4 MiB are pooled by size
+// class (bigbuf.go); larger ones are allocated exactly, and their memory is returned
+// to the system shortly after they passed (reclaimer).
+//
 // Commands that need client state never hold a shared backend connection: blocking
 // commands wait in the gateway and run inside MULTI when they can be served
 // (blocking.go), WATCH is answered from the writes the sequencer sees (keywatch.go,

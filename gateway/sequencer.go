@@ -44,7 +44,8 @@ type queuedCmd struct {
 // sequencer is the gateway's one serial point. It appends every batch to every
 // backend's queue under one lock, so all backends receive all writes, from all
 // clients, in the same order. Its critical section only copies bytes into backend
-// queues: no I/O, no allocation in the steady state.
+// queues (or, for a large frame, a reference to it): no I/O, no allocation in the
+// steady state.
 type sequencer struct {
 	mu       sync.Mutex // guards everything below
 	backends []*backend
