@@ -128,25 +128,7 @@ for key in order:
     print(f"| {name} | {test} | {rps:,.0f} | {rps/med(('memcached (direct)', test), 0):.2f} | {rps/med(('twemproxy', test), 0):.2f} | {pcpu} | {med(key, 2):.2f} |")
 PY
 
-python3 - "$values" "$ROUNDS" <<'PY' | tee "$OUT/memcache-values.md"
-import sys, statistics, collections
-path, rounds = sys.argv[1:]
-rows, order = collections.defaultdict(list), []
-for line in open(path):
-    name, size, test, rps, pcpu, p50, p99 = line.rstrip("\n").split("\t")
-    key = (name, int(size), test)
-    if key not in rows: order.append(key)
-    rows[key].append((float(rps), float(pcpu), float(p50), float(p99)))
-med = lambda key, i: statistics.median(r[i] for r in rows[key])
-label = {16384: "16 KiB", 102400: "100 KiB", 1048576: "1 MiB"}
-print(f"\nbench/mcload, 10 connections with one request in flight each, median of {rounds} rounds; CPU = proxy user+system microseconds per operation\n")
-print("| target | value | test | ops/s | vs direct | vs twemproxy | vs 1 backend | proxy CPU us/op | p50 / p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|")
-for key in sorted(order, key=lambda k: (k[1], order.index(k))):
-    name, size, test = key
-    rps = med(key, 0)
-    direct, twem = med(("memcached (direct)", size, test), 0), med(("twemproxy", size, test), 0)
-    one = f"{rps / med((name.replace('3 backend', '1 backend'), size, test), 0):.2f}" if "3 backend" in name else ""
-    cpu = "-" if name.startswith("memcached") else f"{med(key, 1):.1f}"
-    print(f"| {name} | {label[size]} | {test} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {one} | {cpu} | {med(key, 2):.3f} / {med(key, 3):.3f} |")
-PY
+echo
+python3 bench/valuetable.py "$values" "memcached (direct)" \
+  "bench/mcload, 10 connections with one request in flight each, median of $ROUNDS rounds; CPU = proxy user+system microseconds per operation" \
+  | tee "$OUT/memcache-values.md"

@@ -95,33 +95,16 @@ for gw in "${GATEWAYS[@]}"; do
   done
 done
 
-python3 - "$results" "$big" "$CLIENTS" "$ROUNDS" <<'PY' | tee "$OUT/values.md"
-import sys, statistics, collections
-path, big, clients, rounds = sys.argv[1:]
-rows, order = collections.defaultdict(list), []
-for line in open(path):
-    name, size, test, rps, pcpu, p50, p99 = line.rstrip("\n").split("\t")
-    key = (name, int(size), test)
-    if key not in rows: order.append(key)
-    rows[key].append((float(rps), float(pcpu), float(p50), float(p99)))
-med = lambda key, i: statistics.median(r[i] for r in rows[key])
-label = {16384: "16 KiB", 102400: "100 KiB", 1048576: "1 MiB"}
-print(f"redis-benchmark -c {clients} -d SIZE, median of {rounds} rounds; loopback; CPU = proxy user+system microseconds per operation\n")
-print("| target | value | test | ops/s | vs direct | vs twemproxy | vs 1 backend | proxy CPU us/op | p50 / p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|")
-for key in sorted(order, key=lambda k: (k[1], order.index(k))):
-    name, size, test = key
-    rps = med(key, 0)
-    direct, twem = med(("redis (direct)", size, test), 0), med(("twemproxy", size, test), 0)
-    one = ""
-    if "3 backend" in name:
-        one = f"{rps / med((name.replace('3 backend', '1 backend'), size, test), 0):.2f}"
-    cpu = "-" if name.startswith("redis") else f"{med(key, 1):.1f}"
-    print(f"| {name} | {label[size]} | {test.upper()} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {one} | {cpu} | {med(key, 2):.3f} / {med(key, 3):.3f} |")
+{
+  python3 bench/valuetable.py "$results" "redis (direct)" \
+    "redis-benchmark -c $CLIENTS -d SIZE, median of $ROUNDS rounds; loopback; CPU = proxy user+system microseconds per operation"
+  python3 - "$big" <<'PY'
+import sys
 print("\nOne 64 MiB value (bench/bigvalue): SET then GET; time, and the gateway's RSS (MiB) before, at its peak during each, and 1 / 3 / 5 s after\n")
 print("| target | SET s | GET s | RSS before | peak in SET | peak in GET | after 1 s / 3 s / 5 s |")
 print("|---|---|---|---|---|---|---|")
-for line in open(big):
+for line in open(sys.argv[1]):
     f = line.rstrip("\n").split("\t")
     print(f"| {f[0]} | {f[1]} | {f[2]} | {f[3]} | {f[4]} | {f[5]} | {f[6]} / {f[7]} / {f[8]} |")
 PY
+} | tee "$OUT/values.md"
