@@ -51,3 +51,25 @@ start_gateway_on() {
   wait_port "$GW_PORT"
   sleep 0.3 # the backends' handshake
 }
+
+# start_twemproxy NAME SERVER_PORT [redis]: nutcracker (one server connection, like the
+# gateway's one pipeline per backend) in front of the server at SERVER_PORT, speaking
+# Redis when the third argument is "redis", else memcached; its config and log are
+# $OUT/NAME.yml and $OUT/NAME.log. Sets TWEM_PORT and TWEM_PID.
+start_twemproxy() {
+  TWEM_PORT=$(free_port)
+  {
+    echo "bench:"
+    echo "  listen: 127.0.0.1:${TWEM_PORT}"
+    [ "${3:-}" = redis ] && echo "  redis: true"
+    echo "  hash: fnv1a_64"
+    echo "  distribution: ketama"
+    echo "  auto_eject_hosts: false"
+    echo "  server_connections: 1"
+    echo "  servers:"
+    echo "   - 127.0.0.1:$2:1"
+  } > "$OUT/$1.yml"
+  nutcracker -c "$OUT/$1.yml" -o "$OUT/$1.log" -s "$(free_port)" &
+  TWEM_PID=$!; pids+=("$TWEM_PID")
+  wait_port "$TWEM_PORT"
+}

@@ -32,20 +32,7 @@ for i in 0 1 2; do
   wait_port "${MPORT[$i]}"
 done
 
-TWEM_PORT=$(free_port)
-cat > "$OUT/nutcracker-mc.yml" <<YML
-bench:
-  listen: 127.0.0.1:${TWEM_PORT}
-  hash: fnv1a_64
-  distribution: ketama
-  auto_eject_hosts: false
-  server_connections: 1
-  servers:
-   - 127.0.0.1:${MPORT[0]}:1
-YML
-nutcracker -c "$OUT/nutcracker-mc.yml" -o "$OUT/nutcracker-mc.log" &
-TWEM_PID=$!; pids+=("$TWEM_PID")
-wait_port "$TWEM_PORT"
+start_twemproxy nutcracker-mc "${MPORT[0]}"
 
 results="$OUT/memcache.tsv"
 : > "$results"

@@ -41,21 +41,7 @@ for i in $(seq 0 9); do
   wait_port "${RPORT[$i]}"
 done
 
-TWEM_PORT=$(free_port)
-cat > "$OUT/nutcracker.yml" <<YML
-bench:
-  listen: 127.0.0.1:${TWEM_PORT}
-  redis: true
-  hash: fnv1a_64
-  distribution: ketama
-  auto_eject_hosts: false
-  server_connections: 1
-  servers:
-   - 127.0.0.1:${RPORT[0]}:1
-YML
-nutcracker -c "$OUT/nutcracker.yml" -o "$OUT/nutcracker.log" &
-TWEM_PID=$!; pids+=("$TWEM_PID")
-wait_port "$TWEM_PORT"
+start_twemproxy nutcracker "${RPORT[0]}" redis
 
 start_gateway() { # $1 = number of backends; sets GW_PORT GW_PID
   local servers="127.0.0.1:${RPORT[0]}"

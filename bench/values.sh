@@ -27,21 +27,7 @@ read -r -a GATEWAYS <<< "${BENCH_GATEWAYS:-dynode=$OUT/dynode-broadcaster}"
 start_redis_servers 3
 RPID=("${pids[@]}")
 
-TWEM_PORT=$(free_port)
-cat > "$OUT/nutcracker-values.yml" <<YML
-bench:
-  listen: 127.0.0.1:${TWEM_PORT}
-  redis: true
-  hash: fnv1a_64
-  distribution: ketama
-  auto_eject_hosts: false
-  server_connections: 1
-  servers:
-   - 127.0.0.1:${RPORT[0]}:1
-YML
-nutcracker -c "$OUT/nutcracker-values.yml" -o "$OUT/nutcracker-values.log" &
-TWEM_PID=$!; pids+=("$TWEM_PID")
-wait_port "$TWEM_PORT"
+start_twemproxy nutcracker-values "${RPORT[0]}" redis
 
 # requests SIZE: how many operations a round makes for a value size.
 requests() { case $1 in 16384) echo 20000 ;; 102400) echo 5000 ;; *) echo 600 ;; esac; }
