@@ -775,16 +775,54 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 }
 
 // write sends the pieces of vec and then tail: one write, or one writev when large
-// frames were queued by reference.
+// frames were queued by reference. More than progressChunk bytes go out in pieces of
+// that size, each counted as the backend's progress: a large value on a slow link is
+// not taken for a hung backend (backend_timeout) while its bytes keep moving.
 func (be *backend) write(conn net.Conn, vec net.Buffers, tail []byte) (int64, error) {
-	if len(vec) == 0 {
+	if len(vec) == 0 && len(tail) <= progressChunk {
 		n, err := conn.Write(tail)
 		return int64(n), err
 	}
 	if len(tail) > 0 {
 		vec = append(vec, tail)
 	}
-	return vec.WriteTo(conn) // consumes its own copy of the slice header only
+	var total int64
+	var piece net.Buffers
+	for len(vec) > 0 {
+		piece = piece[:0]
+		for size := 0; len(vec) > 0 && size < progressChunk; {
+			b := vec[0]
+			if k := progressChunk - size; len(b) > k {
+				piece, vec[0], size = append(piece, b[:k]), b[k:], progressChunk
+				break
+			}
+			piece, vec, size = append(piece, b), vec[1:], size+len(b)
+		}
+		n, err := piece.WriteTo(conn) // consumes its own copy of the slice header only
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if len(vec) > 0 {
+			be.noteProgress(conn)
+		}
+	}
+	return total, nil
+}
+
+// progressChunk is the size of the pieces a large write goes out in (see write):
+// large enough that values up to it go out in one system call (smaller pieces cost
+// 1 MiB SETs through 3 backends 17 % of their rate), small enough that a piece
+// crosses a 10 MB/s link well within the default backend_timeout.
+const progressChunk = 4 << 20
+
+// noteProgress records that conn took a piece of a large write.
+func (be *backend) noteProgress(conn net.Conn) {
+	be.mu.Lock()
+	if be.conn == conn {
+		be.progressAt = time.Now()
+	}
+	be.mu.Unlock()
 }
 
 // readLoop reads replies and hands each to the command waiting for it, in order.

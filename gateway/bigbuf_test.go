@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"testing"
 	"time"
 )
@@ -63,4 +65,48 @@ func TestReclaimerWaitsForQuiet(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestLargeWriteCountsProgress writes 16 MiB (a lent frame and a tail) to a
+// connection that takes it slowly (net.Pipe: each write waits for the reader) and
+// checks that each 4 MiB piece taken counts as the backend's progress, so a large
+// value on a slow link is not taken for a hung backend (backend_timeout).
+func TestLargeWriteCountsProgress(t *testing.T) {
+	gwSide, backendSide := net.Pipe()
+	defer gwSide.Close()
+	defer backendSide.Close()
+	be := &backend{conn: gwSide}
+	be.progressAt = time.Now().Add(-time.Hour)
+	var seen []time.Time
+	got := make(chan int)
+	go func() { // the backend: reads 64 KiB at a time, noting the progress time
+		buf := make([]byte, 256<<10)
+		total := 0
+		for total < 16<<20 {
+			n, err := backendSide.Read(buf)
+			if err != nil {
+				break
+			}
+			total += n
+			be.mu.Lock()
+			if len(seen) == 0 || !be.progressAt.Equal(seen[len(seen)-1]) {
+				seen = append(seen, be.progressAt)
+			}
+			be.mu.Unlock()
+		}
+		got <- total
+	}()
+	frame := bytes.Repeat([]byte("f"), 14<<20)
+	tail := bytes.Repeat([]byte("t"), 16<<20-len(frame))
+	n, err := be.write(gwSide, net.Buffers{frame}, tail)
+	if err != nil || n != 16<<20 {
+		t.Fatalf("write: %d bytes, %v", n, err)
+	}
+	if total := <-got; total != 16<<20 {
+		t.Fatalf("the backend read %d bytes", total)
+	}
+	// The stale time, then one per piece but the last: 16 MiB is 4 pieces.
+	if len(seen) != 4 {
+		t.Fatalf("progress times seen: %d (%v), want the old one and 3 new ones", len(seen), seen)
+	}
 }
