@@ -1139,9 +1139,16 @@ func (r *ring) popInto(dst []pending, n int) []pending {
 		r.head = (r.head + n) % len(r.buf)
 		r.size -= n
 		r.popped += int64(n)
+		if r.size == 0 && len(r.buf) > maxIdleRing {
+			r.buf, r.head = nil, 0 // grown by a backlog now answered: let it go
+		}
 	}
 	return dst
 }
+
+// maxIdleRing is the most entries a ring keeps room for once it is empty (2 MiB): a
+// ring grown by a backlog of a million commands gives its 32 MiB back once drained.
+const maxIdleRing = 1 << 16
 
 // at returns the i-th entry from the head.
 func (r *ring) at(i int) *pending { return &r.buf[(r.head+i)%len(r.buf)] }
