@@ -126,7 +126,7 @@ func Comparable(dst, reply []byte) (out []byte, ok bool) {
 					dst = append(append(dst, tok...), ' ')
 				}
 				if i == 3 {
-					size, _ = strconv.Atoi(string(tok))
+					size = blockSize(tok)
 				}
 			}
 			dst = dst[:len(dst)-1]
@@ -137,7 +137,7 @@ func Comparable(dst, reply []byte) (out []byte, ok bool) {
 			dst = append(dst, line[:2]...)
 			for i, tok := range tokens(line[3:]) {
 				if i == 0 && string(line[:2]) == "VA" {
-					size, _ = strconv.Atoi(string(tok))
+					size = blockSize(tok)
 				} else if len(tok) > 0 && bytes.IndexByte([]byte("chlt"), tok[0]) >= 0 {
 					continue
 				}
@@ -213,6 +213,16 @@ func dataBlock(buf []byte, at, size int) (int, bool, error) {
 		return 0, false, malformed("data block")
 	}
 	return end, false, nil
+}
+
+// blockSize is a data length token's value, or -1 when it is not one memcached can
+// send (not a number, negative, or over MaxValueLen: a huge one would overflow).
+func blockSize(tok []byte) int {
+	n, err := strconv.Atoi(string(tok))
+	if err != nil || n < 0 || n > MaxValueLen {
+		return -1
+	}
+	return n
 }
 
 // sizeToken parses the i-th space-separated token of line as a data length.
