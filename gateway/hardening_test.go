@@ -1,35 +1,25 @@
 package gateway_test
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dynode/dynode-broadcaster/internal/procstat"
 )
 
 // rssMiB reads this process's resident set size (the gateway runs in the test).
 func rssMiB(t testing.TB) float64 {
 	t.Helper()
-	f, err := os.Open("/proc/self/status")
+	rss, err := procstat.RSS(0)
 	if err != nil {
 		t.Fatalf("RSS is read from /proc (Linux): %v", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return float64(rss) / (1 << 20)
 }
 
 // heapMiB is the Go heap in use.

@@ -158,7 +158,7 @@ func (s *session) keepUnconsumed(consumed int) {
 // newReadBuf returns an empty read buffer with room for size bytes (a pooled one
 // when large), within max_request_bytes.
 func (s *session) newReadBuf(size int) []byte {
-	limit := int(min(s.gw.conf().MaxRequestBytes, math.MaxInt))
+	limit := s.requestLimit()
 	size = min(size, limit)
 	if size < minBigBuf {
 		return make([]byte, 0, size)
@@ -169,6 +169,9 @@ func (s *session) newReadBuf(size int) []byte {
 	}
 	return b
 }
+
+// requestLimit is max_request_bytes as a buffer size.
+func (s *session) requestLimit() int { return int(min(s.gw.conf().MaxRequestBytes, math.MaxInt)) }
 
 // send writes replies through the session's output, made at the first reply: an
 // idle client costs no output (nor the stack it would take in serve).
@@ -220,8 +223,7 @@ func (s *session) readMore() error {
 		return s.readError(err)
 	}
 	if len(s.rbuf) == cap(s.rbuf) || s.codec.need() > cap(s.rbuf) {
-		limit := int(min(s.gw.conf().MaxRequestBytes, math.MaxInt))
-		if cap(s.rbuf) >= limit {
+		if cap(s.rbuf) >= s.requestLimit() {
 			err := &protocols.ProtocolError{Msg: s.gw.wire.tooLarge}
 			s.protocolError(err)
 			return err

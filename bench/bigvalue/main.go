@@ -18,11 +18,12 @@ import (
 	"io"
 	"log"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/dynode/dynode-broadcaster/internal/procstat"
 )
 
 func main() {
@@ -105,25 +106,13 @@ func run(addr string, pid, size int, key string) error {
 	return nil
 }
 
-// rss is the resident set of pid in bytes (0 without a pid).
+// rss is the resident set of pid in bytes (0 without a pid, or when unreadable).
 func rss(pid int) int64 {
 	if pid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
+	b, _ := procstat.RSS(pid)
+	return b
 }
 
 func mib(pid int, b int64) string {

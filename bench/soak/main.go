@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/internal/chart"
+	"github.com/dynode/dynode-broadcaster/internal/procstat"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -319,16 +320,11 @@ func restartSecondaries(ctx context.Context, procs *processes, servers []*server
 // read samples the gateway: RSS and fds from /proc, the rest from /metrics.
 func read(gw *gatewayProc) (sample, error) {
 	var s sample
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", gw.pid()))
+	rss, err := procstat.RSS(gw.pid())
 	if err != nil {
 		return s, err
 	}
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			s.rssMiB = kb / 1024
-		}
-	}
+	s.rssMiB = float64(rss) / (1 << 20)
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", gw.pid()))
 	if err != nil {
 		return s, err
