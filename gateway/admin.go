@@ -166,6 +166,7 @@ type statsCollector struct{ g *Gateway }
 
 var (
 	descClients    = prometheus.NewDesc("dynode_clients", "Client connections open now.", nil, nil)
+	descDormant    = prometheus.NewDesc("dynode_clients_dormant", "Idle client connections whose session went dormant (no goroutine).", nil, nil)
 	descAccepted   = prometheus.NewDesc("dynode_clients_accepted_total", "Client connections accepted.", nil, nil)
 	descRejected   = prometheus.NewDesc("dynode_clients_rejected_total", "Client connections refused by max_clients.", nil, nil)
 	descProtoErr   = prometheus.NewDesc("dynode_protocol_errors_total", "Clients disconnected for malformed input.", nil, nil)
@@ -200,7 +201,7 @@ var (
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descClients, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
+	for _, d := range []*prometheus.Desc{descClients, descDormant, descAccepted, descRejected, descProtoErr, descClientErr, descPanics, descCommands,
 		descDivergence, descDivClass, descDivScript, descOutOfSync, descSpills, descVerify, descRetried, descResyncs, descState, descResyncByte, descBackendErr, descBytes, descRawBytes, descRawMissed, descRawCut,
 		descUp, descInSync, descQueued, descLag, descInFlight, descLost, descDiscErr, descListChange, descSource, descLatency} {
 		ch <- d
@@ -216,6 +217,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge(descClients, s.ClientsConnected.Load())
+	gauge(descDormant, s.ClientsDormant.Load())
 	counter(descAccepted, s.ClientsAccepted.Load())
 	counter(descRejected, s.ClientsRejected.Load())
 	counter(descProtoErr, s.ProtocolErrors.Load())

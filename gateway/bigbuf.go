@@ -88,23 +88,40 @@ var bigReleased atomic.Int64
 // (the heap reuses what it frees); after one 64 MiB SET the gateway's RSS is back
 // near its baseline within a second instead of staying at the peak until the next
 // collection, which an idle gateway may not run for minutes.
+//
+// Sessions going dormant free their goroutines' stacks the same way (only at the
+// next collection): when at least dormantReclaim of them went dormant (dormant, when
+// set, counts them all so far), the reclaimer treats that as memory let go too.
 type reclaimer struct {
 	interval time.Duration
-	free     func() // debug.FreeOSMemory
+	free     func()       // debug.FreeOSMemory
+	dormant  func() int64 // sessions that went dormant so far; nil: none
 }
 
-// run watches bigReleased until ctx ends.
+// dormantReclaim is how many sessions going dormant are worth a collection: their
+// stacks (8 KiB or more each) add up to a few MiB.
+const dormantReclaim = 512
+
+// run watches bigReleased (and dormant) until ctx ends.
 func (r *reclaimer) run(ctx context.Context) {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	pending := int64(0)
+	var dormantSeen int64
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if n := bigReleased.Swap(0); n > 0 {
+		n := bigReleased.Swap(0)
+		if r.dormant != nil {
+			if d := r.dormant(); d-dormantSeen >= dormantReclaim {
+				n += d - dormantSeen
+				dormantSeen = d
+			}
+		}
+		if n > 0 {
 			pending += n // still flowing: wait for a quiet interval
 			continue
 		}

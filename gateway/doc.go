@@ -3,7 +3,7 @@
 // to one backend, and answers each command with one reply chosen by the write_reply
 // policy.
 //
-// The walk of a write: session (one goroutine per client: read burst, decode, local
+// The walk of a write: session (one goroutine per busy client: read burst, decode, local
 // commands) -> sequencer (the one lock: append the batch to every backend's queue) ->
 // backend (one connection each: a writer goroutine coalesces queued frames into one
 // write, a reader goroutine matches replies FIFO) -> batch (collects replies, counts
@@ -27,7 +27,10 @@
 // a backend that falls behind spills its queue there (spill.go).
 // A client's replies go out through output.go, which never blocks the session's
 // reading on the client; between its commands a plain TCP client is waited for
-// without a read buffer held (read_unix.go).
+// without a read buffer held (read_unix.go). A plain TCP client idle for a second
+// costs no goroutine either: its session goes dormant (dormant.go), the gateway's own
+// epoll instance watches the connection (idlePoller, Linux), and a new goroutine
+// takes the session up, with its state, when the client sends or closes.
 //
 // Large values are not copied per backend: a command or reply whose size is
 // announced is read into a buffer of that size at once; a command of 64 KiB or more

@@ -45,6 +45,10 @@ type Gateway struct {
 	noReply   []byte // client reply when every addressed backend failed
 	noBackend []byte // client reply when no backend is up
 
+	// idle watches dormant sessions' connections (dormant.go); nil where sessions
+	// never go dormant (protocol raw, platforms without epoll).
+	idle *idlePoller
+
 	ready          chan struct{} // closed once the listeners are bound
 	ln             net.Listener
 	tlsLn          net.Listener // tls_port; nil: none
@@ -227,8 +231,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.wire != nil { // backends can be added later (discovery, Reload): always watch
 		wg.Go(func() { g.autoResync(ctx) })
 	}
-	// Very large values' memory goes back to the system soon after they passed.
-	wg.Go(func() { (&reclaimer{interval: 500 * time.Millisecond, free: debug.FreeOSMemory}).run(ctx) })
+	// Very large values' memory, and the stacks of sessions gone dormant, go back to
+	// the system soon after they are let go.
+	rec := &reclaimer{interval: 500 * time.Millisecond, free: debug.FreeOSMemory}
+	if g.wire != nil {
+		if g.idle, err = newIdlePoller(); err != nil {
+			g.log.Warn("idle clients keep their goroutines: no idle poller", "err", err)
+		} else if g.idle != nil {
+			rec.dormant = g.idle.slept.Load
+			wg.Go(func() {
+				if err := g.idle.run(func() time.Duration { return g.conf().ReadIdleTimeout }); err != nil {
+					g.log.Error("idle poller stopped; dormant clients are closed at shutdown only", "err", err)
+				}
+			})
+		}
+	}
+	wg.Go(func() { rec.run(ctx) })
 	if g.conf().VerifyInterval > 0 && (len(g.all()) > 1 || g.conf().Discovers()) {
 		wg.Go(func() { g.verifyEvery(ctx) })
 	}
@@ -271,6 +289,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	err = g.accept(ctx, sessCtx, ln, &sessions)
 	cancel()
 	g.shutdown(&sessions, stopSessions)
+	if g.idle != nil {
+		g.idle.stop() // every session has ended: none is dormant
+	}
 	stopBackends()
 	wg.Wait()
 	return errors.Join(err, g.closeDurable())
@@ -298,6 +319,9 @@ func (g *Gateway) shutdown(sessions *sync.WaitGroup, stopSessions context.Cancel
 	deadline := time.Now().Add(timeout)
 	g.log.Info("shutting down: no new clients; answering the commands read and delivering the backends' queues", "shutdown_timeout", timeout)
 	g.draining.Store(true)
+	if g.idle != nil {
+		g.idle.wakeAll() // dormant sessions end too
+	}
 	if g.conf().Protocol == "raw" {
 		stopSessions() // a raw stream has no command boundary to stop at
 	}
@@ -362,6 +386,7 @@ func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync
 			}
 			return fmt.Errorf("gateway: accept: %w", err)
 		}
+		conn = g.wrapClient(conn)
 		cl, log, ok := g.register(conn)
 		if !ok {
 			g.stats.ClientsRejected.Add(1)
@@ -375,16 +400,17 @@ func (g *Gateway) accept(ctx, sessCtx context.Context, ln net.Listener, wg *sync
 			continue
 		}
 		wg.Go(func() {
-			defer g.unregister(conn)
 			if !g.handshakeClient(conn) {
+				g.unregister(conn)
 				return
 			}
 			if g.conf().Protocol == "raw" {
+				defer g.unregister(conn)
 				g.newRawSession(conn, log).serve(sessCtx)
 				return
 			}
 			s := &session{gw: g, conn: conn, id: cl.id, log: log, client: cl}
-			s.serve(sessCtx)
+			s.serve(sessCtx, wg) // it unregisters conn when it ends
 		})
 	}
 }
@@ -396,15 +422,39 @@ func (g *Gateway) register(conn net.Conn) (*client, *slog.Logger, bool) {
 	if g.conf().MaxClients > 0 && len(g.clients) >= g.conf().MaxClients {
 		return nil, nil, false
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
+	if tc, ok := conn.(interface{ SetNoDelay(bool) error }); ok {
+		_ = tc.SetNoDelay(true) // a *net.TCPConn, or a dormantConn holding one
 	}
 	g.nextID++
 	cl := newClient(g.nextID, conn)
 	g.clients[conn] = cl
 	g.stats.ClientsConnected.Add(1)
 	g.stats.ClientsAccepted.Add(1)
-	return cl, g.log.With("client", conn.RemoteAddr().String()), true
+	return cl, slog.New(clientLog{Handler: g.log.Handler(), addr: conn.RemoteAddr()}), true
+}
+
+// clientLog adds the client's address to the records of a client's logger when
+// they are logged, not when the logger is made (slog's With formats it at once:
+// some 300 bytes kept for every idle client).
+type clientLog struct {
+	slog.Handler
+	addr net.Addr
+}
+
+// Handle adds client=address to r.
+func (h clientLog) Handle(ctx context.Context, r slog.Record) error {
+	r.AddAttrs(slog.String("client", h.addr.String()))
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs keeps adding the address.
+func (h clientLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return clientLog{Handler: h.Handler.WithAttrs(attrs), addr: h.addr}
+}
+
+// WithGroup keeps adding the address, outside the group as With would put it.
+func (h clientLog) WithGroup(name string) slog.Handler {
+	return clientLog{Handler: h.Handler.WithGroup(name), addr: h.addr}
 }
 
 func (g *Gateway) unregister(conn net.Conn) {

@@ -18,6 +18,11 @@ type memcacheCodec struct {
 	parser memcache.Parser
 }
 
+func (m *memcacheCodec) shed() bool {
+	m.parser.Shed()
+	return false
+}
+
 func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
 	s := m.s
 	for taken := 0; pos < len(buf) && !closeAfter && taken < s.burstCap; taken++ {

@@ -141,6 +141,14 @@ func (o *output) writeOwned(b []byte, wait bool, owned []byte) error {
 	return o.err
 }
 
+// idle reports whether nothing is being written or waits to be (and no error
+// ended the output): then the output can be dropped and made again.
+func (o *output) idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.running && !o.writing && len(o.chunks) == 0 && o.err == nil
+}
+
 // smallChunk is the size of the chunks small replies are gathered in.
 const smallChunk = 16 << 10
 

@@ -13,7 +13,8 @@ import (
 // database and name, and MULTI/EXEC queuing.
 type respCodec struct {
 	s          *session
-	parser     resp.CommandParser
+	parser     *resp.CommandParser // nil while the session is dormant
+	maxBulkLen int64               // the parser's MaxBulkLen
 	name       string
 	db         int
 	tx         transaction
@@ -36,8 +37,14 @@ func newRespCodec(s *session) clientCodec {
 	r := &respCodec{s: s, authed: !s.gw.auth.required(), proto: 2}
 	// A bulk argument that cannot fit in max_request_bytes is refused at its header,
 	// with Redis's own error, instead of being read up to the limit.
-	r.parser.MaxBulkLen = min(s.gw.conf().MaxRequestBytes, resp.MaxBulkLen)
+	r.maxBulkLen = min(s.gw.conf().MaxRequestBytes, resp.MaxBulkLen)
 	return r
+}
+
+func (r *respCodec) shed() bool {
+	r.parser = nil // made again at the next command: 176 bytes less per idle client
+	r.execFrames, r.rewritten, r.watchProbes, r.monitorLines = nil, nil, nil, nil
+	return r.sub != nil || r.monitor != nil
 }
 
 func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
@@ -49,6 +56,9 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		defer r.publishMonitorLines()
 	}
 	for taken := 0; pos < len(buf) && !closeAfter && s.afterSend == nil && taken < s.burstCap; taken++ {
+		if r.parser == nil {
+			r.parser = &resp.CommandParser{MaxBulkLen: r.maxBulkLen}
+		}
 		cmd, n, err := r.parser.Next(buf[pos:])
 		if errors.Is(err, protocols.ErrIncomplete) {
 			break
@@ -192,12 +202,19 @@ func (r *respCodec) submitted() {
 	}
 	r.execFrames = r.execFrames[:0] // submit copied them to the backends
 	r.rewritten = r.rewritten[:0]
-	r.parser.Reset()
+	if r.parser != nil {
+		r.parser.Reset()
+	}
 }
 
 func (r *respCodec) replied(b *batch) { r.watchReplied(b) }
 
-func (r *respCodec) need() int { return r.parser.Need() }
+func (r *respCodec) need() int {
+	if r.parser == nil {
+		return 0
+	}
+	return r.parser.Need()
+}
 
 // closed releases what the client held: its WATCH, subscriptions, MONITOR.
 func (r *respCodec) closed() {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,12 +47,21 @@ type session struct {
 	codec  clientCodec
 	client *client // what other clients see of this one (CLIENT LIST, KILL, UNBLOCK)
 
-	idle    deadline
-	output  *output
-	rbuf    []byte
-	items   []queuedCmd
-	scratch []byte
-	out     []byte
+	ctx      context.Context // the sessions' context (serve's)
+	sessions *sync.WaitGroup // the gateway's running sessions: a dormant one counts
+
+	idle deadline // the next read's deadline: read_idle_timeout, or dormantAfter
+	// quietSince: the client has sent nothing since then (its read deadline fired at
+	// least once); zero once it sends.
+	quietSince time.Time
+	// idleTimedOut: the idlePoller took the dormant session up because it was idle
+	// for read_idle_timeout: it ends.
+	idleTimedOut bool
+	output       *output
+	rbuf         []byte
+	items        []queuedCmd
+	scratch      []byte
+	out          []byte
 
 	marks    waitMarks    // protocol=redis: where this client's commands went, for WAIT
 	wait     *waitRequest // a WAIT ending the current burst (wait.go)
@@ -94,35 +104,61 @@ type clientCodec interface {
 	// need is, after decode stopped at an incomplete command, how many bytes that
 	// command is known to take from its first byte (0: not known yet).
 	need() int
+	// shed lets go of scratch storage before the session goes dormant (between
+	// commands). It reports whether other goroutines send to the client's output
+	// (subscriptions, MONITOR), which must then stay.
+	shed() (outputShared bool)
 }
 
-func (s *session) serve(ctx context.Context) {
-	defer s.recoverPanic()
+// serve serves the client until it leaves or the gateway stops; the session may go
+// dormant in between (dormant.go), its goroutine then ending and another taking it up.
+func (s *session) serve(ctx context.Context, sessions *sync.WaitGroup) {
+	s.ctx, s.sessions = ctx, sessions
 	if sc, ok := s.conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.parked = newParkedReader(raw) // nil where not available
 		}
 	}
-	if s.parked != nil {
-		defer s.parked.release()
-	} else {
+	if s.parked == nil {
 		s.rbuf = make([]byte, 0, readBufSize)
+	}
+	if dc, ok := s.conn.(*dormantConn); ok {
+		dc.session = s
 	}
 	s.burstCap = firstBurstCap
 	s.codec = s.gw.wire.newCodec(s)
-	// The replies before a QUIT or a protocol error are delivered before the close.
-	defer s.closeOutput()
-	defer s.codec.closed()
+	s.run()
+}
+
+// run serves the client in the calling goroutine until it leaves, or until it goes
+// dormant (then nothing of the session is touched here any more: another goroutine
+// may already have taken it up).
+func (s *session) run() {
+	dormant := false
+	defer s.recoverPanic()
+	defer func() {
+		if !dormant {
+			s.end()
+		}
+	}()
+	if s.idleTimedOut {
+		s.log.Debug("client connection closed", "err", s.idleError())
+		return
+	}
 	for {
 		if s.again {
 			s.again = false
 		} else if err := s.readMore(); err != nil {
+			if err == errDormant {
+				dormant = true
+				return
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.log.Debug("client connection closed", "err", err)
 			}
 			return
 		}
-		consumed, closeAfter, err := s.handleBurst(ctx)
+		consumed, closeAfter, err := s.handleBurst(s.ctx)
 		if err != nil {
 			s.log.Debug("client write failed", "err", err)
 			return
@@ -132,6 +168,17 @@ func (s *session) serve(ctx context.Context) {
 		}
 		s.keepUnconsumed(consumed)
 	}
+}
+
+// end releases what the session holds and closes the connection. The replies
+// before a QUIT or a protocol error are delivered before the close.
+func (s *session) end() {
+	s.codec.closed()
+	s.closeOutput()
+	if s.parked != nil {
+		s.parked.release()
+	}
+	s.gw.unregister(s.conn)
 }
 
 // keepUnconsumed moves what follows the consumed bytes to the front of a read
@@ -206,7 +253,8 @@ func (s *session) recoverPanic() {
 
 // readMore reads at least one byte into rbuf, growing it up to max_request_bytes.
 // With nothing left in rbuf on a plain TCP connection, it waits for the client
-// without holding a read buffer (parkedReader).
+// without holding a read buffer (parkedReader), and returns errDormant once the
+// session went dormant.
 func (s *session) readMore() error {
 	if len(s.rbuf) == 0 && s.parked != nil {
 		// What it held is handled: a grown buffer goes back to its pool, the parked
@@ -215,12 +263,19 @@ func (s *session) readMore() error {
 			putBigBuf(s.rbuf)
 		}
 		s.rbuf = nil
-		if err := s.readyToRead(); err != nil {
-			return err
+		for {
+			if err := s.readyToRead(); err != nil {
+				return err
+			}
+			b, err := s.parked.read()
+			if err = s.readError(err); err != errQuiet {
+				s.rbuf = b
+				return err
+			}
+			if s.goDormant() {
+				return errDormant
+			}
 		}
-		b, err := s.parked.read()
-		s.rbuf = b
-		return s.readError(err)
 	}
 	if len(s.rbuf) == cap(s.rbuf) || s.codec.need() > cap(s.rbuf) {
 		if cap(s.rbuf) >= s.requestLimit() {
@@ -234,35 +289,71 @@ func (s *session) readMore() error {
 		s.rbuf = append(s.newReadBuf(max(2*cap(s.rbuf), s.codec.need())), old...)
 		putBigBuf(old) // nothing refers to it: the burst before was handled
 	}
-	if err := s.readyToRead(); err != nil {
-		return err
+	for {
+		if err := s.readyToRead(); err != nil {
+			return err
+		}
+		n, err := s.conn.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
+		s.rbuf = s.rbuf[:len(s.rbuf)+n]
+		if err = s.readError(err); err != errQuiet {
+			return err
+		}
+		// Quiet in the middle of a command: it does not go dormant (the start of
+		// the command is in rbuf), it waits on.
 	}
-	n, err := s.conn.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
-	s.rbuf = s.rbuf[:len(s.rbuf)+n]
-	return s.readError(err)
 }
 
-// readyToRead sets read_idle_timeout's deadline for the next read, or says the
-// gateway is shutting down.
+// readTimeout is the next read's deadline: dormantAfter where the session can go
+// dormant and read_idle_timeout is longer (or 0), else read_idle_timeout.
+func (s *session) readTimeout() time.Duration {
+	t := s.gw.conf().ReadIdleTimeout
+	if _, ok := s.conn.(*dormantConn); ok && (t <= 0 || t > dormantAfter) {
+		return dormantAfter
+	}
+	return t
+}
+
+// readyToRead sets the deadline for the next read, or says the gateway is shutting
+// down.
 func (s *session) readyToRead() error {
-	s.idle.extend(s.conn, s.gw.conf().ReadIdleTimeout)
+	s.idle.extend(s.conn, s.readTimeout())
 	// Checked after extend: shutdown sets draining before it moves the read deadline
-	// to now, so either this sees it or the read sees that deadline.
+	// to now (and wakes dormant sessions), so either this sees it or the read sees
+	// that deadline.
 	if s.gw.draining.Load() {
 		return io.EOF
 	}
 	return nil
 }
 
-// readError turns a read's deadline into the reason the client is closed.
+// readError turns a read's deadline into the reason the client is closed, or into
+// errQuiet when the client has been quiet for dormantAfter but not yet for
+// read_idle_timeout.
 func (s *session) readError(err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		if s.gw.draining.Load() {
-			return io.EOF
+	if err == nil {
+		if !s.quietSince.IsZero() {
+			s.quietSince = time.Time{}
 		}
-		return fmt.Errorf("idle for %v (read_idle_timeout)", s.gw.conf().ReadIdleTimeout)
+		return nil
 	}
-	return err
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if s.gw.draining.Load() {
+		return io.EOF
+	}
+	if s.quietSince.IsZero() {
+		s.quietSince = s.idle.set // the read that set the deadline began the quiet
+	}
+	if t := s.gw.conf().ReadIdleTimeout; t > 0 && time.Since(s.quietSince) >= t-t/16 {
+		return s.idleError()
+	}
+	return errQuiet
+}
+
+// idleError is read_idle_timeout's reason to close the client.
+func (s *session) idleError() error {
+	return fmt.Errorf("idle for %v (read_idle_timeout)", s.gw.conf().ReadIdleTimeout)
 }
 
 // handleBurst runs every complete command in rbuf and writes their replies. It

@@ -12,6 +12,7 @@ import (
 // Stats are the gateway's counters. All fields are safe for concurrent use.
 type Stats struct {
 	ClientsConnected atomic.Int64 // client connections open now
+	ClientsDormant   atomic.Int64 // of those, idle ones whose session is dormant (no goroutine)
 	ClientsAccepted  atomic.Int64 // client connections accepted since start
 	ClientsRejected  atomic.Int64 // connections refused by max_clients
 	ProtocolErrors   atomic.Int64 // client connections closed for malformed input

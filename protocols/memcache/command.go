@@ -107,6 +107,13 @@ func (p *Parser) Reset() {
 	p.tokensUsed = 0
 }
 
+// Shed lets go of the parser's scratch storage, which grows again when it is next
+// used: for a client that went idle.
+func (p *Parser) Shed() {
+	p.Reset()
+	p.rewritten, p.tokens = nil, nil
+}
+
 // Next parses the first command of buf. Errors: protocols.ErrIncomplete (read more),
 // *ClientError (answer it, skip its N bytes, continue), *protocols.ProtocolError
 // (answer it, close the connection).
