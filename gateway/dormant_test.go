@@ -246,3 +246,94 @@ func TestDormantMemcacheClients(t *testing.T) {
 		}
 	}
 }
+
+// Clients that alternate between bursts and idle pauses around dormantAfter, while
+// another client kills random clients: sessions go dormant, wake, are killed asleep
+// and awake, and reconnect. Every acknowledged write is on every backend, the
+// backends converge, and once the clients leave no session, dormant or not, is left.
+func TestDormancyChurn(t *testing.T) {
+	h := withRedis(t, 2)
+	base := runtime.NumGoroutine()
+	ctx := context.Background()
+	stop := make(chan struct{})
+	killed, killedDormant := 0, 0
+	killerDone := make(chan struct{})
+	go func() {
+		defer close(killerDone)
+		killer := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1})
+		defer killer.Close()
+		self, _ := killer.ClientID(ctx).Result()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			list, err := killer.ClientList(ctx).Result()
+			if err != nil {
+				continue
+			}
+			var ids []string
+			for _, line := range strings.Split(list, "\n") {
+				if id, ok := strings.CutPrefix(strings.Fields(line + " x")[0], "id="); ok && id != fmt.Sprint(self) {
+					ids = append(ids, id)
+				}
+			}
+			if len(ids) == 0 {
+				continue
+			}
+			dormant := h.gw.Stats().ClientsDormant.Load()
+			if n, _ := killer.ClientKillByFilter(ctx, "ID", ids[i%len(ids)]).Result(); n == 1 {
+				killed++
+				if dormant > 0 {
+					killedDormant++ // with some asleep: this one may have been
+				}
+			}
+		}
+	}()
+	const workers, cycles, perBurst = 40, 3, 20
+	runClients(t, h, workers, func(w int, c *redis.Client) error {
+		for cyc := range cycles {
+			for attempt := 0; ; attempt++ {
+				cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+					for i := range perBurst {
+						p.Set(ctx, fmt.Sprintf("churn:%d:%d:%d", w, cyc, i), w*1000+cyc, 0)
+					}
+					return nil
+				})
+				if err == nil {
+					break
+				}
+				if attempt == 20 {
+					return fmt.Errorf("worker %d cycle %d: %v (%d replies)", w, cyc, err, len(cmds))
+				}
+			}
+			// Idle about dormantAfter: some go dormant, some are woken as they do.
+			time.Sleep(time.Duration(800+(w*37+cyc*101)%800) * time.Millisecond)
+		}
+		return nil
+	})
+	close(stop)
+	<-killerDone
+	t.Logf("%d clients killed during the run, %d of them while some were dormant", killed, killedDormant)
+	if killed == 0 || killedDormant == 0 {
+		t.Fatal("no kill while clients were dormant: the test did not test what it is for")
+	}
+	h.eachBackend(t, 0, func(b int, c *redis.Client) {
+		for w := range workers {
+			for cyc := range cycles {
+				for i := range perBurst {
+					k := fmt.Sprintf("churn:%d:%d:%d", w, cyc, i)
+					if v, err := c.Get(ctx, k).Int(); err != nil || v != w*1000+cyc {
+						t.Fatalf("backend %d: %s = %d, %v", b, k, v, err)
+					}
+				}
+			}
+		}
+	})
+	h.converged(t)
+	eventually(t, func() bool {
+		return h.gw.Stats().ClientsConnected.Load() == 0 && h.gw.Stats().ClientsDormant.Load() == 0
+	}, "every client gone, none left dormant")
+	eventually(t, func() bool { return runtime.NumGoroutine() <= base+5 }, "goroutines back to where they were")
+}
