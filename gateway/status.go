@@ -17,6 +17,7 @@ type Status struct {
 	Started       time.Time `json:"started"`
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	Clients       int64     `json:"clients"`
+	Dormant       int64     `json:"clients_dormant"` // of Clients, idle ones whose session is dormant
 	// CommandsTotal counts client commands since the start; OpsPerSec is their rate
 	// over the last second the admin server sampled.
 	CommandsTotal int64   `json:"commands_total"`
@@ -101,6 +102,7 @@ func (g *Gateway) Status() Status {
 	st := Status{
 		Version: Version, Protocol: cfg.Protocol, Listen: cfg.ListenAddr(), Started: g.started,
 		UptimeSeconds: time.Since(g.started).Seconds(), Clients: g.stats.ClientsConnected.Load(),
+		Dormant:     g.stats.ClientsDormant.Load(),
 		Divergences: g.stats.Divergences.Load(), Latency: map[string]LatencyQuantiles{},
 	}
 	for c := range numClasses {

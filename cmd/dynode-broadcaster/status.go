@@ -63,7 +63,7 @@ func writeStatus(w io.Writer, st gateway.Status, now time.Time) error {
 	}
 	fmt.Fprintf(w, "dynode-broadcaster %s  %s (%s)  up %s  %s  %s\n", st.Version, st.Listen, st.Protocol,
 		(time.Duration(st.UptimeSeconds) * time.Second).String(), ready, now.Format(time.TimeOnly))
-	fmt.Fprintf(w, "clients %d  ops/s %.0f  commands %d  divergences %d", st.Clients, st.OpsPerSec, st.CommandsTotal, st.Divergences)
+	fmt.Fprintf(w, "clients %d (%d idle)  ops/s %.0f  commands %d  divergences %d", st.Clients, st.Dormant, st.OpsPerSec, st.CommandsTotal, st.Divergences)
 	for _, class := range []string{"write", "read"} {
 		if q, ok := st.Latency[class]; ok && q.P99 > 0 {
 			fmt.Fprintf(w, "  %s p50/p99 <= %g/%g ms", class, q.P50, q.P99)
