@@ -90,8 +90,11 @@ var bigReleased atomic.Int64
 // collection, which an idle gateway may not run for minutes.
 //
 // Sessions going dormant free their goroutines' stacks the same way (only at the
-// next collection): when at least dormantReclaim of them went dormant (dormant, when
-// set, counts them all so far), the reclaimer treats that as memory let go too.
+// next collection). Many of them going dormant at once (a connection pool gone idle,
+// dormantReclaim or more) are worth a collection too, once no session has gone
+// dormant for a quiet interval; clients steadily going dormant and waking never are
+// (a collection at every few hundred of them would cost a busy gateway more than it
+// gives back). dormant, when set, counts the sessions that went dormant so far.
 type reclaimer struct {
 	interval time.Duration
 	free     func()       // debug.FreeOSMemory
@@ -106,28 +109,44 @@ const dormantReclaim = 512
 func (r *reclaimer) run(ctx context.Context) {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
-	pending := int64(0)
-	var dormantSeen int64
+	var st reclaimState
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		n := bigReleased.Swap(0)
+		var dormant int64
 		if r.dormant != nil {
-			if d := r.dormant(); d-dormantSeen >= dormantReclaim {
-				n += d - dormantSeen
-				dormantSeen = d
-			}
+			dormant = r.dormant()
 		}
-		if n > 0 {
-			pending += n // still flowing: wait for a quiet interval
-			continue
-		}
-		if pending > 0 {
-			pending = 0
+		if st.tick(bigReleased.Swap(0), dormant) {
 			r.free()
 		}
 	}
+}
+
+// reclaimState is what a reclaimer remembers between its looks.
+type reclaimState struct {
+	bigPending     int64 // bytes of large buffers let go since the last reclaim
+	dormantSeen    int64 // sessions gone dormant so far, at the last look
+	dormantPending int64 // of those, since the wave began
+}
+
+// tick takes one interval's news (bytes of large buffers let go in it, sessions gone
+// dormant so far) and says whether to reclaim now. Each source waits for a quiet
+// interval of its own: while it still flows, the heap reuses what it frees.
+func (st *reclaimState) tick(bigReleased, dormantTotal int64) bool {
+	st.bigPending += bigReleased
+	dormantQuiet := dormantTotal == st.dormantSeen
+	st.dormantPending += dormantTotal - st.dormantSeen
+	st.dormantSeen = dormantTotal
+	if bigReleased == 0 && st.bigPending > 0 || dormantQuiet && st.dormantPending >= dormantReclaim {
+		st.bigPending, st.dormantPending = 0, 0
+		return true
+	}
+	if dormantQuiet {
+		st.dormantPending = 0 // a few, then quiet: not worth a collection
+	}
+	return false
 }

@@ -110,3 +110,36 @@ func TestLargeWriteCountsProgress(t *testing.T) {
 		t.Fatalf("progress times seen: %d (%v), want the old one and 3 new ones", len(seen), seen)
 	}
 }
+
+// TestReclaimStateDormant checks when sessions going dormant make the reclaimer
+// collect: after a wave of dormantReclaim or more followed by a quiet interval, not
+// for a few, and never while they keep going dormant (a busy gateway with clients
+// that idle and wake would otherwise collect every few seconds).
+func TestReclaimStateDormant(t *testing.T) {
+	cases := []struct {
+		name    string
+		dormant []int64 // sessions gone dormant so far, at each look
+		big     []int64 // large bytes let go in each interval (nil: none)
+		want    []bool
+	}{
+		{"a pool gone idle, then quiet", []int64{0, 600, 1100, 1100, 1100}, nil, []bool{false, false, false, true, false}},
+		{"a few, then quiet", []int64{0, 10, 20, 20, 20}, nil, []bool{false, false, false, false, false}},
+		{"a steady trickle", []int64{100, 200, 300, 400, 500, 600, 700, 800, 900}, nil, []bool{false, false, false, false, false, false, false, false, false}},
+		{"a trickle, a pause long enough", []int64{200, 400, 600, 600, 700}, nil, []bool{false, false, false, true, false}},
+		{"a large buffer while sessions trickle", []int64{100, 200, 300, 400}, []int64{64 << 20, 0, 0, 0}, []bool{false, true, false, false}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := reclaimState{dormantSeen: 0}
+			for i, d := range c.dormant {
+				var big int64
+				if i < len(c.big) {
+					big = c.big[i]
+				}
+				if got := st.tick(big, d); got != c.want[i] {
+					t.Fatalf("look %d (dormant so far %d, big %d): reclaim %v, want %v", i, d, big, got, c.want[i])
+				}
+			}
+		})
+	}
+}

@@ -72,6 +72,7 @@ type sample struct {
 	goroutines, fds     float64
 	opsPerSec, errors   float64
 	clients, inSync, up float64
+	dormant             float64 // clients whose session is dormant
 }
 
 func run(ctx context.Context, o options) error {
@@ -194,7 +195,8 @@ func (l *load) client() *redis.Client {
 }
 
 // mixer sends one command (or a pipeline of 10) per interval, reconnecting after a
-// random 100-1,000 commands.
+// random 100-1,000 commands. Every tenth mixer is a pooled client that idles 0.5-3 s
+// between its commands instead (its session goes dormant and wakes again).
 func (l *load) mixer(ctx context.Context, id int, interval time.Duration) {
 	rng := rand.New(rand.NewPCG(uint64(id), 7))
 	// Spread the clients' first commands over one interval.
@@ -247,7 +249,11 @@ func (l *load) mixer(ctx context.Context, id int, interval time.Duration) {
 				})
 			}
 			l.count(err)
-			if !sleep(ctx, interval) {
+			pause := interval
+			if id%10 == 0 {
+				pause = 500*time.Millisecond + time.Duration(rng.Int64N(int64(2500*time.Millisecond)))
+			}
+			if !sleep(ctx, pause) {
 				break
 			}
 		}
@@ -334,7 +340,7 @@ func read(gw *gatewayProc) (sample, error) {
 	if err != nil {
 		return s, err
 	}
-	s.goroutines, s.clients = m["go_goroutines"], m["dynode_clients"]
+	s.goroutines, s.clients, s.dormant = m["go_goroutines"], m["dynode_clients"], m["dynode_clients_dormant"]
 	s.up, s.inSync = m["dynode_backend_up"], m["dynode_backend_in_sync"]
 	return s, nil
 }
@@ -421,10 +427,10 @@ func converge(ctx context.Context, gw *gatewayProc, servers []*server, within ti
 
 func writeTSV(path string, samples []sample) error {
 	var b strings.Builder
-	b.WriteString("seconds\trss_mib\tgoroutines\tfds\tops_per_sec\terrors\tclients\tbackends_up\tbackends_in_sync\n")
+	b.WriteString("seconds\trss_mib\tgoroutines\tfds\tops_per_sec\terrors\tclients\tbackends_up\tbackends_in_sync\tclients_dormant\n")
 	for _, s := range samples {
-		fmt.Fprintf(&b, "%.0f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\n",
-			s.at.Seconds(), s.rssMiB, s.goroutines, s.fds, s.opsPerSec, s.errors, s.clients, s.up, s.inSync)
+		fmt.Fprintf(&b, "%.0f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\n",
+			s.at.Seconds(), s.rssMiB, s.goroutines, s.fds, s.opsPerSec, s.errors, s.clients, s.up, s.inSync, s.dormant)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
@@ -443,7 +449,8 @@ func draw(path string, samples []sample) error {
 		{Title: "Goroutines and open fds", XLabel: "seconds", YLabel: "count", Series: []chart.Series{
 			series("goroutines", func(s sample) float64 { return s.goroutines }),
 			series("fds", func(s sample) float64 { return s.fds }),
-			series("clients", func(s sample) float64 { return s.clients })}},
+			series("clients", func(s sample) float64 { return s.clients }),
+			series("dormant", func(s sample) float64 { return s.dormant })}},
 		{Title: "Throughput", XLabel: "seconds", YLabel: "commands/s", Series: []chart.Series{series("ops/s", func(s sample) float64 { return s.opsPerSec })}},
 		{Title: "Backends", XLabel: "seconds", YLabel: "count", Series: []chart.Series{
 			series("up", func(s sample) float64 { return s.up }),
@@ -455,7 +462,7 @@ func draw(path string, samples []sample) error {
 // and last-third means and its drift (last third against middle third).
 func summary(o options, samples []sample, l *load, converged bool, detail string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%d clients (20 BLPOP workers, 10 subscribers), %s, %d backends, target %d commands/s, a secondary restarted every %s, sampled every %s\n\n",
+	fmt.Fprintf(&b, "\n%d clients (20 BLPOP workers, 10 subscribers, a tenth of the rest idle 0.5-3 s between commands), %s, %d backends, target %d commands/s, a secondary restarted every %s, sampled every %s\n\n",
 		o.clients, o.duration, o.backends, o.rate, o.restartEvery, o.sampleEvery)
 	b.WriteString("| series | first third | middle third | last third | max | drift (last vs middle) |\n|---|---|---|---|---|---|\n")
 	third := max(len(samples)/3, 1)
@@ -486,6 +493,7 @@ func summary(o options, samples []sample, l *load, converged bool, detail string
 	row("goroutines", func(s sample) float64 { return s.goroutines })
 	row("open fds", func(s sample) float64 { return s.fds })
 	row("clients connected", func(s sample) float64 { return s.clients })
+	row("clients dormant", func(s sample) float64 { return s.dormant })
 	row("commands/s", func(s sample) float64 { return s.opsPerSec })
 	fmt.Fprintf(&b, "\ncommands %d, client errors %d, client connections opened %d, jobs queued %d / taken %d, messages received %d\n\n%s (converged: %v)\n",
 		l.ops.Load(), l.errs.Load(), l.reconnect.Load(), l.jobsIn.Load(), l.jobsOut.Load(), l.messages.Load(), detail, converged)
