@@ -75,13 +75,14 @@ bench() {
 }
 
 # idle_rss PORT PID: RSS in MiB of PID while 10,000 idle clients are connected to PORT,
-# 3 s after the last one connected (the gateway's sessions go dormant after 1 s idle,
-# and the memory of their goroutines goes back to the system half a second later).
+# 12 s after the last one connected (the gateway's sessions go dormant after
+# client_dormant_after, 10 s by default, and the memory of their goroutines goes back
+# to the system half a second later).
 idle_rss() {
-  "$OUT/idleconns" -addr "127.0.0.1:$1" -n 10000 -hold 5s > "$OUT/idle-$1.out" &
+  "$OUT/idleconns" -addr "127.0.0.1:$1" -n 10000 -hold 14s > "$OUT/idle-$1.out" &
   local idle=$!
   for _ in $(seq 600); do grep -q ready "$OUT/idle-$1.out" 2>/dev/null && break; sleep 0.1; done
-  sleep 3
+  sleep 12
   awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$2/status"
   wait "$idle"
 }

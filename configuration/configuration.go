@@ -59,6 +59,7 @@ type Config struct {
 	AbsoluteTTL         bool              // relative expiries sent as absolute times
 	ClientOutputLimit   int64             // unread reply bytes per client before its reading pauses
 	ClientOutputTimeout time.Duration     // longest a client may leave replies unread
+	ClientDormantAfter  time.Duration     // a client idle this long has its session go dormant; 0: never
 	AutoResync          bool              // resync a backend as soon as it is out of sync
 	ResyncVia           string            // auto, direct or gateway: how a resync's target reaches its source
 	ShutdownTimeout     time.Duration     // longest a graceful shutdown waits for replies and backend queues
@@ -353,7 +354,8 @@ func (c *Config) values() map[string]string {
 		"backend_username": c.BackendUsername, "backend_password": masked(c.BackendPassword), "backlog_fsync": c.BacklogFsync, "backlog_memory_bytes": fmt.Sprint(c.BacklogMemoryBytes),
 		"verify_interval": secs(c.VerifyInterval), "verify_keys": fmt.Sprint(c.VerifyKeys), "verify_suspect_threshold": fmt.Sprint(c.VerifySuspectThreshold), "warm_seconds": secs(c.WarmPeriod),
 		"client_output_timeout": secs(c.ClientOutputTimeout), "max_clients": fmt.Sprint(c.MaxClients),
-		"raw_reply": c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
+		"client_dormant_after": secs(c.ClientDormantAfter),
+		"raw_reply":            c.RawReply, "raw_backend_buffer_bytes": fmt.Sprint(c.RawBackendBufferBytes),
 		"raw_slow_backend": c.RawSlowBackend,
 		"admin_port":       fmt.Sprint(c.AdminPort), "admin_token": masked(c.AdminToken), "admin_pprof": fmt.Sprint(c.AdminPprof), "log_format": c.LogFormat, "threads": fmt.Sprint(c.Threads), "databases": fmt.Sprint(c.Databases),
 	}

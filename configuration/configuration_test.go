@@ -30,7 +30,7 @@ func TestSeedFileLoadsUnchanged(t *testing.T) {
 		ReconnectDelayTimeout: 10 * time.Second, ReadIdleTimeout: 60 * time.Second,
 		Protocol: "redis", WriteReply: "primary", ReadFrom: "primary", Primary: "",
 		BackendTimeout: 2 * time.Second, BackendBacklogBytes: 64 << 20, MaxRequestBytes: 512 << 20,
-		ClientOutputLimit: 64 << 20, ClientOutputTimeout: 60 * time.Second, AbsoluteTTL: true, AutoResync: true, ResyncVia: "auto", ShutdownTimeout: 10 * time.Second, BacklogFsync: "everysec", Users: map[string]string{}, ServerCredentials: map[string]Credentials{}, BacklogMemoryBytes: 8 << 20, VerifyKeys: 1000, VerifySuspectThreshold: 1,
+		ClientOutputLimit: 64 << 20, ClientOutputTimeout: 60 * time.Second, ClientDormantAfter: 10 * time.Second, AbsoluteTTL: true, AutoResync: true, ResyncVia: "auto", ShutdownTimeout: 10 * time.Second, BacklogFsync: "everysec", Users: map[string]string{}, ServerCredentials: map[string]Credentials{}, BacklogMemoryBytes: 8 << 20, VerifyKeys: 1000, VerifySuspectThreshold: 1,
 		MaxClients: 10000, Databases: 16, Threads: 0, AdminPort: 0,
 		RawReply: "all", RawBackendBufferBytes: 4 << 20, RawSlowBackend: "slow_client",
 	}

@@ -214,6 +214,7 @@ var settings = grouped(
 		{"max_request_bytes", "536870912", "largest client request accepted (a single request is always admitted to a backend that keeps up, whatever backend_backlog_bytes says)", int64Into(1<<10, 4<<30, func(c *Config) *int64 { return &c.MaxRequestBytes })},
 		{"client_output_limit", "67108864", "bytes of replies a client may leave unread; beyond, the gateway stops reading its commands until it reads (backpressure)", int64Into(1<<10, 1<<40, func(c *Config) *int64 { return &c.ClientOutputLimit })},
 		{"client_output_timeout", "60", "seconds a client may leave its pending replies unread before it is disconnected; 0 = never", durationInto(func(c *Config) *time.Duration { return &c.ClientOutputTimeout })},
+		{"client_dormant_after", "10", "seconds a plain TCP client may send nothing before its session goes dormant (no goroutine until it sends again; Linux); 0 = never", durationInto(func(c *Config) *time.Duration { return &c.ClientDormantAfter })},
 	}},
 	group{"Raw mode", []setting{
 		{"raw_reply", "all", "protocol=raw: which backend bytes clients receive: all (the original's), primary or none",

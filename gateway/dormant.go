@@ -6,17 +6,17 @@ import (
 	"time"
 )
 
-// dormantAfter is how long a plain TCP client sends nothing before its session goes
-// dormant: its goroutine ends, the idlePoller watches the connection, and a new
-// goroutine takes the session up when the client sends again (or closes). Clients
-// idle in connection pools then cost memory for their state only (10,000 idle
-// clients: no goroutine stacks), while a client that keeps sending never pays for it.
-const dormantAfter = time.Second
+// A plain TCP client that sends nothing for client_dormant_after (10 s) has its
+// session go dormant: its goroutine ends, the idlePoller watches the connection, and
+// a new goroutine takes the session up when the client sends again (or closes).
+// Clients idle in connection pools then cost memory for their state only (10,000
+// idle clients: no goroutine stacks), while a client that sends more often than that
+// never pays for a wake-up (a new goroutine, its stack grown again, two epoll_ctl).
 
 // errDormant ends a session's goroutine, not the session: the idlePoller holds it.
 var errDormant = errors.New("session dormant")
 
-// errQuiet is a read's dormantAfter deadline: nothing arrived for that long.
+// errQuiet is a read's client_dormant_after deadline: nothing arrived for that long.
 var errQuiet = errors.New("client quiet")
 
 // dormantConn is a plain TCP client connection whose session may go dormant. Its
@@ -55,8 +55,8 @@ func (g *Gateway) wrapClient(conn net.Conn) net.Conn {
 // goroutine; false when it cannot (the caller keeps reading).
 func (s *session) goDormant() bool {
 	dc, ok := s.conn.(*dormantConn)
-	if !ok {
-		return false
+	if !ok || s.gw.conf().ClientDormantAfter <= 0 {
+		return false // (set to 0 by a reload since the read began)
 	}
 	s.shed()
 	// Counted before it can be woken, so shutdown's wait never sees zero meanwhile;

@@ -13,7 +13,7 @@ import (
 )
 
 // idlePoller watches the connections of dormant sessions with an epoll instance of
-// its own, in one goroutine: a client idle for dormantAfter costs no goroutine (nor
+// its own, in one goroutine: a client idle for client_dormant_after costs no goroutine (nor
 // its stack) until it sends again. When one of its connections becomes readable (or
 // is closed by its peer), the poller removes it and starts its session again.
 //

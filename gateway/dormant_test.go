@@ -56,7 +56,7 @@ func roundTrip(t *testing.T, c net.Conn, cmd string) string {
 // with their state, when the client sends: replies, data on every backend, the
 // client's database and transaction all as if they had stayed.
 func TestIdleClientsGoDormant(t *testing.T) {
-	h := withRedis(t, 2)
+	h := withRedis(t, 2, "client_dormant_after=1")
 	const n = 200
 	base := runtime.NumGoroutine()
 	conns := dormantClients(t, h.addr, n)
@@ -114,7 +114,7 @@ func TestIdleClientsGoDormant(t *testing.T) {
 // A dormant client can be killed (CLIENT KILL) and is closed at once; a subscriber
 // that went dormant still receives messages and answers commands.
 func TestDormantClientKilledAndSubscriber(t *testing.T) {
-	h := withRedis(t, 2)
+	h := withRedis(t, 2, "client_dormant_after=1")
 	victim := dormantClients(t, h.addr, 1)[0]
 	id := roundTrip(t, victim, "CLIENT ID")
 	sub := h.client(t, 0)
@@ -160,7 +160,7 @@ func TestDormantClientKilledAndSubscriber(t *testing.T) {
 // read_idle_timeout still closes a client idle that long when its session is
 // dormant; a client that keeps sending is not closed.
 func TestDormantClientIdleTimeout(t *testing.T) {
-	h := withRedis(t, 1, "read_idle_timeout=3")
+	h := withRedis(t, 1, "read_idle_timeout=3", "client_dormant_after=1")
 	idle := dormantClients(t, h.addr, 1)[0]
 	busy := dormantClients(t, h.addr, 1)[0]
 	start := time.Now()
@@ -196,12 +196,12 @@ func TestDormantClientIdleTimeout(t *testing.T) {
 // A client that stops in the middle of a command is not made dormant (the start of
 // its command is held) and its command completes when the rest arrives.
 func TestQuietMidCommand(t *testing.T) {
-	h := withRedis(t, 2)
+	h := withRedis(t, 2, "client_dormant_after=1")
 	c := dormantClients(t, h.addr, 1)[0]
 	if _, err := c.Write([]byte("*3\r\n$3\r\nSET\r\n$4\r\nhalf")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond) // past dormantAfter twice
+	time.Sleep(2500 * time.Millisecond) // past client_dormant_after twice
 	if d := h.gw.Stats().ClientsDormant.Load(); d != 0 {
 		t.Errorf("%d dormant clients while one is in the middle of a command", d)
 	}
@@ -218,7 +218,7 @@ func TestQuietMidCommand(t *testing.T) {
 // memcached clients go dormant the same way: a gomemcache client's pooled
 // connections, idle, then used again, with every backend holding the values.
 func TestDormantMemcacheClients(t *testing.T) {
-	h := withMemcached(t, 2)
+	h := withMemcached(t, 2, "client_dormant_after=1")
 	c := h.mcClient()
 	keys := make([]string, 20)
 	for i := range keys {
@@ -247,12 +247,12 @@ func TestDormantMemcacheClients(t *testing.T) {
 	}
 }
 
-// Clients that alternate between bursts and idle pauses around dormantAfter, while
+// Clients that alternate between bursts and idle pauses around client_dormant_after (1 s here), while
 // another client kills random clients: sessions go dormant, wake, are killed asleep
 // and awake, and reconnect. Every acknowledged write is on every backend, the
 // backends converge, and once the clients leave no session, dormant or not, is left.
 func TestDormancyChurn(t *testing.T) {
-	h := withRedis(t, 2)
+	h := withRedis(t, 2, "client_dormant_after=1")
 	base := runtime.NumGoroutine()
 	ctx := context.Background()
 	stop := make(chan struct{})
@@ -308,7 +308,7 @@ func TestDormancyChurn(t *testing.T) {
 					return fmt.Errorf("worker %d cycle %d: %v (%d replies)", w, cyc, err, len(cmds))
 				}
 			}
-			// Idle about dormantAfter: some go dormant, some are woken as they do.
+			// Idle about client_dormant_after: some go dormant, some are woken as they do.
 			time.Sleep(time.Duration(800+(w*37+cyc*101)%800) * time.Millisecond)
 		}
 		return nil
@@ -336,4 +336,27 @@ func TestDormancyChurn(t *testing.T) {
 		return h.gw.Stats().ClientsConnected.Load() == 0 && h.gw.Stats().ClientsDormant.Load() == 0
 	}, "every client gone, none left dormant")
 	eventually(t, func() bool { return runtime.NumGoroutine() <= base+5 }, "goroutines back to where they were")
+}
+
+// client_dormant_after=0 keeps every session's goroutine, and the default (10 s)
+// does not make a client idle for a few seconds dormant.
+func TestDormancyOff(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		settings []string
+	}{{"off", []string{"client_dormant_after=0"}}, {"default", nil}} {
+		t.Run(c.name, func(t *testing.T) {
+			h := withRedis(t, 1, c.settings...)
+			conns := dormantClients(t, h.addr, 5)
+			time.Sleep(2500 * time.Millisecond)
+			if d := h.gw.Stats().ClientsDormant.Load(); d != 0 {
+				t.Fatalf("%d dormant clients", d)
+			}
+			for _, conn := range conns {
+				if got := roundTrip(t, conn, "PING"); got != "+PONG" {
+					t.Fatalf("PING: %q", got)
+				}
+			}
+		})
+	}
 }

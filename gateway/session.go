@@ -50,7 +50,7 @@ type session struct {
 	ctx      context.Context // the sessions' context (serve's)
 	sessions *sync.WaitGroup // the gateway's running sessions: a dormant one counts
 
-	idle deadline // the next read's deadline: read_idle_timeout, or dormantAfter
+	idle deadline // the next read's deadline: read_idle_timeout, or client_dormant_after
 	// quietSince: the client has sent nothing since then (its read deadline fired at
 	// least once); zero once it sends.
 	quietSince time.Time
@@ -303,12 +303,15 @@ func (s *session) readMore() error {
 	}
 }
 
-// readTimeout is the next read's deadline: dormantAfter where the session can go
-// dormant and read_idle_timeout is longer (or 0), else read_idle_timeout.
+// readTimeout is the next read's deadline: client_dormant_after where the session
+// can go dormant and read_idle_timeout is longer (or 0), else read_idle_timeout.
 func (s *session) readTimeout() time.Duration {
-	t := s.gw.conf().ReadIdleTimeout
-	if _, ok := s.conn.(*dormantConn); ok && (t <= 0 || t > dormantAfter) {
-		return dormantAfter
+	cfg := s.gw.conf()
+	t := cfg.ReadIdleTimeout
+	if _, ok := s.conn.(*dormantConn); ok {
+		if d := cfg.ClientDormantAfter; d > 0 && (t <= 0 || t > d) {
+			return d
+		}
 	}
 	return t
 }
@@ -327,7 +330,7 @@ func (s *session) readyToRead() error {
 }
 
 // readError turns a read's deadline into the reason the client is closed, or into
-// errQuiet when the client has been quiet for dormantAfter but not yet for
+// errQuiet when the client has been quiet for client_dormant_after but not yet for
 // read_idle_timeout.
 func (s *session) readError(err error) error {
 	if err == nil {

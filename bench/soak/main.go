@@ -195,8 +195,9 @@ func (l *load) client() *redis.Client {
 }
 
 // mixer sends one command (or a pipeline of 10) per interval, reconnecting after a
-// random 100-1,000 commands. Every tenth mixer is a pooled client that idles 0.5-3 s
-// between its commands instead (its session goes dormant and wakes again).
+// random 100-1,000 commands. Every tenth mixer is a pooled client that idles 5-15 s
+// between its commands instead (past client_dormant_after, 10 s, its session goes
+// dormant and wakes again).
 func (l *load) mixer(ctx context.Context, id int, interval time.Duration) {
 	rng := rand.New(rand.NewPCG(uint64(id), 7))
 	// Spread the clients' first commands over one interval.
@@ -251,7 +252,7 @@ func (l *load) mixer(ctx context.Context, id int, interval time.Duration) {
 			l.count(err)
 			pause := interval
 			if id%10 == 0 {
-				pause = 500*time.Millisecond + time.Duration(rng.Int64N(int64(2500*time.Millisecond)))
+				pause = 5*time.Second + time.Duration(rng.Int64N(int64(10*time.Second)))
 			}
 			if !sleep(ctx, pause) {
 				break
@@ -462,7 +463,7 @@ func draw(path string, samples []sample) error {
 // and last-third means and its drift (last third against middle third).
 func summary(o options, samples []sample, l *load, converged bool, detail string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%d clients (20 BLPOP workers, 10 subscribers, a tenth of the rest idle 0.5-3 s between commands), %s, %d backends, target %d commands/s, a secondary restarted every %s, sampled every %s\n\n",
+	fmt.Fprintf(&b, "\n%d clients (20 BLPOP workers, 10 subscribers, a tenth of the rest idle 5-15 s between commands), %s, %d backends, target %d commands/s, a secondary restarted every %s, sampled every %s\n\n",
 		o.clients, o.duration, o.backends, o.rate, o.restartEvery, o.sampleEvery)
 	b.WriteString("| series | first third | middle third | last third | max | drift (last vs middle) |\n|---|---|---|---|---|---|\n")
 	third := max(len(samples)/3, 1)
