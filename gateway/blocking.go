@@ -91,7 +91,12 @@ func (s *session) serveBlocking(ctx context.Context, dst []byte, bc *blockCall) 
 		w.inFlight = true
 		gw.seq.keys.add(&w.waiter)
 		gw.seq.mu.Unlock()
-		s.client.update(func(c *client) { c.blocked = true })
+		s.client.update(func(c *client) {
+			c.blocked = true
+			if c.unblock == nil {
+				c.unblock = make(chan unblockRequest, 1)
+			}
+		})
 		defer func() {
 			gw.seq.mu.Lock()
 			gw.seq.keys.remove(&w.waiter)

@@ -32,7 +32,8 @@ type client struct {
 	blocked    bool // waiting in a blocking command (blocking.go)
 	watching   int  // keys WATCHed
 	proto      int  // 2 or 3
-	// unblock receives CLIENT UNBLOCK's request while the client is blocked.
+	// unblock receives CLIENT UNBLOCK's request while the client is blocked; made
+	// (by the client's session, under mu) when it first blocks, then never replaced.
 	unblock chan unblockRequest
 }
 
@@ -42,8 +43,7 @@ type unblockRequest struct{ withError bool }
 
 func newClient(id int64, conn net.Conn) *client {
 	now := time.Now()
-	return &client{id: id, conn: conn, created: now, lastActive: now, multi: -1, proto: 2,
-		unblock: make(chan unblockRequest, 1)}
+	return &client{id: id, conn: conn, created: now, lastActive: now, multi: -1, proto: 2}
 }
 
 // touch records the client's latest command.

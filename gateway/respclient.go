@@ -17,11 +17,11 @@ type respCodec struct {
 	maxBulkLen int64               // the parser's MaxBulkLen
 	name       string
 	db         int
-	tx         transaction
-	execFrames []byte // frames of transactions executed in the current burst
-	rewritten  []byte // frames the gateway rewrote (absolute TTLs) in the current burst
-	authed     bool   // the client authenticated, or needs not (auth.go)
-	proto      int    // RESP version the client speaks: 2, or 3 after HELLO 3
+	tx         *transaction // made at the first MULTI (or EXEC, DISCARD)
+	execFrames []byte       // frames of transactions executed in the current burst
+	rewritten  []byte       // frames the gateway rewrote (absolute TTLs) in the current burst
+	authed     bool         // the client authenticated, or needs not (auth.go)
+	proto      int          // RESP version the client speaks: 2, or 3 after HELLO 3
 
 	watching     *watchState  // WATCHed keys (watch.go); nil: none
 	watchProbes  []watchProbe // this burst's PEXPIRETIME reads for WATCH
@@ -43,6 +43,9 @@ func newRespCodec(s *session) clientCodec {
 
 func (r *respCodec) shed() bool {
 	r.parser = nil // made again at the next command: 176 bytes less per idle client
+	if r.tx != nil && !r.tx.active {
+		r.tx = nil
+	}
 	r.execFrames, r.rewritten, r.watchProbes, r.monitorLines = nil, nil, nil, nil
 	return r.sub != nil || r.monitor != nil
 }
@@ -101,7 +104,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 				}
 			}
 		}
-		if cmd.Name == "WAIT" && !r.tx.active {
+		if cmd.Name == "WAIT" && !r.inMulti() {
 			w, msg := parseWait(cmd)
 			if msg != "" {
 				b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], msg))
@@ -113,7 +116,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		if r.transact(b, cmd) {
 			continue
 		}
-		if r.sub.count() > 0 && r.proto == 2 && !r.tx.active {
+		if r.sub.count() > 0 && r.proto == 2 && !r.inMulti() {
 			// RESP2 subscriber mode: only these commands, PING in its pub/sub form.
 			if !allowedSubscribed(cmd.Name) {
 				b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR Can't execute '"+strings.ToLower(strings.ReplaceAll(cmd.Name, "|", " "))+
@@ -125,7 +128,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 				continue
 			}
 		}
-		if isSubscribeCommand(cmd.Name) && !r.tx.active {
+		if isSubscribeCommand(cmd.Name) && !r.inMulti() {
 			if msg := resp.Reject(cmd.Args); msg != "" {
 				b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], msg))
 				continue
@@ -252,7 +255,9 @@ func (r *respCodec) startMonitor() {
 
 // reset answers RESET: the connection's state as it was when it connected.
 func (r *respCodec) reset(dst []byte) []byte {
-	r.tx.reset()
+	if r.tx != nil {
+		r.tx.reset()
+	}
 	r.unwatch()
 	r.closeSubscriber()
 	if r.monitor != nil {

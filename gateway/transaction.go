@@ -42,6 +42,9 @@ func (t *transaction) abort() {
 	t.frames, t.ends, t.names, t.effects = nil, nil, nil, nil
 }
 
+// inMulti reports whether the client has a transaction open.
+func (r *respCodec) inMulti() bool { return r.tx != nil && r.tx.active }
+
 // endTransaction records for CLIENT LIST that the client left MULTI.
 func (r *respCodec) endTransaction() {
 	r.s.client.update(func(c *client) { c.multi = -1 })
@@ -57,7 +60,15 @@ func (t *transaction) reset() {
 // transact handles cmd if it belongs to transaction handling (MULTI, EXEC, DISCARD,
 // or any command while a transaction is open) and reports whether it did.
 func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
-	tx := &r.tx
+	if r.tx == nil {
+		switch cmd.Name {
+		case "MULTI", "DISCARD", "EXEC":
+			r.tx = &transaction{} // made at the first use: most clients never open one
+		default:
+			return false
+		}
+	}
+	tx := r.tx
 	switch cmd.Name {
 	case "MULTI":
 		if tx.active {
@@ -134,7 +145,7 @@ func (r *respCodec) transact(b *batch, cmd protocols.Command) bool {
 // exec queues the whole transaction into the batch: MULTI and the commands hidden,
 // EXEC's reply visible.
 func (r *respCodec) exec(b *batch, cmd protocols.Command) {
-	tx := &r.tx
+	tx := r.tx // transact made it
 	switch {
 	case !tx.active:
 		b.addLocal(cmd.Name, resp.AppendError(r.s.scratch[:0], "ERR EXEC without MULTI"))

@@ -55,7 +55,7 @@ type watchProbe struct {
 // watch answers WATCH key [key ...].
 func (r *respCodec) watch(b *batch, cmd protocols.Command) {
 	s := r.s
-	if r.tx.active {
+	if r.inMulti() {
 		b.addLocal(cmd.Name, resp.AppendError(s.scratch[:0], "ERR WATCH inside MULTI is not allowed"))
 		return
 	}
