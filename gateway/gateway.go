@@ -452,7 +452,8 @@ func (h clientLog) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return clientLog{Handler: h.Handler.WithAttrs(attrs), addr: h.addr}
 }
 
-// WithGroup keeps adding the address, outside the group as With would put it.
+// WithGroup keeps adding the address (inside the group, with the record's own
+// attributes; nothing in the gateway groups a client's logger).
 func (h clientLog) WithGroup(name string) slog.Handler {
 	return clientLog{Handler: h.Handler.WithGroup(name), addr: h.addr}
 }
