@@ -25,7 +25,7 @@ import (
 type tcpBackend struct {
 	t    testing.TB
 	ln   net.Listener
-	mode string        // "sink", "echo", "stall" (never reads), "probe-then-stall", "close-after-read"
+	mode string        // "sink", "echo", "stall" (never reads), "late" (reads after 300 ms), "probe-then-stall", "close-after-read"
 	quit chan struct{} // closed when the test ends
 
 	mu    sync.Mutex
@@ -94,6 +94,13 @@ func (b *tcpBackend) handle(c net.Conn, r *received) {
 	if mode == "stall" {
 		<-b.quit // never reads; the connection closes when the test ends
 		return
+	}
+	if mode == "late" {
+		select { // the gateway's queue for this backend fills meanwhile
+		case <-time.After(300 * time.Millisecond):
+		case <-b.quit:
+			return
+		}
 	}
 	buf := make([]byte, 64<<10)
 	for {
@@ -217,6 +224,29 @@ func TestRawStream100MiB(t *testing.T) {
 	}
 	if got := h.gw.Stats().RawBytesOut.Load(); got != 3*size {
 		t.Fatalf("RawBytesOut = %d, want %d", got, 3*size)
+	}
+}
+
+// TestRawLinkCatchesUp: a backend that starts reading late gets its queued chunks
+// in large writes (everything queued at once), whole and in order, and nothing is
+// counted missed.
+func TestRawLinkCatchesUp(t *testing.T) {
+	const size = 48 << 20
+	prompt, late := newTCPBackend(t, "sink"), newTCPBackend(t, "late")
+	h := startGateway(t, []string{prompt.addr(), late.addr()}, "protocol=raw", "raw_backend_buffer_bytes=8388608")
+	c := dialGateway(t, h.addr)
+	want := streamRandom(t, c, size, 4)
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range []*tcpBackend{prompt, late} {
+		if got := waitDone(t, b.conn(0)); got != want {
+			t.Fatalf("backend %d: sha256 %s after %d bytes, want %s (%d bytes)", i, got, b.conn(0).bytes(), want, size)
+		}
+	}
+	st := h.gw.Stats()
+	if out, missed := st.RawBytesOut.Load(), st.RawMissedBytes.Load(); out != 2*size || missed != 0 {
+		t.Fatalf("RawBytesOut = %d, RawMissedBytes = %d; want %d and 0", out, missed, 2*size)
 	}
 }
 
