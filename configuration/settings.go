@@ -219,7 +219,7 @@ var settings = grouped(
 	group{"Raw mode", []setting{
 		{"raw_reply", "all", "protocol=raw: which backend bytes clients receive: all (the original's), primary or none",
 			oneOf(strings.ToLower, func(c *Config) *string { return &c.RawReply }, "all", "primary", "none")},
-		{"raw_backend_buffer_bytes", "4194304", "protocol=raw: bytes queued per backend of a client before raw_slow_backend applies", int64Into(ChunkFloor, 1<<34, func(c *Config) *int64 { return &c.RawBackendBufferBytes })},
+		{"raw_backend_buffer_bytes", "4194304", "protocol=raw: bytes queued per backend of a client before raw_slow_backend applies (counted by the buffers holding them: a short read is kept in one of at most 4x its size, 512 bytes at least)", int64Into(ChunkFloor, 1<<34, func(c *Config) *int64 { return &c.RawBackendBufferBytes })},
 		{"raw_slow_backend", "slow_client", "protocol=raw: when a backend's buffer is full, slow_client (wait for it) or cut (drop a backend whose buffer stays full for 1s, counting the bytes it misses)",
 			oneOf(strings.ToLower, func(c *Config) *string { return &c.RawSlowBackend }, "slow_client", "cut")},
 	}},

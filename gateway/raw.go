@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols/raw"
@@ -69,20 +70,16 @@ func (s *rawSession) serve(ctx context.Context) {
 		}
 	}
 	var idle deadline
+	read := s.reader()
 	for {
 		idle.extend(s.conn, s.gw.conf().ReadIdleTimeout)
-		c := raw.NewChunk()
-		n, err := s.conn.Read(c.Space())
-		if n > 0 {
-			c.SetLen(n)
+		c, err := read()
+		if c != nil {
 			c.Hold(len(s.links))
-			s.gw.stats.RawBytesIn.Add(int64(n))
+			s.gw.stats.RawBytesIn.Add(int64(c.Len()))
 			for _, l := range s.links {
 				l.enqueue(c)
 			}
-		} else {
-			c.Hold(1)
-			c.Release()
 		}
 		if err == nil {
 			continue
@@ -103,6 +100,34 @@ func (s *rawSession) serve(ctx context.Context) {
 		wg.Wait()
 		s.reportMissed()
 		return
+	}
+}
+
+// reader returns the client's read: one chunk per read (nil when it got nothing),
+// with a ChunkSize buffer taken from the pool only once the socket has bytes
+// (parkedReader), so an idle raw client holds none.
+func (s *rawSession) reader() func() (*raw.Chunk, error) {
+	if sc, ok := s.conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			if parked := newParkedReader(rc, raw.ReadBuffer, raw.PutReadBuffer); parked != nil {
+				return func() (*raw.Chunk, error) {
+					b, err := parked.read()
+					if len(b) == 0 {
+						return nil, err
+					}
+					return raw.NewChunk(parked.take(), len(b)), err
+				}
+			}
+		}
+	}
+	return func() (*raw.Chunk, error) {
+		bp := raw.ReadBuffer()
+		n, err := s.conn.Read(*bp)
+		if n == 0 {
+			raw.PutReadBuffer(bp)
+			return nil, err
+		}
+		return raw.NewChunk(bp, n), err
 	}
 }
 
@@ -166,9 +191,9 @@ type rawLink struct {
 	cond    sync.Cond
 	conn    net.Conn     // nil while down
 	q       []*raw.Chunk // chunks to write, in order
-	qbytes  int64
-	missed  int64 // bytes this backend did not get since it was last reported
-	eof     bool  // the client half-closed: send FIN after the queue
+	qbytes  int64        // the memory q holds (Chunk.Size): what raw_backend_buffer_bytes bounds
+	missed  int64        // bytes this backend did not get since it was last reported
+	eof     bool         // the client half-closed: send FIN after the queue
 	stopped bool
 }
 
@@ -186,7 +211,7 @@ func (l *rawLink) enqueue(c *raw.Chunk) {
 	cut := cfg.RawSlowBackend == "cut"
 	var waitStart time.Time
 	l.mu.Lock()
-	for l.conn != nil && !l.stopped && l.qbytes > 0 && l.qbytes+int64(c.Len()) > cfg.RawBackendBufferBytes {
+	for l.conn != nil && !l.stopped && l.qbytes > 0 && l.qbytes+int64(c.Size()) > cfg.RawBackendBufferBytes {
 		if cut {
 			if waitStart.IsZero() {
 				waitStart = time.Now()
@@ -213,7 +238,7 @@ func (l *rawLink) enqueue(c *raw.Chunk) {
 		return
 	}
 	l.q = append(l.q, c)
-	l.qbytes += int64(c.Len())
+	l.qbytes += int64(c.Size())
 	l.cond.Broadcast()
 	l.mu.Unlock()
 }
@@ -348,13 +373,14 @@ func (l *rawLink) write(conn net.Conn) (finished bool) {
 		taken = append(taken[:0], l.q...)
 		clear(l.q)
 		l.q = l.q[:0]
-		size := l.qbytes
 		l.qbytes = 0
 		l.cond.Broadcast()
 		l.mu.Unlock()
 		vec = vec[:0]
+		size := int64(0)
 		for _, c := range taken {
 			vec = append(vec, c.Bytes())
+			size += int64(c.Len())
 		}
 		written, err := vec.WriteTo(conn) // consumes its own copy of the slice header only
 		l.s.gw.stats.RawBytesOut.Add(written)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -411,6 +412,42 @@ func TestRawSlowBackend(t *testing.T) {
 			t.Fatalf("slow backend not cut and counted: %+v", h.gw.Stats())
 		}
 	})
+}
+
+// TestRawShortReadsBounded: a client sending short messages while a backend stalls
+// makes the gateway queue many short reads for it; raw_backend_buffer_bytes bounds
+// the memory they hold (each is kept in a buffer of its size), not only their bytes.
+func TestRawShortReadsBounded(t *testing.T) {
+	const bound = 1 << 20
+	fast, stalled := newTCPBackend(t, "sink"), newTCPBackend(t, "stall")
+	h := startGateway(t, []string{fast.addr(), stalled.addr()}, "protocol=raw", "raw_backend_buffer_bytes="+strconv.Itoa(bound))
+	c := dialGateway(t, h.addr)
+	before := heapInUse()
+	msg := []byte("0123456789abcdefghi\n")
+	_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+	sent := 0
+	for {
+		if _, err := c.Write(msg); err != nil {
+			break
+		}
+		sent += len(msg)
+	}
+	grown := heapInUse() - before
+	t.Logf("client sent %d bytes before it was held back; the fast backend got %d; heap +%d KiB", sent, fast.conn(0).bytes(), grown>>10)
+	if grown > 4*bound {
+		t.Fatalf("heap grew by %d bytes with short reads queued under raw_backend_buffer_bytes=%d", grown, bound)
+	}
+	if got := fast.conn(0).bytes(); got > int64(sent) || got < bound/2 {
+		t.Fatalf("fast backend got %d bytes of the %d sent", got, sent)
+	}
+}
+
+// heapInUse is the heap in use after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
 }
 
 // TestRawFanOut100 sends one client's stream to 100 backends.

@@ -7,8 +7,14 @@ import "syscall"
 // parkedReader is not available here: sessions read into a buffer of their own.
 type parkedReader struct{}
 
-func newParkedReader(syscall.RawConn) *parkedReader { return nil }
+func newParkedReader(syscall.RawConn, func() *[]byte, func(*[]byte)) *parkedReader { return nil }
 
 func (*parkedReader) read() ([]byte, error) { panic("gateway: parkedReader on a platform without it") }
 
 func (*parkedReader) release() {}
+
+func (*parkedReader) take() *[]byte { panic("gateway: parkedReader on a platform without it") }
+
+func getReadBuf() *[]byte { panic("gateway: parkedReader on a platform without it") }
+
+func putReadBuf(*[]byte) {}

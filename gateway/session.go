@@ -116,7 +116,7 @@ func (s *session) serve(ctx context.Context, sessions *sync.WaitGroup) {
 	s.ctx, s.sessions = ctx, sessions
 	if sc, ok := s.conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			s.parked = newParkedReader(raw) // nil where not available
+			s.parked = newParkedReader(raw, getReadBuf, putReadBuf) // nil where not available
 		}
 	}
 	if s.parked == nil {

@@ -7,43 +7,84 @@ import (
 )
 
 // ChunkSize is the largest read from a client, and so the largest chunk.
-const ChunkSize = 32 << 10
+const ChunkSize = 128 << 10
+
+// chunkClasses are the buffer sizes a chunk's bytes are kept in: a read that filled
+// at most a quarter of its ChunkSize buffer is copied into the smallest class that
+// holds it, so a chunk never holds more than 4x its bytes (512 bytes at least) while
+// it waits in queues; a fuller read keeps its buffer, without a copy.
+var chunkClasses = [...]int{512, 2 << 10, 8 << 10, ChunkSize / 4, ChunkSize}
+
+// buffers is the pool of a client's read buffers (ChunkSize) and of the smaller
+// classes chunks are copied into; the zero value is ready. Each holds *[]byte.
+var buffers [len(chunkClasses)]sync.Pool
+
+// ReadBuffer returns a pooled buffer of ChunkSize bytes to read a client into; hand
+// it to NewChunk with what the read got, or back with PutReadBuffer.
+func ReadBuffer() *[]byte { return getBuffer(len(chunkClasses) - 1) }
+
+// PutReadBuffer gives back a ReadBuffer nothing was made of.
+func PutReadBuffer(bp *[]byte) { buffers[len(chunkClasses)-1].Put(bp) }
+
+func getBuffer(class int) *[]byte {
+	if bp, ok := buffers[class].Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, chunkClasses[class])
+	return &b
+}
 
 // Chunk is one read of client bytes, shared by every backend it is queued to.
 type Chunk struct {
-	buf  [ChunkSize]byte
-	n    int
-	refs atomic.Int32
+	bp    *[]byte // its pooled buffer, of chunkClasses[class] bytes
+	class int
+	n     int
+	refs  atomic.Int32
 }
 
 var chunkPool = sync.Pool{New: func() any { return new(Chunk) }}
 
-// NewChunk returns an empty chunk; fill Space() and call SetLen.
-func NewChunk() *Chunk {
+// NewChunk makes a chunk of the first n bytes read into bp (a ReadBuffer, which the
+// chunk takes over or gives back): a full read keeps its buffer, a short one is
+// copied into a buffer of its size.
+func NewChunk(bp *[]byte, n int) *Chunk {
 	c := chunkPool.Get().(*Chunk)
-	c.n = 0
+	c.n = n
+	c.refs.Store(0)
+	c.class = len(chunkClasses) - 1
+	if n <= chunkClasses[c.class-1] {
+		c.class = 0
+		for chunkClasses[c.class] < n {
+			c.class++
+		}
+		small := getBuffer(c.class)
+		copy(*small, (*bp)[:n])
+		PutReadBuffer(bp)
+		bp = small
+	}
+	c.bp = bp
 	return c
 }
 
-// Space is the chunk's whole buffer, to read into.
-func (c *Chunk) Space() []byte { return c.buf[:] }
-
-// SetLen records how many bytes of Space are valid.
-func (c *Chunk) SetLen(n int) { c.n = n }
-
-// Bytes are the chunk's valid bytes.
-func (c *Chunk) Bytes() []byte { return c.buf[:c.n] }
+// Bytes are the chunk's bytes.
+func (c *Chunk) Bytes() []byte { return (*c.bp)[:c.n] }
 
 // Len is len(Bytes()).
 func (c *Chunk) Len() int { return c.n }
 
+// Size is the memory the chunk holds: what a queue of chunks is bounded by.
+func (c *Chunk) Size() int { return chunkClasses[c.class] }
+
 // Hold adds n users of the chunk; each calls Release once.
 func (c *Chunk) Hold(n int) { c.refs.Add(int32(n)) }
 
-// Release drops one user; the last one returns the chunk to the pool.
+// Release drops one user; the last one returns the chunk and its buffer to the
+// pools.
 func (c *Chunk) Release() {
 	switch r := c.refs.Add(-1); {
 	case r == 0:
+		buffers[c.class].Put(c.bp)
+		c.bp = nil
 		chunkPool.Put(c)
 	case r < 0:
 		panic("raw: chunk released more often than held")
