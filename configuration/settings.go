@@ -250,7 +250,8 @@ func oneOf(norm func(string) string, field func(*Config) *string, choices ...str
 // text takes free text (addresses, names, lists) parsed by set.
 func text(set func(c *Config, v string) error) applier { return applier{kind: "text", set: set} }
 
-// ChunkFloor is the smallest raw_backend_buffer_bytes: one client read must fit.
+// ChunkFloor is the smallest raw_backend_buffer_bytes. (A link's empty queue takes one
+// client read of any size; the bound limits what waits behind it.)
 const ChunkFloor = 32 << 10
 
 // pathInto takes a file path.

@@ -401,13 +401,17 @@ func (l *rawLink) write(conn net.Conn) (finished bool) {
 	}
 }
 
+// rawReplyRead is the largest read of a backend's bytes for the client (written to it
+// whole): every link of every raw client holds one such buffer.
+const rawReplyRead = 32 << 10
+
 // read forwards or drops what the backend sends, per raw_reply, until the
 // connection ends; it reports on eof whether the backend closed it (EOF).
 func (l *rawLink) read(conn net.Conn, eof chan<- bool) {
 	forward := l.s.gw.rawReply == raw.ReplyAll || l.s.gw.rawReply == raw.ReplyPrimary && l.primary
 	size := 4 << 10
 	if forward {
-		size = raw.ChunkSize
+		size = rawReplyRead
 	}
 	buf := make([]byte, size)
 	var idle deadline

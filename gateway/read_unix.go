@@ -26,7 +26,7 @@ type parkedReader struct {
 }
 
 // newParkedReader reads raw into buffers of the pool get and put serve: the
-// sessions' readBufs (sessionBuffers), or protocol=raw's read buffers.
+// sessions' readBufs (getReadBuf, putReadBuf), or protocol=raw's read buffers.
 func newParkedReader(raw syscall.RawConn, get func() *[]byte, put func(*[]byte)) *parkedReader {
 	r := &parkedReader{raw: raw, put: put}
 	r.fn = func(fd uintptr) bool {
