@@ -402,26 +402,47 @@ func (l *rawLink) write(conn net.Conn) (finished bool) {
 }
 
 // rawReplyRead is the largest read of a backend's bytes for the client (written to it
-// whole): every link of every raw client holds one such buffer.
+// whole).
 const rawReplyRead = 32 << 10
+
+// rawReplyBufs are the links' read buffers (rawReplyRead bytes), held by a link only
+// while a read has bytes (parkedReader): an idle raw client's links hold none.
+var rawReplyBufs = sync.Pool{New: func() any { b := make([]byte, rawReplyRead); return &b }}
+
+func getReplyBuf() *[]byte   { return rawReplyBufs.Get().(*[]byte) }
+func putReplyBuf(bp *[]byte) { rawReplyBufs.Put(bp) }
+
+// reader returns conn's read (its bytes valid until the next call) and what gives
+// its buffer back once reading ends.
+func (l *rawLink) reader(conn net.Conn) (read func() ([]byte, error), done func()) {
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			if parked := newParkedReader(rc, getReplyBuf, putReplyBuf); parked != nil {
+				return parked.read, parked.release
+			}
+		}
+	}
+	buf := make([]byte, rawReplyRead)
+	return func() ([]byte, error) {
+		n, err := conn.Read(buf)
+		return buf[:n], err
+	}, func() {}
+}
 
 // read forwards or drops what the backend sends, per raw_reply, until the
 // connection ends; it reports on eof whether the backend closed it (EOF).
 func (l *rawLink) read(conn net.Conn, eof chan<- bool) {
 	forward := l.s.gw.rawReply == raw.ReplyAll || l.s.gw.rawReply == raw.ReplyPrimary && l.primary
-	size := 4 << 10
-	if forward {
-		size = rawReplyRead
-	}
-	buf := make([]byte, size)
+	read, done := l.reader(conn)
+	defer done()
 	var idle deadline
 	for {
 		if l.s.clientEOF.Load() {
 			idle.extend(conn, l.s.gw.conf().ReadIdleTimeout) // bound the wait for a backend that never closes
 		}
-		n, err := conn.Read(buf)
-		if n > 0 && forward {
-			l.s.writeClient(buf[:n])
+		b, err := read()
+		if len(b) > 0 && forward {
+			l.s.writeClient(b)
 		}
 		if err != nil {
 			gotEOF := errors.Is(err, io.EOF)
