@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols/raw"
@@ -107,17 +106,13 @@ func (s *rawSession) serve(ctx context.Context) {
 // with a ChunkSize buffer taken from the pool only once the socket has bytes
 // (parkedReader), so an idle raw client holds none.
 func (s *rawSession) reader() func() (*raw.Chunk, error) {
-	if sc, ok := s.conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			if parked := newParkedReader(rc, raw.ReadBuffer, raw.PutReadBuffer); parked != nil {
-				return func() (*raw.Chunk, error) {
-					b, err := parked.read()
-					if len(b) == 0 {
-						return nil, err
-					}
-					return raw.NewChunk(parked.take(), len(b)), err
-				}
+	if parked := newParkedReader(s.conn, raw.ReadBuffer, raw.PutReadBuffer); parked != nil {
+		return func() (*raw.Chunk, error) {
+			b, err := parked.read()
+			if len(b) == 0 {
+				return nil, err
 			}
+			return raw.NewChunk(parked.take(), len(b)), err
 		}
 	}
 	return func() (*raw.Chunk, error) {
@@ -412,15 +407,11 @@ var rawReplyBufs = sync.Pool{New: func() any { b := make([]byte, rawReplyRead); 
 func getReplyBuf() *[]byte   { return rawReplyBufs.Get().(*[]byte) }
 func putReplyBuf(bp *[]byte) { rawReplyBufs.Put(bp) }
 
-// reader returns conn's read (its bytes valid until the next call) and what gives
-// its buffer back once reading ends.
-func (l *rawLink) reader(conn net.Conn) (read func() ([]byte, error), done func()) {
-	if sc, ok := conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			if parked := newParkedReader(rc, getReplyBuf, putReplyBuf); parked != nil {
-				return parked.read, parked.release
-			}
-		}
+// linkReader returns conn's read (its bytes valid until the next call) and what
+// gives its buffer back once reading ends.
+func linkReader(conn net.Conn) (read func() ([]byte, error), done func()) {
+	if parked := newParkedReader(conn, getReplyBuf, putReplyBuf); parked != nil {
+		return parked.read, parked.release
 	}
 	buf := make([]byte, rawReplyRead)
 	return func() ([]byte, error) {
@@ -433,7 +424,7 @@ func (l *rawLink) reader(conn net.Conn) (read func() ([]byte, error), done func(
 // connection ends; it reports on eof whether the backend closed it (EOF).
 func (l *rawLink) read(conn net.Conn, eof chan<- bool) {
 	forward := l.s.gw.rawReply == raw.ReplyAll || l.s.gw.rawReply == raw.ReplyPrimary && l.primary
-	read, done := l.reader(conn)
+	read, done := linkReader(conn)
 	defer done()
 	var idle deadline
 	for {

@@ -2,12 +2,12 @@
 
 package gateway
 
-import "syscall"
+import "net"
 
 // parkedReader is not available here: sessions read into a buffer of their own.
 type parkedReader struct{}
 
-func newParkedReader(syscall.RawConn, func() *[]byte, func(*[]byte)) *parkedReader { return nil }
+func newParkedReader(net.Conn, func() *[]byte, func(*[]byte)) *parkedReader { return nil }
 
 func (*parkedReader) read() ([]byte, error) { panic("gateway: parkedReader on a platform without it") }
 

@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"io"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -25,9 +26,18 @@ type parkedReader struct {
 	err error
 }
 
-// newParkedReader reads raw into buffers of the pool get and put serve: the
-// sessions' readBufs (getReadBuf, putReadBuf), or protocol=raw's read buffers.
-func newParkedReader(raw syscall.RawConn, get func() *[]byte, put func(*[]byte)) *parkedReader {
+// newParkedReader reads conn into buffers of the pool get and put serve: the
+// sessions' readBufs (getReadBuf, putReadBuf), or protocol=raw's read buffers. It
+// returns nil for a connection without a descriptor of its own to wait on (TLS).
+func newParkedReader(conn net.Conn, get func() *[]byte, put func(*[]byte)) *parkedReader {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
 	r := &parkedReader{raw: raw, put: put}
 	r.fn = func(fd uintptr) bool {
 		bp := get()

@@ -11,7 +11,6 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
@@ -114,11 +113,7 @@ type clientCodec interface {
 // dormant in between (dormant.go), its goroutine then ending and another taking it up.
 func (s *session) serve(ctx context.Context, sessions *sync.WaitGroup) {
 	s.ctx, s.sessions = ctx, sessions
-	if sc, ok := s.conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			s.parked = newParkedReader(raw, getReadBuf, putReadBuf) // nil where not available
-		}
-	}
+	s.parked = newParkedReader(s.conn, getReadBuf, putReadBuf) // nil where not available
 	if s.parked == nil {
 		s.rbuf = make([]byte, 0, readBufSize)
 	}
