@@ -6,6 +6,7 @@ import (
 	"net"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestBigBufClasses(t *testing.T) {
@@ -141,5 +142,64 @@ func TestReclaimStateDormant(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDropReadBufOneOwner: a session's read buffer has one owner. The parked
+// reader's buffer, once the session is done with it, goes back through the reader to
+// its own pool and never also into the big buffers' pools (it is of a class size: a
+// second owner there would read a backend's replies into a buffer a client's
+// commands are read into). (Under the race detector sync.Pool drops some of what it
+// is given: that only makes a wrong second owner less likely to be seen here.)
+func TestDropReadBufOneOwner(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	parked := newParkedReader(server, getReadBuf, putReadBuf)
+	if parked == nil {
+		t.Skip("no parked reader on this platform")
+	}
+	s := &session{parked: parked}
+	class := bigBufClass(readBufSize)
+	if class < 0 {
+		t.Fatalf("readBufSize %d is not a big buffer class: the test proves nothing", readBufSize)
+	}
+	inBigPool := func(b []byte) bool { // drains the class's pool
+		found := false
+		for {
+			p, ok := bigBufPools[class].Get().(*[]byte)
+			if !ok {
+				return found
+			}
+			found = found || unsafe.SliceData(*p) == unsafe.SliceData(b)
+		}
+	}
+	for range 5 {
+		if _, err := client.Write([]byte("PING\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		b, err := parked.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.dropReadBuf(b[:0])
+		if parked.bp != nil {
+			t.Fatal("the parked reader still holds its buffer after the session dropped it")
+		}
+		if inBigPool(b) {
+			t.Fatal("the parked reader's buffer went into the big buffers' pool as well")
+		}
 	}
 }

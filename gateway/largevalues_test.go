@@ -83,6 +83,75 @@ func TestLargeValuesIntact(t *testing.T) {
 	h.noDivergence(t)
 }
 
+// TestMidValuesIntact writes and reads values around the size of a client's read
+// buffer (1 KiB to 40 KiB, unpipelined: a command that fits the parked reader's
+// buffer, one that outgrows it; replies that grow a backend's read buffer) from
+// several clients at once through 2 backends, Redis and memcached: each buffer has
+// one owner, so no reply and no backend's copy is corrupted by a buffer reused while
+// still in use.
+func TestMidValuesIntact(t *testing.T) {
+	sizes := []int{1 << 10, 8<<10 - 40, 16 << 10, 20<<10 + 3, 32<<10 - 60, 40 << 10}
+	const clients, rounds = 8, 200
+	key := func(w, i int) string { return fmt.Sprintf("mid:%d:%d", w, i%10) }
+	value := func(w, i int) []byte { return largeValue(uint64(w<<20|i), sizes[(w+i)%len(sizes)]) }
+	last := func(check func(w, i int)) { // the value each key holds at the end
+		for w := range clients {
+			for i := rounds - 10; i < rounds; i++ {
+				check(w, i)
+			}
+		}
+	}
+	t.Run("redis", func(t *testing.T) {
+		h := withRedis(t, 2)
+		runClients(t, h, clients, func(w int, c *redis.Client) error {
+			for i := range rounds {
+				want := value(w, i)
+				if err := c.Set(ctx, key(w, i), want, 0).Err(); err != nil {
+					return fmt.Errorf("client %d round %d: SET: %w", w, i, err)
+				}
+				if got, err := c.Get(ctx, key(w, i)).Bytes(); err != nil || !bytes.Equal(got, want) {
+					return fmt.Errorf("client %d round %d: GET returned %d bytes that differ from the %d written (err %v)", w, i, len(got), len(want), err)
+				}
+			}
+			return nil
+		})
+		h.drained(t)
+		h.eachBackend(t, 0, func(b int, c *redis.Client) {
+			last(func(w, i int) {
+				if got, err := c.Get(ctx, key(w, i)).Bytes(); err != nil || !bytes.Equal(got, value(w, i)) {
+					t.Fatalf("backend %d: %s holds %d bytes that differ from the value written (err %v)", b, key(w, i), len(got), err)
+				}
+			})
+		})
+		h.converged(t)
+		h.noDivergence(t)
+	})
+	t.Run("memcache", func(t *testing.T) {
+		h := withMemcached(t, 2)
+		runMCClients(t, h, clients, func(w int, c *memcache.Client) error {
+			for i := range rounds {
+				want := value(w, i)
+				if err := c.Set(&memcache.Item{Key: key(w, i), Value: want}); err != nil {
+					return fmt.Errorf("client %d round %d: set: %w", w, i, err)
+				}
+				if it, err := c.Get(key(w, i)); err != nil || !bytes.Equal(it.Value, want) {
+					return fmt.Errorf("client %d round %d: get of %d bytes: differs or %v", w, i, len(want), err)
+				}
+			}
+			return nil
+		})
+		h.drained(t)
+		last(func(w, i int) {
+			for b, it := range h.backendGet(t, key(w, i)) {
+				if it == nil || !bytes.Equal(it.Value, value(w, i)) {
+					t.Fatalf("backend %d: %s differs from the value written", b, key(w, i))
+				}
+			}
+		})
+		h.noDivergence(t)
+	})
+}
+
 // TestLargeValuesMemcache does the same with memcached values up to just under its
 // 1 MiB item size, through 2 backends.
 func TestLargeValuesMemcache(t *testing.T) {

@@ -8,9 +8,10 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
-// readBufs are the read buffers of clients between their commands (readBufSize each).
+// readBufs are the read buffers of clients while they send (readBufSize each).
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 // parkedReader reads a client's socket without holding a read buffer while there is
@@ -82,6 +83,11 @@ func (r *parkedReader) release() {
 		r.put(r.bp)
 		r.bp = nil
 	}
+}
+
+// holds reports whether b is (a part of) the last read's buffer, still the reader's.
+func (r *parkedReader) holds(b []byte) bool {
+	return r.bp != nil && cap(b) > 0 && unsafe.SliceData(b) == unsafe.SliceData(*r.bp)
 }
 
 // take hands the last read's buffer over to the caller, who returns it to the pool.

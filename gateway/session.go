@@ -17,8 +17,12 @@ import (
 )
 
 const (
-	readBufSize  = 4 << 10  // per idle client: small, so 10,000 idle clients stay cheap
-	keepBufLimit = 64 << 10 // a larger read buffer is dropped once the burst is handled
+	// readBufSize is a client's read buffer while it sends: a 16 KiB value arrives in
+	// one read. An idle client holds none (parkedReader); a TLS client holds one of
+	// tlsReadBufSize, its connection has its own record buffer besides.
+	readBufSize    = 32 << 10
+	tlsReadBufSize = 4 << 10
+	keepBufLimit   = 64 << 10 // a larger read buffer is dropped once the burst is handled
 
 	// A burst takes at most burstCap commands of what the client sent; the rest waits
 	// in the read buffer for the next burst. The cap starts at firstBurstCap and
@@ -115,7 +119,7 @@ func (s *session) serve(ctx context.Context, sessions *sync.WaitGroup) {
 	s.ctx, s.sessions = ctx, sessions
 	s.parked = newParkedReader(s.conn, getReadBuf, putReadBuf) // nil where not available
 	if s.parked == nil {
-		s.rbuf = make([]byte, 0, readBufSize)
+		s.rbuf = make([]byte, 0, tlsReadBufSize)
 	}
 	if dc, ok := s.conn.(*dormantConn); ok {
 		dc.session = s
@@ -190,12 +194,27 @@ func (s *session) keepUnconsumed(consumed int) {
 		if lent != nil {
 			lent.release()
 		} else {
-			putBigBuf(old)
+			s.dropReadBuf(old)
 		}
 	case consumed > 0:
 		s.rbuf = s.rbuf[:copy(s.rbuf, rest)]
 	}
 }
+
+// dropReadBuf lets go of a read buffer nothing refers to any more: the parked
+// reader's own goes back to its pool through it, a grown one to the big buffers'.
+// (A frame lent to the backends is never in the parked reader's buffer: lent frames
+// are of sharedFrameMin or more, beyond readBufSize.)
+func (s *session) dropReadBuf(b []byte) {
+	if s.parked != nil && s.parked.holds(b) {
+		s.parked.release()
+		return
+	}
+	putBigBuf(b)
+}
+
+// The parked reader's buffer is smaller than any frame lent to the backends.
+var _ [sharedFrameMin - readBufSize - 1]struct{}
 
 // newReadBuf returns an empty read buffer with room for size bytes (a pooled one
 // when large), within max_request_bytes.
@@ -255,7 +274,7 @@ func (s *session) readMore() error {
 		// What it held is handled: a grown buffer goes back to its pool, the parked
 		// reader's own is recycled by it.
 		if s.lent == nil {
-			putBigBuf(s.rbuf)
+			s.dropReadBuf(s.rbuf)
 		}
 		s.rbuf = nil
 		for {
@@ -282,7 +301,7 @@ func (s *session) readMore() error {
 		// into its final place), else twice the room.
 		old := s.rbuf
 		s.rbuf = append(s.newReadBuf(max(2*cap(s.rbuf), s.codec.need())), old...)
-		putBigBuf(old) // nothing refers to it: the burst before was handled
+		s.dropReadBuf(old) // nothing refers to it: the burst before was handled
 	}
 	for {
 		if err := s.readyToRead(); err != nil {
