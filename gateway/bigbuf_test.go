@@ -167,14 +167,15 @@ func TestDropReadBufOneOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	parked := newParkedReader(server, getReadBuf, putReadBuf)
+	s := &session{largeReads: true} // reads of largeReadBufSize, a big buffer class
+	parked := newParkedReader(server, s.getReadBuf, putReadBuf)
 	if parked == nil {
 		t.Skip("no parked reader on this platform")
 	}
-	s := &session{parked: parked}
-	class := bigBufClass(readBufSize)
+	s.parked = parked
+	class := bigBufClass(largeReadBufSize)
 	if class < 0 {
-		t.Fatalf("readBufSize %d is not a big buffer class: the test proves nothing", readBufSize)
+		t.Fatalf("largeReadBufSize %d is not a big buffer class: the test proves nothing", largeReadBufSize)
 	}
 	inBigPool := func(b []byte) bool { // drains the class's pool
 		found := false
@@ -194,6 +195,9 @@ func TestDropReadBufOneOwner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if cap(b) != largeReadBufSize {
+			t.Fatalf("read into a buffer of %d bytes, want %d", cap(b), largeReadBufSize)
+		}
 		s.dropReadBuf(b[:0])
 		if parked.bp != nil {
 			t.Fatal("the parked reader still holds its buffer after the session dropped it")
@@ -201,5 +205,33 @@ func TestDropReadBufOneOwner(t *testing.T) {
 		if inBigPool(b) {
 			t.Fatal("the parked reader's buffer went into the big buffers' pool as well")
 		}
+	}
+}
+
+// TestLargeReadsFollowTheClient: a session reads small buffers until its client sends
+// a command larger than one, large ones from then on, and small ones again after
+// smallReadsBack reads a small buffer would have held.
+func TestLargeReadsFollowTheClient(t *testing.T) {
+	s := &session{}
+	size := func() int { bp := s.getReadBuf(); defer putReadBuf(bp); return cap(*bp) }
+	if got := size(); got != readBufSize {
+		t.Fatalf("first read buffer %d bytes, want %d", got, readBufSize)
+	}
+	s.largeReads = true // readMore saw a command announced larger than readBufSize
+	for i := range 3 * smallReadsBack {
+		if got := size(); got != largeReadBufSize {
+			t.Fatalf("read %d after a large command: buffer %d bytes, want %d", i, got, largeReadBufSize)
+		}
+		n := 100
+		if i%(smallReadsBack-1) == 0 {
+			n = 20 << 10 // a large read now and then keeps large reads
+		}
+		s.noteReadSize(n)
+	}
+	for range smallReadsBack {
+		s.noteReadSize(100)
+	}
+	if got := size(); got != readBufSize {
+		t.Fatalf("after %d small reads: buffer %d bytes, want %d", smallReadsBack, got, readBufSize)
 	}
 }

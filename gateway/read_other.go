@@ -16,7 +16,3 @@ func (*parkedReader) release() {}
 func (*parkedReader) holds([]byte) bool { return false }
 
 func (*parkedReader) take() *[]byte { panic("gateway: parkedReader on a platform without it") }
-
-func getReadBuf() *[]byte { panic("gateway: parkedReader on a platform without it") }
-
-func putReadBuf(*[]byte) {}

@@ -6,13 +6,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"unsafe"
 )
-
-// readBufs are the read buffers of clients while they send (readBufSize each).
-var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 // parkedReader reads a client's socket without holding a read buffer while there is
 // nothing to read: its callback, which the runtime calls when the socket may be
@@ -28,7 +24,7 @@ type parkedReader struct {
 }
 
 // newParkedReader reads conn into buffers of the pool get and put serve: the
-// sessions' readBufs (getReadBuf, putReadBuf), or protocol=raw's read buffers. It
+// sessions' (session.getReadBuf, putReadBuf), or protocol=raw's read buffers. It
 // returns nil for a connection without a descriptor of its own to wait on (TLS).
 func newParkedReader(conn net.Conn, get func() *[]byte, put func(*[]byte)) *parkedReader {
 	sc, ok := conn.(syscall.Conn)
@@ -96,7 +92,3 @@ func (r *parkedReader) take() *[]byte {
 	r.bp = nil
 	return bp
 }
-
-// getReadBuf and putReadBuf are newParkedReader's pool for sessions: readBufs.
-func getReadBuf() *[]byte   { return readBufs.Get().(*[]byte) }
-func putReadBuf(bp *[]byte) { readBufs.Put(bp) }

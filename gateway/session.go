@@ -17,12 +17,16 @@ import (
 )
 
 const (
-	// readBufSize is a client's read buffer while it sends: a 16 KiB value arrives in
-	// one read. An idle client holds none (parkedReader); a TLS client holds one of
-	// tlsReadBufSize, its connection has its own record buffer besides.
-	readBufSize    = 32 << 10
-	tlsReadBufSize = 4 << 10
-	keepBufLimit   = 64 << 10 // a larger read buffer is dropped once the burst is handled
+	// readBufSize is a client's read buffer while it sends small commands (10,000
+	// idle clients hold none: parkedReader; 1,000 pipelining ones 4 MiB in all). A
+	// client that sent a command larger than that reads largeReadBufSize at once from
+	// then on: a 16 KiB value arrives in one read instead of a read, a copy and a
+	// second read; it goes back to small reads after smallReadsBack reads that would
+	// have fit a small buffer.
+	readBufSize      = 4 << 10
+	largeReadBufSize = 32 << 10
+	smallReadsBack   = 16
+	keepBufLimit     = 64 << 10 // a larger read buffer is dropped once the burst is handled
 
 	// A burst takes at most burstCap commands of what the client sent; the rest waits
 	// in the read buffer for the next burst. The cap starts at firstBurstCap and
@@ -87,6 +91,11 @@ type session struct {
 	// buffer is not written again; the next burst reads into another, and rbuf goes
 	// back to its pool once every backend has written those frames.
 	lent *lentBuf
+	// largeReads: the client sent a command larger than readBufSize, the parked
+	// reader reads largeReadBufSize at once; smallReads counts the reads since that a
+	// small buffer would have held.
+	largeReads bool
+	smallReads uint8
 }
 
 // clientCodec is the protocol-specific half of a session: it decodes commands and
@@ -117,9 +126,9 @@ type clientCodec interface {
 // dormant in between (dormant.go), its goroutine then ending and another taking it up.
 func (s *session) serve(ctx context.Context, sessions *sync.WaitGroup) {
 	s.ctx, s.sessions = ctx, sessions
-	s.parked = newParkedReader(s.conn, getReadBuf, putReadBuf) // nil where not available
+	s.parked = newParkedReader(s.conn, s.getReadBuf, putReadBuf) // nil where not available
 	if s.parked == nil {
-		s.rbuf = make([]byte, 0, tlsReadBufSize)
+		s.rbuf = make([]byte, 0, readBufSize)
 	}
 	if dc, ok := s.conn.(*dormantConn); ok {
 		dc.session = s
@@ -204,7 +213,7 @@ func (s *session) keepUnconsumed(consumed int) {
 // dropReadBuf lets go of a read buffer nothing refers to any more: the parked
 // reader's own goes back to its pool through it, a grown one to the big buffers'.
 // (A frame lent to the backends is never in the parked reader's buffer: lent frames
-// are of sharedFrameMin or more, beyond readBufSize.)
+// are of sharedFrameMin or more, beyond largeReadBufSize.)
 func (s *session) dropReadBuf(b []byte) {
 	if s.parked != nil && s.parked.holds(b) {
 		s.parked.release()
@@ -214,7 +223,7 @@ func (s *session) dropReadBuf(b []byte) {
 }
 
 // The parked reader's buffer is smaller than any frame lent to the backends.
-var _ [sharedFrameMin - readBufSize - 1]struct{}
+var _ [sharedFrameMin - largeReadBufSize - 1]struct{}
 
 // newReadBuf returns an empty read buffer with room for size bytes (a pooled one
 // when large), within max_request_bytes.
@@ -284,6 +293,7 @@ func (s *session) readMore() error {
 			b, err := s.parked.read()
 			if err = s.readError(err); err != errQuiet {
 				s.rbuf = b
+				s.noteReadSize(len(b))
 				return err
 			}
 			if s.goDormant() {
@@ -291,7 +301,10 @@ func (s *session) readMore() error {
 			}
 		}
 	}
-	if len(s.rbuf) == cap(s.rbuf) || s.codec.need() > cap(s.rbuf) {
+	if need := s.codec.need(); len(s.rbuf) == cap(s.rbuf) || need > cap(s.rbuf) {
+		if need > readBufSize {
+			s.largeReads, s.smallReads = true, 0 // read it at once next time
+		}
 		if cap(s.rbuf) >= s.requestLimit() {
 			err := &protocols.ProtocolError{Msg: s.gw.wire.tooLarge}
 			s.protocolError(err)
@@ -314,6 +327,44 @@ func (s *session) readMore() error {
 		}
 		// Quiet in the middle of a command: it does not go dormant (the start of
 		// the command is in rbuf), it waits on.
+	}
+}
+
+// readBufs and largeReadBufs are the parked readers' buffers of sessions: of
+// readBufSize, and of largeReadBufSize for clients that send large commands.
+var (
+	readBufs      = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+	largeReadBufs = sync.Pool{New: func() any { b := make([]byte, largeReadBufSize); return &b }}
+)
+
+// getReadBuf is the parked reader's buffer for the client's next read.
+func (s *session) getReadBuf() *[]byte {
+	if s.largeReads {
+		return largeReadBufs.Get().(*[]byte)
+	}
+	return readBufs.Get().(*[]byte)
+}
+
+// putReadBuf gives a parked reader's buffer back to its pool.
+func putReadBuf(bp *[]byte) {
+	if cap(*bp) == largeReadBufSize {
+		largeReadBufs.Put(bp)
+	} else {
+		readBufs.Put(bp)
+	}
+}
+
+// noteReadSize takes the size of a parked read: a client reading large buffers goes
+// back to small ones after smallReadsBack reads that a small one would have held.
+func (s *session) noteReadSize(n int) {
+	switch {
+	case !s.largeReads:
+	case n >= readBufSize:
+		s.smallReads = 0
+	case s.smallReads < smallReadsBack-1:
+		s.smallReads++
+	default:
+		s.largeReads, s.smallReads = false, 0
 	}
 }
 
