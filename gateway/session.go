@@ -19,10 +19,12 @@ import (
 const (
 	// readBufSize is a client's read buffer while it sends small commands (10,000
 	// idle clients hold none: parkedReader; 1,000 pipelining ones 4 MiB in all). A
-	// client that sent a command larger than that reads largeReadBufSize at once from
-	// then on: a 16 KiB value arrives in one read instead of a read, a copy and a
-	// second read; it goes back to small reads after smallReadsBack reads that would
-	// have fit a small buffer.
+	// client that sent a command larger than that but within largeReadBufSize reads
+	// largeReadBufSize at once from then on: a 16 KiB value arrives in one read
+	// instead of a read, a copy and a second read; it goes back to small reads after
+	// smallReadsBack reads that would have fit a small buffer, or once it sends a
+	// command beyond largeReadBufSize (read into a buffer of its announced size after
+	// a small read: a large first read would only make the copy larger).
 	readBufSize      = 4 << 10
 	largeReadBufSize = 32 << 10
 	smallReadsBack   = 16
@@ -303,7 +305,9 @@ func (s *session) readMore() error {
 	}
 	if need := s.codec.need(); len(s.rbuf) == cap(s.rbuf) || need > cap(s.rbuf) {
 		if need > readBufSize {
-			s.largeReads, s.smallReads = true, 0 // read it at once next time
+			// A command like this one fits one large read next time; a larger one
+			// is read into a buffer of its announced size after a small read.
+			s.largeReads, s.smallReads = need <= largeReadBufSize, 0
 		}
 		if cap(s.rbuf) >= s.requestLimit() {
 			err := &protocols.ProtocolError{Msg: s.gw.wire.tooLarge}
