@@ -27,13 +27,12 @@
 // a backend that falls behind spills its queue there (spill.go).
 // A client's replies go out through output.go, which never blocks the session's
 // reading on the client; between its commands a plain TCP client is waited for
-// without a read buffer held (read_unix.go); a read takes 4 KiB, or 32 KiB for a
-// client whose commands of up to 32 KiB would not fit that (session.go, one read per
-// 16 KiB value). A plain TCP client idle for
-// client_dormant_after costs no goroutine either: its session goes dormant
-// (dormant.go), the gateway's own epoll instance watches the connection (idlePoller,
-// Linux), and a new goroutine takes the session up, with its state, when the client
-// sends or closes.
+// without a read buffer held (read_unix.go); a read takes 4 KiB, or 32 KiB once the
+// client has sent a command of 4 to 32 KiB (session.go: one read per 16 KiB value).
+// A plain TCP client idle for client_dormant_after costs no goroutine either: its
+// session goes dormant (dormant.go), the gateway's own epoll instance watches the
+// connection (idlePoller, Linux), and a new goroutine takes the session up, with its
+// state, when the client sends or closes.
 //
 // Large values are not copied per backend: a command or reply whose size is
 // announced is read into a buffer of that size at once; a command of 64 KiB or more

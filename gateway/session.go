@@ -317,7 +317,7 @@ func (s *session) readMore() error {
 		// Room for the whole of a large argument whose size is announced (read once
 		// into its final place), else twice the room.
 		old := s.rbuf
-		s.rbuf = append(s.newReadBuf(max(2*cap(s.rbuf), s.codec.need())), old...)
+		s.rbuf = append(s.newReadBuf(max(2*cap(s.rbuf), need)), old...)
 		s.dropReadBuf(old) // nothing refers to it: the burst before was handled
 	}
 	for {
