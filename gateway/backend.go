@@ -728,6 +728,7 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 	var buf []byte
 	var vec net.Buffers   // shared frames and the tails between them (outStream)
 	var owners []*lentBuf // the lent buffers of vec's pieces
+	wr := newSockWriter(conn)
 	for range be.wake {
 		// Let the sessions that are runnable now append their commands first, so one
 		// write carries many clients' commands (twemproxy's writev of its send chain).
@@ -757,7 +758,7 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 		if len(buf) == 0 && len(vec) == 0 {
 			continue
 		}
-		written, err := be.write(conn, vec, buf)
+		written, err := be.write(conn, wr, vec, buf)
 		clear(vec) // the shared frames are written (or lost with the connection)
 		releaseOwners(owners)
 		if err != nil {
@@ -778,9 +779,9 @@ func (be *backend) writeLoop(conn net.Conn, stop chan struct{}) {
 // frames were queued by reference. More than progressChunk bytes go out in pieces of
 // that size, each counted as the backend's progress: a large value on a slow link is
 // not taken for a hung backend (backend_timeout) while its bytes keep moving.
-func (be *backend) write(conn net.Conn, vec net.Buffers, tail []byte) (int64, error) {
+func (be *backend) write(conn net.Conn, wr *sockWriter, vec net.Buffers, tail []byte) (int64, error) {
 	if len(vec) == 0 && len(tail) <= progressChunk {
-		n, err := conn.Write(tail)
+		n, err := wr.Write(tail)
 		return int64(n), err
 	}
 	if len(tail) > 0 {
@@ -828,6 +829,7 @@ func (be *backend) noteProgress(conn net.Conn) {
 // readLoop reads replies and hands each to the command waiting for it, in order.
 func (be *backend) readLoop(conn net.Conn) {
 	buf := make([]byte, 0, replyBufSize)
+	rd := newSockReader(conn)
 	scan := be.gw.wire.newScanner()
 	var ends []int // reply end offsets in buf of this read
 	var isErrs []bool
@@ -842,7 +844,7 @@ func (be *backend) readLoop(conn net.Conn) {
 			buf = grow(buf, start, need-start)
 			start = 0
 		}
-		n, err := conn.Read(buf[len(buf):cap(buf)])
+		n, err := rd.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {

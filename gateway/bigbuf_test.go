@@ -99,7 +99,7 @@ func TestLargeWriteCountsProgress(t *testing.T) {
 	}()
 	frame := bytes.Repeat([]byte("f"), 14<<20)
 	tail := bytes.Repeat([]byte("t"), 16<<20-len(frame))
-	n, err := be.write(gwSide, net.Buffers{frame}, tail)
+	n, err := be.write(gwSide, newSockWriter(gwSide), net.Buffers{frame}, tail)
 	if err != nil || n != 16<<20 {
 		t.Fatalf("write: %d bytes, %v", n, err)
 	}

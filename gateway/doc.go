@@ -29,6 +29,9 @@
 // reading on the client; between its commands a plain TCP client is waited for
 // without a read buffer held (read_unix.go); a read takes 4 KiB, or 32 KiB once the
 // client has sent a command of 4 to 32 KiB (session.go: one read per 16 KiB value).
+// The reads and writes of clients and of plain TCP backend connections are raw
+// system calls on their non-blocking sockets (rawio_unix.go): made the scheduler's
+// way, each would wake the runtime's monitor thread after an idle moment.
 // A plain TCP client idle for client_dormant_after costs no goroutine either: its
 // session goes dormant (dormant.go), the gateway's own epoll instance watches the
 // connection (idlePoller, Linux), and a new goroutine takes the session up, with its

@@ -21,7 +21,7 @@ func newNonBlockingWriter(raw syscall.RawConn) *nonBlockingWriter {
 	w := &nonBlockingWriter{raw: raw}
 	w.fn = func(fd uintptr) bool {
 		for {
-			w.n, w.werr = syscall.Write(int(fd), w.buf)
+			w.n, w.werr = rawWrite(fd, w.buf)
 			if w.werr != syscall.EINTR {
 				return true // done, even on EAGAIN: never wait here
 			}

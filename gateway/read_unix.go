@@ -39,7 +39,7 @@ func newParkedReader(conn net.Conn, get func() *[]byte, put func(*[]byte)) *park
 	r.fn = func(fd uintptr) bool {
 		bp := get()
 		for {
-			r.n, r.err = syscall.Read(int(fd), *bp)
+			r.n, r.err = rawRead(fd, *bp)
 			if r.err != syscall.EINTR {
 				break
 			}

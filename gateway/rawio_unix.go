@@ -1,0 +1,145 @@
+//go:build unix
+
+package gateway
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// The gateway's hot sockets (a client's reads and replies, a backend connection's
+// commands and replies) are non-blocking, and the runtime's poller waits for them;
+// their read(2) and write(2) calls never block. They are made as raw system calls:
+// a system call made the scheduler's way (entersyscall) wakes the runtime's monitor
+// thread with a futex whenever every P was idle before it, which on a lightly loaded
+// gateway is at almost every hop of a command (one client unpipelined: p50 / p95 /
+// p99 0.119 / 0.207 / 0.271 ms made the scheduler's way, 0.095 / 0.143 / 0.191 raw,
+// twemproxy 0.095 / 0.151 / 0.199).
+
+// rawRead is read(2) on a non-blocking descriptor as a raw system call.
+func rawRead(fd uintptr, b []byte) (int, error) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// rawWrite is write(2) on a non-blocking descriptor as a raw system call.
+func rawWrite(fd uintptr, b []byte) (int, error) {
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// rawConnOf is conn's descriptor access, nil for a connection without a descriptor
+// of its own (TLS).
+func rawConnOf(conn net.Conn) syscall.RawConn {
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			return raw
+		}
+	}
+	return nil
+}
+
+// sockReader reads a connection as conn.Read does (waiting while there is nothing,
+// io.EOF at the end, the read deadline's error), with rawRead where it can. One
+// goroutine reads through it.
+type sockReader struct {
+	conn net.Conn
+	raw  syscall.RawConn
+	fn   func(fd uintptr) bool // made once, not per read
+	b    []byte
+	n    int
+	err  error
+}
+
+func newSockReader(conn net.Conn) *sockReader {
+	r := &sockReader{conn: conn, raw: rawConnOf(conn)}
+	r.fn = func(fd uintptr) bool {
+		for {
+			r.n, r.err = rawRead(fd, r.b)
+			if r.err != syscall.EINTR {
+				return r.err != syscall.EAGAIN // EAGAIN: wait until readable
+			}
+		}
+	}
+	return r
+}
+
+// Read reads into b.
+func (r *sockReader) Read(b []byte) (int, error) {
+	if r.raw == nil || len(b) == 0 {
+		return r.conn.Read(b)
+	}
+	r.b = b
+	err := r.raw.Read(r.fn)
+	r.b = nil
+	switch {
+	case err != nil: // the deadline, or the connection closed
+		return 0, err
+	case r.err != nil:
+		return 0, sockError("read", r.conn, r.err)
+	case r.n == 0:
+		return 0, io.EOF
+	}
+	return r.n, nil
+}
+
+// sockWriter writes a connection as conn.Write does (all of b unless an error,
+// waiting while the socket is full, the write deadline's error), with rawWrite where
+// it can. One goroutine writes through it.
+type sockWriter struct {
+	conn net.Conn
+	raw  syscall.RawConn
+	fn   func(fd uintptr) bool // made once, not per write
+	b    []byte
+	n    int
+	err  error
+}
+
+func newSockWriter(conn net.Conn) *sockWriter {
+	w := &sockWriter{conn: conn, raw: rawConnOf(conn)}
+	w.fn = func(fd uintptr) bool {
+		for w.n < len(w.b) {
+			n, err := rawWrite(fd, w.b[w.n:])
+			switch err {
+			case nil:
+				w.n += n
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // wait until writable
+			default:
+				w.err = err
+				return true
+			}
+		}
+		return true
+	}
+	return w
+}
+
+// Write writes all of b, or returns how much it wrote and why it stopped.
+func (w *sockWriter) Write(b []byte) (int, error) {
+	if w.raw == nil {
+		return w.conn.Write(b)
+	}
+	w.b, w.n, w.err = b, 0, nil
+	err := w.raw.Write(w.fn)
+	w.b = nil
+	if err == nil && w.err != nil {
+		err = sockError("write", w.conn, w.err)
+	}
+	return w.n, err
+}
+
+// sockError is a failed system call's error as the net package gives it.
+func sockError(op string, conn net.Conn, errno error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
