@@ -152,21 +152,7 @@ func TestReclaimStateDormant(t *testing.T) {
 // commands are read into). (Under the race detector sync.Pool drops some of what it
 // is given: that only makes a wrong second owner less likely to be seen here.)
 func TestDropReadBufOneOwner(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 	s := &session{largeReads: true} // reads of largeReadBufSize, a big buffer class
 	parked := newParkedReader(server, s.getReadBuf, putReadBuf)
 	if parked == nil {
