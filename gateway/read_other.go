@@ -13,6 +13,8 @@ func (*parkedReader) read() ([]byte, error) { panic("gateway: parkedReader on a 
 
 func (*parkedReader) release() {}
 
+func (*parkedReader) expect(int) {}
+
 func (*parkedReader) holds([]byte) bool { return false }
 
 func (*parkedReader) take() *[]byte { panic("gateway: parkedReader on a platform without it") }

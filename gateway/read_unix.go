@@ -21,6 +21,9 @@ type parkedReader struct {
 	bp  *[]byte               // the pooled buffer of the last read; nil once given back
 	n   int
 	err error
+	// lowat is the receive low-water mark set while the rest of a large command is
+	// read (expect); read, which awaits the next command, puts it back.
+	lowat int32
 }
 
 // newParkedReader reads conn into buffers of the pool get and put serve: the
@@ -58,6 +61,9 @@ func newParkedReader(conn net.Conn, get func() *[]byte, put func(*[]byte)) *park
 // the pool's buffer capacity; io.EOF when the client closed.
 func (r *parkedReader) read() ([]byte, error) {
 	r.release()
+	if r.lowat != 0 {
+		adjustRecvLowat(r.raw, &r.lowat, 0) // the next command may be a byte long
+	}
 	if err := r.raw.Read(r.fn); err != nil {
 		return nil, err // a deadline, or the connection closed
 	}
@@ -71,6 +77,10 @@ func (r *parkedReader) read() ([]byte, error) {
 	}
 	return (*r.bp)[:r.n], nil
 }
+
+// expect tells the reader that rem more bytes of a command are bound to come: the
+// session's reads until then need not wake for less (adjustRecvLowat).
+func (r *parkedReader) expect(rem int) { adjustRecvLowat(r.raw, &r.lowat, rem) }
 
 // release gives the last read's buffer back to the pool. The session calls read (and
 // so release) only once nothing of that buffer is in use: its commands were handled.

@@ -320,6 +320,9 @@ func (s *session) readMore() error {
 		s.rbuf = append(s.newReadBuf(max(2*cap(s.rbuf), need)), old...)
 		s.dropReadBuf(old) // nothing refers to it: the burst before was handled
 	}
+	if s.parked != nil {
+		s.parked.expect(s.codec.need() - len(s.rbuf))
+	}
 	for {
 		if err := s.readyToRead(); err != nil {
 			return err
