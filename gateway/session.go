@@ -575,15 +575,16 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 // 64 MiB GET's reply). send blocks while the client is over client_output_limit.
 // What s.out still holds at the end is sent with the burst's other output.
 func (s *session) sendLargeReplies(b *batch) error {
-	if cap(s.out) < largeReplies {
-		// A pooled buffer (back at the burst's end) holds the replies gathered
-		// between writes: a client reading many mid-sized replies, 16 KiB GETs
-		// pipelined 16 deep, had its replies' buffer grown afresh at every burst
-		// (the runtime zeroing it, the collector and the scavenger freeing it).
-		s.out = append(getBigBuf(largeReplies+bigReply), s.out...)
-	}
 	return b.eachReply(func(r, owned []byte) error {
 		if owned == nil {
+			if len(s.out)+len(r) > cap(s.out) && cap(s.out) < largeReplies {
+				// A pooled buffer (back at the burst's end) holds the replies
+				// gathered between writes: a client reading many mid-sized replies,
+				// 16 KiB GETs pipelined 16 deep, had this buffer grown afresh at
+				// every burst (the runtime zeroing it, the collector and the
+				// scavenger freeing it).
+				s.out = append(getBigBuf(largeReplies+bigReply), s.out...)
+			}
 			s.out = append(s.out, r...)
 			if len(s.out) < largeReplies {
 				return nil
