@@ -8,12 +8,15 @@
 # Prints a Markdown table: median ops/s of the rounds, ratios to direct, to twemproxy
 # and (3 backends) to the same gateway's 1-backend figure, proxy CPU per operation.
 # BENCH_GATEWAYS="name=binary ..." measures several gateway builds side by side
-# (default: this tree's). Called by bench/run.sh; runs alone too.
+# (default: this tree's). BENCH_VALUE_CLIENTS and BENCH_VALUE_PIPELINE change the
+# load (default 10 clients, unpipelined; 1 and 16: one client pipelining large
+# values). Called by bench/run.sh; runs alone too.
 # Usage: bench/values.sh [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
-CLIENTS=10
+CLIENTS=${BENCH_VALUE_CLIENTS:-10}
+PIPELINE=${BENCH_VALUE_PIPELINE:-1}
 OUT="$PWD/bench/out"
 mkdir -p "$OUT"
 source bench/lib.sh
@@ -42,7 +45,7 @@ bench() {
     for test in set get; do
       local p0 p1 rps p50 p99
       p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
-      read -r rps p50 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$n" -c "$CLIENTS" -d "$size" --csv 2>/dev/null \
+      read -r rps p50 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$n" -c "$CLIENTS" -P "$PIPELINE" -d "$size" --csv 2>/dev/null \
         | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $7}')
       p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" "$p50" "$p99" >> "$results"
@@ -83,7 +86,7 @@ done
 
 {
   python3 bench/valuetable.py "$results" "redis (direct)" \
-    "redis-benchmark -c $CLIENTS -d SIZE, median of $ROUNDS rounds; loopback; CPU = proxy user+system microseconds per operation"
+    "redis-benchmark -c $CLIENTS -P $PIPELINE -d SIZE, median of $ROUNDS rounds; loopback; CPU = proxy user+system microseconds per operation"
   python3 - "$big" <<'PY'
 import sys
 print("\nOne 64 MiB value (bench/bigvalue): SET then GET; time, and the gateway's RSS (MiB) before, at its peak during each, and 1 / 3 / 5 s after\n")

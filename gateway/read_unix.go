@@ -19,8 +19,8 @@ type parkedReader struct {
 	fn  func(fd uintptr) bool // made once, not per read
 	put func(*[]byte)         // gives a buffer back to the pool
 	bp  *[]byte               // the pooled buffer of the last read; nil once given back
-	n   int
 	err error
+	n   int32 // bytes of the last read (at most a pooled buffer's)
 	// lowat is the receive low-water mark set while the rest of a large command is
 	// read (expect); read, which awaits the next command, puts it back.
 	lowat int32
@@ -42,7 +42,9 @@ func newParkedReader(conn net.Conn, get func() *[]byte, put func(*[]byte)) *park
 	r.fn = func(fd uintptr) bool {
 		bp := get()
 		for {
-			r.n, r.err = rawRead(fd, *bp)
+			var n int
+			n, r.err = rawRead(fd, *bp)
+			r.n = int32(n)
 			if r.err != syscall.EINTR {
 				break
 			}
