@@ -29,6 +29,10 @@
 // reading on the client; between its commands a plain TCP client is waited for
 // without a read buffer held (read_unix.go); a read takes 4 KiB, or 32 KiB once the
 // client has sent a command of 4 to 32 KiB (session.go: one read per 16 KiB value).
+// A larger command is read into a buffer of its announced size, with the socket's
+// receive low-water mark raised to what it still owes (lowat_linux.go: one wake-up
+// for most of it, not one per segment); a large command that a pipelining client
+// sent behind a burst's gets room for several like it, so one burst carries several.
 // The reads and writes of clients and of plain TCP backend connections are raw
 // system calls on their non-blocking sockets (rawio_unix.go): made the scheduler's
 // way, each would wake the runtime's monitor thread after an idle moment.

@@ -119,13 +119,7 @@ func TestMidValuesIntact(t *testing.T) {
 			return nil
 		})
 		h.drained(t)
-		h.eachBackend(t, 0, func(b int, c *redis.Client) {
-			last(func(w, i int) {
-				if got, err := c.Get(ctx, key(w, i)).Bytes(); err != nil || !bytes.Equal(got, value(w, i)) {
-					t.Fatalf("backend %d: %s holds %d bytes that differ from the value written (err %v)", b, key(w, i), len(got), err)
-				}
-			})
-		})
+		h.redisHold(t, last, key, value)
 		h.converged(t)
 		h.noDivergence(t)
 	})
@@ -181,8 +175,29 @@ func TestLargeValuesMemcache(t *testing.T) {
 		return nil
 	})
 	h.drained(t)
+	h.memcachedHold(t, clients, rounds, key, value)
+	h.noDivergence(t)
+}
+
+// redisHold fails the test unless every Redis backend (database 0) holds value(w, i)
+// under key(w, i) for each (w, i) that each gives its check.
+func (h *harness) redisHold(t *testing.T, each func(check func(w, i int)), key func(w, i int) string, value func(w, i int) []byte) {
+	t.Helper()
+	h.eachBackend(t, 0, func(b int, c *redis.Client) {
+		each(func(w, i int) {
+			if got, err := c.Get(ctx, key(w, i)).Bytes(); err != nil || !bytes.Equal(got, value(w, i)) {
+				t.Fatalf("backend %d: %s holds %d bytes that differ from the value written (err %v)", b, key(w, i), len(got), err)
+			}
+		})
+	})
+}
+
+// memcachedHold fails the test unless every memcached backend holds value(w, i)
+// under key(w, i) for each of the clients' count values.
+func (h *harness) memcachedHold(t *testing.T, clients, count int, key func(w, i int) string, value func(w, i int) []byte) {
+	t.Helper()
 	for w := range clients {
-		for i := range rounds {
+		for i := range count {
 			for b, it := range h.backendGet(t, key(w, i)) {
 				if it == nil || !bytes.Equal(it.Value, value(w, i)) {
 					t.Fatalf("backend %d: %s differs from the value written", b, key(w, i))
@@ -190,7 +205,6 @@ func TestLargeValuesMemcache(t *testing.T) {
 			}
 		}
 	}
-	h.noDivergence(t)
 }
 
 // TestLargeValueAfterIdle sends a large SET (which goes to the backends by
@@ -249,15 +263,14 @@ func TestPipelinedValuesIntact(t *testing.T) {
 			return nil
 		})
 		h.drained(t)
-		h.eachBackend(t, 0, func(b int, c *redis.Client) {
+		all := func(check func(w, i int)) {
 			for w := range clients {
 				for i := range count {
-					if got, err := c.Get(ctx, key(w, i)).Bytes(); err != nil || !bytes.Equal(got, value(w, i)) {
-						t.Fatalf("backend %d: %s holds %d bytes that differ from the value written (err %v)", b, key(w, i), len(got), err)
-					}
+					check(w, i)
 				}
 			}
-		})
+		}
+		h.redisHold(t, all, key, value)
 		h.converged(t)
 		h.noDivergence(t)
 	})
@@ -302,15 +315,7 @@ func TestPipelinedValuesIntact(t *testing.T) {
 			return nil
 		})
 		h.drained(t)
-		for w := range clients {
-			for i := range count {
-				for b, it := range h.backendGet(t, key(w, i)) {
-					if it == nil || !bytes.Equal(it.Value, value(w, i)) {
-						t.Fatalf("backend %d: %s differs from the value written", b, key(w, i))
-					}
-				}
-			}
-		}
+		h.memcachedHold(t, clients, count, key, value)
 		h.noDivergence(t)
 	})
 }
