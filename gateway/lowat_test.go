@@ -11,9 +11,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TestLargeCommandInPieces sends large SETs (from just over the size that raises the
-// socket's receive low-water mark to several times its cap) in pieces with pauses
-// between them, the last piece a few bytes: the gateway reads each piece as it comes
+// TestLargeCommandInPieces sends large SETs (300 KiB, which owes less than the
+// size that raises the socket's receive low-water mark once its first piece is in,
+// then 1 and 3 MiB, beyond it and beyond its cap) in pieces with pauses between
+// them, the last piece a few bytes: the gateway reads each piece as it comes
 // (the mark never asks for more than the command still owes), answers, and is woken
 // by a one-byte command right after (the mark is back at its default). Every backend
 // holds each value; a client that leaves in the middle of a large command is noticed

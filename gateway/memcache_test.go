@@ -247,6 +247,9 @@ func TestMemcacheCasByEffect(t *testing.T) {
 	if err := c.CompareAndSwap(it); err != nil {
 		t.Fatalf("cas with the primary's token: %v", err)
 	}
+	// The reply is the primary's (write_reply=primary); the secondaries apply the
+	// write once the primary's outcome released it to them.
+	h.drained(t)
 	for i, got := range h.backendGet(t, "k") {
 		if got == nil || string(got.Value) != "v2" || got.Flags != 9 {
 			t.Fatalf("backend %d after cas: %+v, want v2 flags 9", i, got)
@@ -267,6 +270,7 @@ func TestMemcacheCasByEffect(t *testing.T) {
 	if got := m.call("cas nope 0 0 1 1\r\nx"); got != "NOT_FOUND" {
 		t.Fatalf("cas on a missing key = %q", got)
 	}
+	h.drained(t)
 	for i, got := range h.backendGet(t, "k") {
 		if string(got.Value) != "v2" {
 			t.Fatalf("backend %d after a failed cas: %q", i, got.Value)
