@@ -229,9 +229,9 @@ func TestLargeValueAfterIdle(t *testing.T) {
 
 // TestPipelinedValuesIntact pipelines 48 SETs of values from 5 KiB to 120 KiB, then
 // GETs of all of them, from several clients at once through 2 backends, Redis and
-// memcached: a client that sends large commands back to back has several read into
-// one buffer, sent on in one burst, and each reply, in order, and each backend's copy
-// is checked byte for byte.
+// memcached. Several of a client's large commands sent back to back are read into
+// one buffer and sent on in one burst; each reply, in order, and each backend's copy
+// are checked byte for byte.
 func TestPipelinedValuesIntact(t *testing.T) {
 	sizes := []int{5 << 10, 16<<10 + 7, 40 << 10, 100 << 10, 120<<10 - 1, 9000}
 	const clients, count = 4, 48
