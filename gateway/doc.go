@@ -33,6 +33,10 @@
 // receive low-water mark raised to what it still owes (lowat_linux.go: one wake-up
 // for most of it, not one per segment); a large command that a pipelining client
 // sent behind a burst's gets room for several like it, so one burst carries several.
+// A read that fills its buffer is followed by reads that do not wait, into buffers
+// grown up to 1 MiB within a gateway-wide read-ahead budget (readAvailable): a burst
+// takes all a pipelining client has sent, one round trip to the backends for all of
+// it, which matters when the primary is far away.
 // The reads and writes of clients and of plain TCP backend connections are raw
 // system calls on their non-blocking sockets (rawio_unix.go): made the scheduler's
 // way, each would wake the runtime's monitor thread after an idle moment.

@@ -63,6 +63,8 @@ type Gateway struct {
 	maxTTL  atomic.Int64  // protocol=memcache: the largest TTL clients set, in seconds
 	// draining: shutting down; sessions read nothing more (see shutdown).
 	draining atomic.Bool
+	// readAhead: bytes of sessions' read-ahead buffers (readAheadLimit).
+	readAhead atomic.Int64
 
 	mu      sync.Mutex // guards clients and nextID
 	clients map[net.Conn]*client

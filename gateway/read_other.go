@@ -15,6 +15,8 @@ func (*parkedReader) release() {}
 
 func (*parkedReader) expect(int) {}
 
+func (*parkedReader) readNow([]byte) int { return 0 }
+
 func (*parkedReader) holds([]byte) bool { return false }
 
 func (*parkedReader) take() *[]byte { panic("gateway: parkedReader on a platform without it") }

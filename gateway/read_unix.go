@@ -80,6 +80,26 @@ func (r *parkedReader) read() ([]byte, error) {
 	return (*r.bp)[:r.n], nil
 }
 
+// readNow reads into b what the socket already holds, without waiting: 0 when it
+// holds nothing. An error or the end of the stream also gives 0: the next read
+// reports it, once what came before it is handled.
+func (r *parkedReader) readNow(b []byte) int {
+	var n int
+	_ = r.raw.Read(func(fd uintptr) bool {
+		var err error
+		for {
+			if n, err = rawRead(fd, b); err != syscall.EINTR {
+				break
+			}
+		}
+		if err != nil {
+			n = 0
+		}
+		return true // never wait
+	})
+	return n
+}
+
 // expect tells the reader that rem more bytes of a command are bound to come: the
 // session's reads until then need not wake for less (adjustRecvLowat).
 func (r *parkedReader) expect(rem int) { adjustRecvLowat(r.raw, &r.lowat, rem) }
