@@ -28,7 +28,9 @@ for i in range(200000):
 start_redis_servers 1
 echo "| latency each way | target | --pipe 200k SETs/s | -P 1 ops/s | -P 100 ops/s | -P 1000 ops/s |"
 echo "|---|---|---|---|---|---|"
-for lat in "${@:-1 20}"; do
+lats=("$@")
+[ ${#lats[@]} -gt 0 ] || lats=(1 20)
+for lat in "${lats[@]}"; do
   link=$(free_port)
   "$OUT/slowlink" -listen "127.0.0.1:$link" -upstream "127.0.0.1:${RPORT[0]}" -latency "${lat}ms" > /dev/null &
   pids+=("$!"); wait_port "$link"
