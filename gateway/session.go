@@ -386,8 +386,8 @@ func (s *session) readMore() error {
 // now, without waiting, into larger buffers up to pipelinedReadMax, so that the
 // burst takes every command the client has sent and not one buffer's worth. Each
 // burst waits for its replies, one round trip to the backends: one client
-// pipelining 1,000 SETs through a backend 1 ms away ran at 0.28x twemproxy's rate
-// with a burst per 4 KiB read (bench/RESULTS.md, ninth session). The larger buffers
+// pipelining 1,000 SETs through a backend 1 ms away ran at a quarter of twemproxy's
+// rate with a burst per 4 KiB read (bench/RESULTS.md, ninth session). The larger buffers
 // come out of the gateway's read-ahead budget (chargeReadAhead).
 func (s *session) readAvailable() {
 	limit := min(pipelinedReadMax, s.requestLimit())
@@ -413,8 +413,9 @@ func (s *session) readAvailable() {
 // readAheadLimit bounds the bytes of the buffers that sessions grew to read what
 // their clients had sent ahead (readAvailable), for all sessions together: 1,000
 // clients pipelining 16 SETs of 1 KiB each took 75-105 MiB more RSS without a bound
-// (32 KiB each, and twice their commands in flight), 8 MiB keeps their RSS where it
-// was (bench/RESULTS.md, ninth session) and still lets 8 clients read 1 MiB ahead.
+// (a 32 KiB buffer each during its burst, and all 16 commands in flight at once
+// instead of about 4); 8 MiB keeps their RSS where it was (bench/RESULTS.md, ninth
+// session) and still lets 8 clients read 1 MiB ahead.
 const readAheadLimit = 8 << 20
 
 // chargeReadAhead takes a read-ahead buffer of size bytes out of the gateway's
