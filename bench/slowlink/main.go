@@ -25,10 +25,13 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
 	upstream := flag.String("upstream", "", "server to relay to (host:port)")
-	latency := flag.Duration("latency", 5*time.Millisecond, "latency added to each direction")
+	latency := flag.Duration("latency", 5*time.Millisecond, "latency added to each direction (whole milliseconds)")
 	flag.Parse()
 	if *upstream == "" {
 		log.Fatal("slowlink: -upstream is required")
+	}
+	if *latency%time.Millisecond != 0 {
+		log.Fatalf("slowlink: -latency %v is not whole milliseconds (toxiproxy's unit)", *latency)
 	}
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	p := toxiproxy.NewProxy(srv, "slowlink", *listen, *upstream)
