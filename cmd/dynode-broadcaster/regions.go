@@ -11,9 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dynode/dynode-broadcaster/configuration"
+	"github.com/dynode/dynode-broadcaster/gateway"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 )
@@ -78,15 +80,11 @@ func runTwoRegions(ctx context.Context, fs *pflag.FlagSet, composeDir, dir strin
 			local[net.JoinHostPort(svc.name, port)] = addrs[0]
 			fmt.Fprintf(stdout, "%-15s %s (%s)\n", svc.name, addrs[0], strings.Replace(kind, "processes", "process", 1))
 		case "gateway":
-			cfg, err := loadRegionConfig(fs, filepath.Join(composeDir, svc.config), local)
+			cfg, g, gerr, flush, err := startRegionGateway(ctx, fs, filepath.Join(composeDir, svc.config), local, stderr)
 			if errors.Is(err, errServiceMissing) {
 				fmt.Fprintf(stderr, "%s: not started: %v\n", svc.name, err)
 				continue
 			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", svc.name, err)
-			}
-			g, gerr, flush, err := startDemoGateway(ctx, cfg, stderr)
 			if err != nil {
 				return fmt.Errorf("%s: %w", svc.name, err)
 			}
@@ -112,6 +110,24 @@ func runTwoRegions(ctx context.Context, fs *pflag.FlagSet, composeDir, dir strin
 		return err
 	}
 	return nil
+}
+
+// startRegionGateway starts the gateway of a compose configuration file
+// (loadRegionConfig). The admin server's port is picked free and bound a moment
+// later, and in between another process may take it (a connection's local port): the
+// gateway is then started again with another port, up to three more times.
+func startRegionGateway(ctx context.Context, fs *pflag.FlagSet, path string, local map[string]string, stderr io.Writer) (
+	cfg *configuration.Config, g *gateway.Gateway, gerr chan error, flush func(), err error) {
+	for range 4 {
+		if cfg, err = loadRegionConfig(fs, path, local); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		g, gerr, flush, err = startDemoGateway(ctx, cfg, stderr)
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return cfg, g, gerr, flush, err
 }
 
 // errServiceMissing: a gateway's configuration names a service that did not start.
