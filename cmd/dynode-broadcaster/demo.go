@@ -164,11 +164,27 @@ func host(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
 func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 // startBackend runs redis-server (no persistence) or memcached on a free loopback
-// port and waits until it accepts connections.
+// port and waits until it accepts connections. The port is picked free and bound by
+// the server a moment later; another process may take it in between (a connection's
+// local port), and the server then exits at once: it is started again on another
+// port, up to three more times.
 func startBackend(protocol, bin, dir string) (addr string, stop func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, err
 	}
+	for range 4 {
+		if addr, stop, err = startBackendOnce(protocol, bin, dir); !errors.Is(err, errBackendExited) {
+			break
+		}
+	}
+	return addr, stop, err
+}
+
+// errBackendExited: the server exited before it accepted a connection.
+var errBackendExited = errors.New("exited before it accepted connections")
+
+// startBackendOnce is one try of startBackend.
+func startBackendOnce(protocol, bin, dir string) (addr string, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -186,9 +202,16 @@ func startBackend(protocol, bin, dir string) (addr string, stop func(), err erro
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("start %s: %w", bin, err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	addr = net.JoinHostPort("127.0.0.1", p)
-	stop = func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	stop = func() { _ = cmd.Process.Kill(); <-exited }
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			return "", nil, fmt.Errorf("%s on %s: %w", bin, addr, errBackendExited)
+		default:
+		}
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
 			return addr, stop, nil
