@@ -276,6 +276,14 @@ func (s *session) newReadBuf(size int) []byte {
 	return b
 }
 
+// growReadBuf moves what rbuf holds to a new read buffer with room for size bytes
+// and lets the old one go: nothing refers to it (the burst before was handled).
+func (s *session) growReadBuf(size int) {
+	old := s.rbuf
+	s.rbuf = append(s.newReadBuf(size), old...)
+	s.dropReadBuf(old)
+}
+
 // requestLimit is max_request_bytes as a buffer size.
 func (s *session) requestLimit() int { return int(min(s.gw.conf().MaxRequestBytes, math.MaxInt)) }
 
@@ -357,9 +365,7 @@ func (s *session) readMore() error {
 		}
 		// Room for the whole of a large argument whose size is announced (read once
 		// into its final place), else twice the room.
-		old := s.rbuf
-		s.rbuf = append(s.newReadBuf(max(2*cap(s.rbuf), need)), old...)
-		s.dropReadBuf(old) // nothing refers to it: the burst before was handled
+		s.growReadBuf(max(2*cap(s.rbuf), need))
 	}
 	if s.parked != nil {
 		s.parked.expect(s.codec.need() - len(s.rbuf))
@@ -399,9 +405,7 @@ func (s *session) readAvailable() {
 		if !s.chargeReadAhead(size) {
 			return
 		}
-		old := s.rbuf
-		s.rbuf = append(s.newReadBuf(size), old...)
-		s.dropReadBuf(old)
+		s.growReadBuf(size)
 		n := s.parked.readNow(s.rbuf[len(s.rbuf):cap(s.rbuf)])
 		if n == 0 {
 			return
