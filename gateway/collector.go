@@ -600,6 +600,9 @@ func (b *batch) recycle() {
 	if cap(b.arena) > 1<<20 {
 		b.arena = nil // do not keep a huge reply's memory in the pool
 	}
+	if cap(b.cmds) > maxBurstCap {
+		b.cmds = nil // a deep burst's (session.burstLimit): the next burst is most likely not
+	}
 	for _, r := range b.big {
 		if r != nil { // not handed on (eachReply)
 			putBigBuf(r)

@@ -65,6 +65,9 @@ type Gateway struct {
 	draining atomic.Bool
 	// readAhead: bytes of sessions' read-ahead buffers (readAheadLimit).
 	readAhead atomic.Int64
+	// deepBurst: commands that sessions' bursts took beyond maxBurstCap and that
+	// are not answered yet (deepBurstLimit).
+	deepBurst atomic.Int64
 
 	mu      sync.Mutex // guards clients and nextID
 	clients map[net.Conn]*client

@@ -23,9 +23,9 @@ func (m *memcacheCodec) shed() bool {
 	return false
 }
 
-func (m *memcacheCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
+func (m *memcacheCodec) decode(b *batch, buf []byte, limit int) (pos int, closeAfter bool, perr error) {
 	s := m.s
-	for taken := 0; pos < len(buf) && !closeAfter && taken < s.burstCap; taken++ {
+	for taken := 0; pos < len(buf) && !closeAfter && taken < limit; taken++ {
 		cmd, n, err := m.parser.Next(buf[pos:])
 		if err != nil {
 			var ce *memcache.ClientError

@@ -50,7 +50,7 @@ func (r *respCodec) shed() bool {
 	return r.sub != nil || r.monitor != nil
 }
 
-func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr error) {
+func (r *respCodec) decode(b *batch, buf []byte, limit int) (pos int, closeAfter bool, perr error) {
 	s := r.s
 	var now int64 // Unix milliseconds, read once per burst when a TTL is rewritten
 	var monitorNow time.Time
@@ -58,7 +58,7 @@ func (r *respCodec) decode(b *batch, buf []byte) (pos int, closeAfter bool, perr
 		monitorNow = time.Now()
 		defer r.publishMonitorLines()
 	}
-	for taken := 0; pos < len(buf) && !closeAfter && s.afterSend == nil && taken < s.burstCap; taken++ {
+	for taken := 0; pos < len(buf) && !closeAfter && s.afterSend == nil && taken < limit; taken++ {
 		if r.parser == nil {
 			r.parser = &resp.CommandParser{MaxBulkLen: r.maxBulkLen}
 		}

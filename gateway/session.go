@@ -35,10 +35,23 @@ const (
 	// follows the replies' size: a burst's replies are held whole until the last is
 	// chosen, so bursts of large replies are kept to about a quarter of
 	// client_output_limit (one command at least), bursts of small ones grow to
-	// maxBurstCap. Together with the output's backpressure this bounds what one
-	// client that pipelines and never reads can make the gateway hold.
-	firstBurstCap = 16
-	maxBurstCap   = 1024
+	// maxBurstCap, or, for a burst read ahead (readAvailable), to one command per
+	// readAheadPerCmd bytes of its read-ahead buffer, at most deepBurstCap, as far as
+	// the gateway's deepBurstLimit allows (burstLimit). Together with the output's
+	// backpressure this bounds what one client that pipelines and never reads can
+	// make the gateway hold.
+	firstBurstCap   = 16
+	maxBurstCap     = 1024
+	deepBurstCap    = 8192
+	readAheadPerCmd = 64
+	// deepBurstLimit bounds the commands that bursts take beyond maxBurstCap, for
+	// all sessions together. A command costs about 400 bytes of bookkeeping until
+	// its burst is answered (its batch entry and its queue entry), and 32 more per
+	// backend: 16,384 of them, two clients with bursts of 8,192, take about 7 MiB.
+	// Without a bound of their own, 50 clients pipelining 4,000 SETs each through a
+	// primary 20 ms away peaked at 200 MiB RSS against 70 MiB with bursts of 1,024
+	// (bench/RESULTS.md, tenth session).
+	deepBurstLimit = 16384
 	// largeReplies: replies gathered for one write are sent once they reach this; a
 	// burst with large replies (bigReply) sends those by reference, without a copy.
 	largeReplies = 256 << 10
@@ -107,15 +120,19 @@ type session struct {
 	// readAhead: bytes of the gateway's read-ahead budget that rbuf holds
 	// (readAvailable), given back before the next read.
 	readAhead int32
+	// deepBurst: commands of the gateway's deepBurstLimit that the burst in hand
+	// took (burstLimit), given back once it is answered.
+	deepBurst int32
 }
 
 // clientCodec is the protocol-specific half of a session: it decodes commands and
 // keeps per-client protocol state (a RESP client's database and transaction).
 type clientCodec interface {
-	// decode adds the complete commands at the start of buf to b, those for backends
-	// also to s.items. It returns the bytes consumed, whether the connection closes
-	// once the replies are written, and a protocol error that closes it.
-	decode(b *batch, buf []byte) (n int, closeAfter bool, perr error)
+	// decode adds the complete commands at the start of buf to b, at most limit of
+	// them, those for backends also to s.items. It returns the bytes consumed,
+	// whether the connection closes once the replies are written, and a protocol
+	// error that closes it.
+	decode(b *batch, buf []byte, limit int) (n int, closeAfter bool, perr error)
 	// submitted runs once the batch's frames have been copied to the backends.
 	submitted()
 	// replied runs once every command of the batch is answered.
@@ -543,14 +560,22 @@ func (s *session) idleError() error {
 func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter bool, err error) {
 	gw := s.gw
 	b := newBatch(gw.settings.Load())
+	limit := s.burstLimit()
+	defer s.releaseDeepBurst()
+	if cap(s.items) > maxBurstCap && limit <= maxBurstCap {
+		s.items = nil // the last burst was a deep one, this one is not
+	}
 	clear(s.items) // the last burst's frames: its read buffer need not stay reachable
 	s.items = s.items[:0]
 	start := time.Now()
-	pos, closeAfter, perr := s.codec.decode(b, s.rbuf)
+	pos, closeAfter, perr := s.codec.decode(b, s.rbuf, limit)
 	if n := len(b.cmds); n > 0 {
 		s.client.touch(b.cmds[n-1].name, start)
 	}
-	s.pipelines = len(b.cmds) > 1
+	if len(b.cmds) > 0 {
+		// (A burst of none, the incomplete command a burst left, says nothing.)
+		s.pipelines = len(b.cmds) > 1
+	}
 	defer s.timeBurst(start)
 	if len(s.items) > 0 {
 		marks := &s.marks
@@ -709,7 +734,37 @@ func (s *session) adaptBurst(replyBytes, cmds int) {
 		return
 	}
 	avg := max(replyBytes/cmds, 1)
-	s.burstCap = min(max(int(s.gw.conf().ClientOutputLimit/4)/avg, 1), maxBurstCap)
+	s.burstCap = min(max(int(s.gw.conf().ClientOutputLimit/4)/avg, 1), deepBurstCap)
+}
+
+// burstLimit is how many commands the burst about to be decoded may take: burstCap,
+// and beyond maxBurstCap only as far as the session's read-ahead buffer allows (one
+// command per readAheadPerCmd bytes of it) and the gateway's deepBurstLimit has room
+// left; the burst gives that room back once it is answered (releaseDeepBurst). A
+// client pipelining thousands of commands through a primary 20 ms away needs such
+// bursts: with bursts of 1,024 commands, one per round trip, redis-cli --pipe ran at
+// 22,000 SETs/s (bench/RESULTS.md, tenth session).
+func (s *session) burstLimit() int {
+	limit := min(s.burstCap, max(maxBurstCap, int(s.readAhead)/readAheadPerCmd))
+	extra := int64(limit - maxBurstCap)
+	if extra <= 0 {
+		return limit
+	}
+	if over := s.gw.deepBurst.Add(extra) - deepBurstLimit; over > 0 {
+		over = min(over, extra) // what others took meanwhile is theirs to give back
+		s.gw.deepBurst.Add(-over)
+		extra -= over
+	}
+	s.deepBurst = int32(extra)
+	return maxBurstCap + int(extra)
+}
+
+// releaseDeepBurst gives back the room the session's burst took in deepBurstLimit.
+func (s *session) releaseDeepBurst() {
+	if s.deepBurst != 0 {
+		s.gw.deepBurst.Add(-int64(s.deepBurst))
+		s.deepBurst = 0
+	}
 }
 
 // retryReads sends again, once, the reads whose backend failed before replying
