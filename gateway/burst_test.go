@@ -2,14 +2,19 @@ package gateway
 
 import "testing"
 
-// TestDeepBurstsShareOneBound: a session reading ahead takes bursts beyond
-// maxBurstCap as its read-ahead buffer allows, all sessions together no more than
-// deepBurstLimit commands beyond it, and each gives its share back once its burst is
-// answered.
+// TestDeepBurstsShareOneBound: a session reading ahead, whose backends are far away,
+// takes bursts beyond maxBurstCap as its read-ahead buffer allows, all sessions
+// together no more than deepBurstLimit commands beyond it, and each gives its share
+// back once its burst is answered.
 func TestDeepBurstsShareOneBound(t *testing.T) {
 	gw := &Gateway{}
 	newSession := func(readAhead int32) *session {
-		return &session{gw: gw, burstCap: deepBurstCap, readAhead: readAhead}
+		return &session{gw: gw, burstCap: deepBurstCap, readAhead: readAhead, farTrips: farTripsToDeepen}
+	}
+	near := newSession(1 << 20)
+	near.farTrips = farTripsToDeepen - 1
+	if got := near.burstLimit(); got != maxBurstCap {
+		t.Fatalf("a session with %d far round trips in a row may take %d commands, want %d", near.farTrips, got, maxBurstCap)
 	}
 	if got := newSession(0).burstLimit(); got != maxBurstCap {
 		t.Fatalf("a session without read-ahead may take %d commands, want %d", got, maxBurstCap)

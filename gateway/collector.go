@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -133,6 +134,10 @@ type batch struct {
 	done      chan struct{} // one signal when undecided reaches 0 after sealing
 	// readFails counts reads whose only backend failed (readable without mu).
 	readFails atomic.Int32
+	// timeFirst: firstAt is wanted, the time a backend's reply first decided a
+	// command of the batch (session.farTrips); set before the batch is submitted.
+	timeFirst bool
+	firstAt   time.Time
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{done: make(chan struct{}, 1)} }}
@@ -147,6 +152,7 @@ func newBatch(settings *batchSettings) *batch {
 	b.sealed = false
 	b.settings = settings
 	b.readFails.Store(0)
+	b.timeFirst, b.firstAt = false, time.Time{}
 	return b
 }
 
@@ -403,6 +409,9 @@ func (b *batch) decide(c *command, noReply []byte) {
 	c.chosen = pick
 	c.decided = true
 	b.undecided--
+	if b.timeFirst && b.firstAt.IsZero() {
+		b.firstAt = time.Now()
+	}
 	b.signalIfDone()
 }
 
@@ -600,7 +609,7 @@ func (b *batch) recycle() {
 	if cap(b.arena) > 1<<20 {
 		b.arena = nil // do not keep a huge reply's memory in the pool
 	}
-	if cap(b.cmds) > maxBurstCap {
+	if cap(b.cmds) > keptBurstCap {
 		b.cmds = nil // a deep burst's (session.burstLimit): the next burst is most likely not
 	}
 	for _, r := range b.big {

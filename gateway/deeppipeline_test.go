@@ -36,10 +36,17 @@ func deepPipelineValue(w, i int) []byte {
 // client waits for) behind a 5 ms latency each way, and a gateway in front.
 func slowPrimary(t *testing.T, n int, settings ...string) *harness {
 	t.Helper()
+	return farPrimary(t, n, 5, settings...)
+}
+
+// farPrimary is slowPrimary with a latency of ms milliseconds each way.
+func farPrimary(t *testing.T, n, ms int, settings ...string) *harness {
+	t.Helper()
 	backends := startRedisBackends(t, n)
 	proxy := testserver.StartProxy(t, backends[0].Addr)
-	proxy.AddToxic(`{"name":"up","type":"latency","stream":"upstream","attributes":{"latency":5}}`)
-	proxy.AddToxic(`{"name":"down","type":"latency","stream":"downstream","attributes":{"latency":5}}`)
+	for _, stream := range []string{"upstream", "downstream"} {
+		proxy.AddToxic(fmt.Sprintf(`{"name":%q,"type":"latency","stream":%q,"attributes":{"latency":%d}}`, stream, stream, ms))
+	}
 	addrs := []string{proxy.Addr}
 	for _, b := range backends[1:] {
 		addrs = append(addrs, b.Addr)
@@ -179,15 +186,16 @@ func TestDeepPipelineMemcache(t *testing.T) {
 }
 
 // TestDeepPipelineBurstsBeyondTheCap: a client that has sent thousands of commands
-// ahead, through a slow primary, has them taken in bursts of more than maxBurstCap
-// (1,024) commands: bursts read ahead grow their command cap with their buffer
+// ahead, through a primary in another region (15 ms each way), has them taken in
+// bursts of more than maxBurstCap (1,024) commands: once two bursts' first replies
+// took farTrip or more, bursts read ahead grow their command cap with their buffer
 // (session.burstLimit). A burst's replies go out in one write, so the client sees a
 // read of more than 1,024 replies. Before, bursts stopped at 1,024 commands, and a
 // burst that took only the incomplete command the last one left made the next read
 // stop at 32 KiB: redis-cli --pipe through a primary 20 ms away ran at 16,000 SETs/s.
 func TestDeepPipelineBurstsBeyondTheCap(t *testing.T) {
 	const count = 20000
-	h := slowPrimary(t, 2)
+	h := farPrimary(t, 2, 15)
 	conn, err := net.Dial("tcp", h.addr)
 	if err != nil {
 		t.Fatal(err)
