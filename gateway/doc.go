@@ -36,9 +36,10 @@
 // A read that fills its buffer is followed by reads that do not wait, into buffers
 // grown up to 1 MiB within a gateway-wide read-ahead budget (readAvailable): a burst
 // takes all a pipelining client has sent, one round trip to the backends for all of
-// it, which matters when the primary is far away. Such a burst may take more than
-// the usual 1,024 commands, up to 8,192, within a gateway-wide bound on the commands
-// taken beyond that (session.burstLimit).
+// it, which matters when the primary is far away. When the first reply to a
+// client's bursts takes 20 ms or more (backends in another region), such a burst
+// may take more than the usual 1,024 commands, up to 8,192, within a gateway-wide
+// bound on the commands taken beyond that (session.burstLimit).
 // The reads and writes of clients and of plain TCP backend connections are raw
 // system calls on their non-blocking sockets (rawio_unix.go): made the scheduler's
 // way, each would wake the runtime's monitor thread after an idle moment.
