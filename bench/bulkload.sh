@@ -21,28 +21,11 @@ go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
 go build -o "$OUT/slowlink" ./bench/slowlink
 ROUNDS=${1:-2}
 
-python3 -c '
-import sys
-w = sys.stdout.write
-for i in range(200000):
-    k = "k:%d" % i
-    w("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$10\r\nvalue%05d\r\n" % (len(k), k, i % 100000))
-' > "$OUT/pipe.txt"
-
-# start_dynode UPSTREAM: a gateway in front of UPSTREAM; sets GW_PORT and GW_PID.
-start_dynode() {
-  GW_PORT=$(free_port)
-  DYNODE_SERVERS="$1" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=ERROR \
-    "$OUT/dynode-broadcaster" > "$OUT/bulkload-gw.log" 2>&1 &
-  GW_PID=$!
-  pids+=("$GW_PID")
-  wait_port "$GW_PORT"
-}
+write_set_pipe "$OUT/pipe.txt"
 
 start_redis_servers 1
 start_twemproxy nut-bulk "${RPORT[0]}" redis
-start_dynode "127.0.0.1:${RPORT[0]}"
-sleep 0.5
+start_gateway_on 1 "$OUT/bulkload-gw.log"
 
 echo "One client's GETs while redis-cli --pipe loads 200,000 SETs at a time (ms):"
 echo
@@ -68,8 +51,7 @@ link=$(free_port)
 pids+=("$!")
 wait_port "$link"
 start_twemproxy nut-bulk-far "$link" redis
-start_dynode "127.0.0.1:$link"
-sleep 0.5
+start_gateway_at "127.0.0.1:$link" "$OUT/bulkload-gw-far.log"
 
 echo
 echo "50 clients pipelining 4,000 SETs each (1,000,000 in all) through a primary 20 ms away:"
@@ -79,15 +61,8 @@ echo "|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
   for target in "twemproxy $TWEM_PORT $TWEM_PID" "dynode $GW_PORT $GW_PID"; do
     read -r name port pid <<< "$target"
-    redis-benchmark -h 127.0.0.1 -p "$port" -t set -n 1000000 -c 50 -P 4000 --csv > "$OUT/bulkload-rb.csv" 2> /dev/null &
-    load=$! peak=0
-    while kill -0 "$load" 2> /dev/null; do
-      rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
-      [ "$rss" -gt "$peak" ] && peak=$rss
-      sleep 0.1
-    done
-    wait "$load" || true
+    peak=$(peak_rss_while "$pid" "$OUT/bulkload-rb.csv" redis-benchmark -h 127.0.0.1 -p "$port" -t set -n 1000000 -c 50 -P 4000 --csv)
     rps=$(awk -F'","' 'NR > 1 { gsub(/"/, "", $2); printf "%.0f", $2 }' "$OUT/bulkload-rb.csv")
-    echo "| $name | $r | $rps | $(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }') |"
+    echo "| $name | $r | $rps | $peak |"
   done
 done

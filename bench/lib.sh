@@ -44,12 +44,45 @@ start_redis_servers() {
 start_gateway_on() {
   local servers="127.0.0.1:${RPORT[0]}"
   for ((i = 1; i < $1; i++)); do servers+=",127.0.0.1:${RPORT[$i]}"; done
+  start_gateway_at "$servers" "$2"
+}
+
+# start_gateway_at SERVERS LOG: the gateway in front of SERVERS (comma-separated
+# addresses), logging to LOG at ERROR; sets GW_PORT and GW_PID.
+start_gateway_at() {
   GW_PORT=$(free_port)
-  DYNODE_SERVERS="$servers" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=ERROR \
+  DYNODE_SERVERS="$1" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=ERROR \
     "$OUT/dynode-broadcaster" > "$2" 2>&1 &
   GW_PID=$!; pids+=("$GW_PID")
   wait_port "$GW_PORT"
   sleep 0.3 # the backends' handshake
+}
+
+# write_set_pipe FILE: 200,000 SETs in RESP (keys k:0..k:199999, 10-byte values), as
+# redis-cli --pipe reads them.
+write_set_pipe() {
+  python3 -c '
+import sys
+w = sys.stdout.write
+for i in range(200000):
+    k = "k:%d" % i
+    w("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$10\r\nvalue%05d\r\n" % (len(k), k, i % 100000))
+' > "$1"
+}
+
+# peak_rss_while PID OUTFILE CMD...: runs CMD (its standard output to OUTFILE) and
+# prints the peak RSS of PID in MiB meanwhile (sampled every 100 ms).
+peak_rss_while() {
+  local pid=$1 outfile=$2; shift 2
+  "$@" > "$outfile" 2>/dev/null &
+  local load=$! peak=0 r
+  while kill -0 "$load" 2>/dev/null; do
+    r=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+    [ "$r" -gt "$peak" ] && peak=$r
+    sleep 0.1
+  done
+  wait "$load" || true
+  awk -v k="$peak" 'BEGIN{printf "%.1f", k/1024}'
 }
 
 # start_twemproxy NAME SERVER_PORT [redis]: nutcracker (one server connection, like the

@@ -90,15 +90,7 @@ idle_rss() {
 # busy_rss PORT PID: peak RSS in MiB of PID while 1,000 clients pipeline 16 SETs and
 # then 16 GETs of 1 KiB values each through PORT (sampled every 100 ms).
 busy_rss() {
-  redis-benchmark -h 127.0.0.1 -p "$1" -t set,get -n 1000000 -c 1000 -P 16 -d 1024 -q > /dev/null 2>&1 &
-  local load=$! peak=0 r
-  while kill -0 "$load" 2>/dev/null; do
-    r=$(awk '/VmRSS/ {print $2}' "/proc/$2/status")
-    [ "$r" -gt "$peak" ] && peak=$r
-    sleep 0.1
-  done
-  wait "$load" || true
-  awk -v k="$peak" 'BEGIN{printf "%.1f", k/1024}'
+  peak_rss_while "$2" /dev/null redis-benchmark -h 127.0.0.1 -p "$1" -t set,get -n 1000000 -c 1000 -P 16 -d 1024 -q
 }
 
 for P in 1 16; do

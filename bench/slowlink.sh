@@ -17,13 +17,7 @@ apt_need nutcracker nutcracker
 go build -o "$OUT/dynode-broadcaster" ./cmd/dynode-broadcaster
 go build -o "$OUT/slowlink" ./bench/slowlink
 
-python3 -c '
-import sys
-w = sys.stdout.write
-for i in range(200000):
-    k = "k:%d" % i
-    w("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$10\r\nvalue%05d\r\n" % (len(k), k, i % 100000))
-' > "$OUT/pipe.txt"
+write_set_pipe "$OUT/pipe.txt"
 
 start_redis_servers 1
 echo "| latency each way | target | --pipe 200k SETs/s | -P 1 ops/s | -P 100 ops/s | -P 1000 ops/s |"
@@ -35,11 +29,8 @@ for lat in "${lats[@]}"; do
   "$OUT/slowlink" -listen "127.0.0.1:$link" -upstream "127.0.0.1:${RPORT[0]}" -latency "${lat}ms" > /dev/null &
   pids+=("$!"); wait_port "$link"
   start_twemproxy "nut-slow-$lat" "$link" redis
-  gw=$(free_port)
-  DYNODE_SERVERS="127.0.0.1:$link" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$gw DYNODE_LOG_LEVEL=ERROR \
-    "$OUT/dynode-broadcaster" > "$OUT/slowlink-gw-$lat.log" 2>&1 &
-  pids+=("$!"); wait_port "$gw"
-  for target in "redis (direct) $link" "twemproxy $TWEM_PORT" "dynode $gw"; do
+  start_gateway_at "127.0.0.1:$link" "$OUT/slowlink-gw-$lat.log"
+  for target in "redis (direct) $link" "twemproxy $TWEM_PORT" "dynode $GW_PORT"; do
     port=${target##* } name=${target% *}
     redis-cli -p "$port" FLUSHALL > /dev/null 2>&1 || true
     t0=$(date +%s.%N)
