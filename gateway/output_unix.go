@@ -20,12 +20,8 @@ type nonBlockingWriter struct {
 func newNonBlockingWriter(raw syscall.RawConn) *nonBlockingWriter {
 	w := &nonBlockingWriter{raw: raw}
 	w.fn = func(fd uintptr) bool {
-		for {
-			w.n, w.werr = rawWrite(fd, w.buf)
-			if w.werr != syscall.EINTR {
-				return true // done, even on EAGAIN: never wait here
-			}
-		}
+		w.n, w.werr = rawWrite(fd, w.buf)
+		return true // done, even on EAGAIN: never wait here
 	}
 	return w
 }

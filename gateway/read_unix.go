@@ -41,14 +41,9 @@ func newParkedReader(conn net.Conn, get func() *[]byte, put func(*[]byte)) *park
 	r := &parkedReader{raw: raw, put: put}
 	r.fn = func(fd uintptr) bool {
 		bp := get()
-		for {
-			var n int
-			n, r.err = rawRead(fd, *bp)
-			r.n = int32(n)
-			if r.err != syscall.EINTR {
-				break
-			}
-		}
+		var n int
+		n, r.err = rawRead(fd, *bp)
+		r.n = int32(n)
 		if r.err == syscall.EAGAIN {
 			put(bp)
 			return false // nothing yet: wait until the socket is readable
@@ -87,12 +82,7 @@ func (r *parkedReader) readNow(b []byte) int {
 	var n int
 	_ = r.raw.Read(func(fd uintptr) bool {
 		var err error
-		for {
-			if n, err = rawRead(fd, b); err != syscall.EINTR {
-				break
-			}
-		}
-		if err != nil {
+		if n, err = rawRead(fd, b); err != nil {
 			n = 0
 		}
 		return true // never wait
