@@ -799,7 +799,7 @@ func (be *backend) write(conn net.Conn, wr *sockWriter, vec net.Buffers, tail []
 			}
 			piece, vec, size = append(piece, b), vec[1:], size+len(b)
 		}
-		n, err := piece.WriteTo(conn) // consumes its own copy of the slice header only
+		n, err := wr.WriteBuffers(piece) // consumes its own copy of the slice header only
 		total += n
 		if err != nil {
 			return total, err

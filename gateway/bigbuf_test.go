@@ -221,3 +221,34 @@ func TestLargeReadsFollowTheClient(t *testing.T) {
 		t.Fatalf("after %d small reads: buffer %d bytes, want %d", smallReadsBack, got, readBufSize)
 	}
 }
+
+// TestOneLargeCommandMakesLargeReads: a burst of one command larger than a small read
+// buffer (which readAvailable read whole after a full small read) turns large reads
+// on; a small command, a pipeline of small ones as large in all, a command beyond
+// largeReadBufSize (read into a buffer of its own size) or a burst of none do not.
+func TestOneLargeCommandMakesLargeReads(t *testing.T) {
+	for _, c := range []struct {
+		cmds, size int
+		large      bool
+	}{
+		{1, 16<<10 + 60, true},
+		{1, largeReadBufSize, true},
+		{1, 100, false},
+		{1, readBufSize, false},
+		{16, 17 << 10, false},
+		{1, largeReadBufSize + 1, false},
+		{0, 16 << 10, false},
+	} {
+		s := &session{smallReads: 3}
+		s.noteBurst(c.cmds, c.size)
+		if s.largeReads != c.large {
+			t.Errorf("a burst of %d commands in %d bytes: large reads %v, want %v", c.cmds, c.size, s.largeReads, c.large)
+		}
+		if c.large && s.smallReads != 0 {
+			t.Errorf("a burst of %d commands in %d bytes left %d small reads counted", c.cmds, c.size, s.smallReads)
+		}
+		if want := c.cmds > 1; c.cmds > 0 && s.pipelines != want {
+			t.Errorf("a burst of %d commands: pipelines %v, want %v", c.cmds, s.pipelines, want)
+		}
+	}
+}

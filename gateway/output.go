@@ -26,6 +26,7 @@ import (
 type output struct {
 	conn    net.Conn
 	direct  *nonBlockingWriter // nil: no non-blocking write, chunks and the writer only
+	wr      *sockWriter        // writeLoop's, made at its first run
 	limit   int64
 	timeout time.Duration
 
@@ -179,7 +180,10 @@ func (o *output) writeLoop() {
 		if o.timeout > 0 && !o.closing {
 			_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
 		}
-		n, err := bufs.WriteTo(o.conn)
+		if o.wr == nil {
+			o.wr = newSockWriter(o.conn)
+		}
+		n, err := o.wr.WriteBuffers(bufs)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = fmt.Errorf("replies left unread for %v (client_output_timeout)", o.timeout)
 		}

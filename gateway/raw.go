@@ -349,6 +349,7 @@ func (l *rawLink) pause(d time.Duration) bool {
 func (l *rawLink) write(conn net.Conn) (finished bool) {
 	var taken []*raw.Chunk
 	var vec net.Buffers
+	wr := newSockWriter(conn)
 	for {
 		l.mu.Lock()
 		for len(l.q) == 0 && !l.eof && !l.stopped && l.conn == conn {
@@ -377,7 +378,7 @@ func (l *rawLink) write(conn net.Conn) (finished bool) {
 			vec = append(vec, c.Bytes())
 			size += int64(c.Len())
 		}
-		written, err := vec.WriteTo(conn) // consumes its own copy of the slice header only
+		written, err := wr.WriteBuffers(vec) // consumes its own copy of the slice header only
 		l.s.gw.stats.RawBytesOut.Add(written)
 		if err != nil {
 			l.mu.Lock()

@@ -12,3 +12,6 @@ func newSockReader(conn net.Conn) *sockReader { return &sockReader{conn} }
 type sockWriter struct{ net.Conn }
 
 func newSockWriter(conn net.Conn) *sockWriter { return &sockWriter{conn} }
+
+// WriteBuffers writes vec with vec.WriteTo.
+func (w *sockWriter) WriteBuffers(vec net.Buffers) (int64, error) { return vec.WriteTo(w.Conn) }

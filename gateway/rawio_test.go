@@ -95,3 +95,60 @@ func largeRandom(n int) []byte {
 	}
 	return b
 }
+
+// TestSockWriterBuffers: WriteBuffers writes every piece whole and in order, as
+// net.Buffers.WriteTo does: more pieces than one writev takes (IOV_MAX), empty
+// pieces, pieces larger than the socket's buffers at a slow reader (so that writes
+// stop inside a piece and go on once there is room), and it leaves no piece behind.
+func TestSockWriterBuffers(t *testing.T) {
+	a, b := tcpPair(t)
+	w := newSockWriter(a)
+	data := largeRandom(12 << 20)
+	var vec net.Buffers
+	for off, i := 0, 0; off < len(data); i++ {
+		size := []int{1, 0, 7, 4096, 3 << 20, 100, 0, 65 << 10}[i%8]
+		if i < 3000 {
+			size = min(size, 13) // many small pieces first: more than one writev's worth
+		}
+		size = min(size, len(data)-off)
+		vec = append(vec, data[off:off+size])
+		off += size
+	}
+	if len(vec) <= maxIovecs {
+		t.Fatalf("only %d pieces, want more than %d", len(vec), maxIovecs)
+	}
+	got := make(chan []byte)
+	go func() {
+		all, buf := []byte(nil), make([]byte, 64<<10)
+		for {
+			n, err := b.Read(buf)
+			all = append(all, buf[:n]...)
+			if err != nil {
+				got <- all
+				return
+			}
+			if len(all) < 4<<20 {
+				time.Sleep(time.Millisecond) // slow at first: the writer waits for room
+			}
+		}
+	}()
+	pieces := vec
+	n, err := w.WriteBuffers(vec)
+	if n != int64(len(data)) || err != nil {
+		t.Fatalf("WriteBuffers = %d, %v; want %d, nil", n, err, len(data))
+	}
+	a.Close()
+	if all := <-got; !bytes.Equal(all, data) {
+		t.Fatalf("the reader got %d bytes that differ from the %d written", len(all), len(data))
+	}
+	for i, p := range pieces {
+		if p != nil {
+			t.Fatalf("piece %d (%d bytes) is still referenced after the write", i, len(p))
+		}
+	}
+	for _, v := range w.iov[:cap(w.iov)] {
+		if v.Base != nil {
+			t.Fatal("the writer's scratch still points into a written buffer")
+		}
+	}
+}

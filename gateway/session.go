@@ -114,6 +114,9 @@ type session struct {
 	// parked reads a plain TCP client between bursts without holding rbuf (nil on
 	// TLS connections and where the platform has no raw reads).
 	parked *parkedReader
+	// rest reads into rbuf what parked did not (the rest of a command larger than
+	// its buffer), made at the first such read.
+	rest *sockReader
 	// burstClasses counts the burst's commands by class, for the latency histogram.
 	burstClasses [numClasses]int32
 	// untimed: the burst waited for something other than backends (a blocking
@@ -411,7 +414,10 @@ func (s *session) readMore() error {
 		if err := s.readyToRead(); err != nil {
 			return err
 		}
-		n, err := s.conn.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
+		if s.rest == nil {
+			s.rest = newSockReader(s.conn)
+		}
+		n, err := s.rest.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
 		s.rbuf = s.rbuf[:len(s.rbuf)+n]
 		if err = s.readError(err); err != errQuiet {
 			if err == nil && s.parked != nil && !s.bigCmds && len(s.rbuf) == cap(s.rbuf) && len(s.rbuf) != s.codec.need() {
@@ -519,6 +525,22 @@ func (s *session) noteReadSize(n int) {
 	}
 }
 
+// noteBurst records what a burst of cmds commands in size bytes says of the client:
+// whether it pipelines, and whether it sends commands larger than a small read
+// buffer. Such a command, read whole by readAvailable (a full small read, then the
+// rest at once), makes the next reads large ones: a 16 KiB SET then arrives in one
+// read instead of two and a copy. A burst of none (the incomplete command a burst
+// left) says nothing.
+func (s *session) noteBurst(cmds, size int) {
+	if cmds == 0 {
+		return
+	}
+	s.pipelines = cmds > 1
+	if cmds == 1 && size > readBufSize && size <= largeReadBufSize {
+		s.largeReads, s.smallReads = true, 0
+	}
+}
+
 // readTimeout is the next read's deadline: client_dormant_after where the session
 // can go dormant and read_idle_timeout is longer (or 0), else read_idle_timeout.
 func (s *session) readTimeout() time.Duration {
@@ -592,10 +614,7 @@ func (s *session) handleBurst(ctx context.Context) (consumed int, closeAfter boo
 	if n := len(b.cmds); n > 0 {
 		s.client.touch(b.cmds[n-1].name, start)
 	}
-	if len(b.cmds) > 0 {
-		// (A burst of none, the incomplete command a burst left, says nothing.)
-		s.pipelines = len(b.cmds) > 1
-	}
+	s.noteBurst(len(b.cmds), pos)
 	defer s.timeBurst(start)
 	var submitted time.Time
 	if len(s.items) >= farTripMinCmds {
