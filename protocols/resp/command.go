@@ -50,6 +50,7 @@ type CommandParser struct {
 	// clears them: they point into the caller's buffer, which must not stay
 	// reachable through the parser (a 64 MiB argument's buffer would).
 	argsUsed int
+	last     lastCommand
 }
 
 // Need is, after Next returned ErrIncomplete, how long the incomplete command is at
@@ -167,7 +168,7 @@ func (p *CommandParser) multibulk(buf []byte) (cmd protocols.Command, n int, err
 	mb.active = false
 	cmd.Args = args
 	cmd.Frame = buf[:n]
-	cmd.Name, cmd.Class = Classify(args)
+	cmd.Name, cmd.Class = p.classify(args)
 	return cmd, n, nil
 }
 
@@ -222,7 +223,7 @@ func (p *CommandParser) inlineCommand(buf []byte) (cmd protocols.Command, n int,
 	frame := p.inline[frameStart:]
 	cmd.Args = args
 	cmd.Frame = frame
-	cmd.Name, cmd.Class = Classify(args)
+	cmd.Name, cmd.Class = p.classify(args)
 	return cmd, n, nil
 }
 

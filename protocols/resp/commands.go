@@ -29,9 +29,20 @@ const (
 type commandSpec struct {
 	name        string
 	flags       commandFlags
-	arity       int16     // Redis arity: n exact, -n at least n (the name counts)
-	keys        []keySpec // key specifications (keys.go)
-	subcommands bool      // the class depends on the subcommand ("CLIENT SETNAME")
+	arity       int16           // Redis arity: n exact, -n at least n (the name counts)
+	keys        []keySpec       // key specifications (keys.go)
+	subcommands bool            // the class depends on the subcommand ("CLIENT SETNAME")
+	class       protocols.Class // classify's answer, set once at start (init)
+}
+
+// init records each table row's class in it: Classify then costs one map lookup.
+func init() {
+	for _, table := range []map[string]commandSpec{commandTable, newerCommands} {
+		for name, spec := range table {
+			spec.class = classify(spec)
+			table[name] = spec
+		}
+	}
 }
 
 // classOverrides are the commands whose class does not follow from their flags.
@@ -153,7 +164,38 @@ func Classify(args [][]byte) (name string, class protocols.Class) {
 	if !ok {
 		return "UNKNOWN", protocols.Write
 	}
-	return spec.name, classify(spec)
+	return spec.name, spec.class
+}
+
+// lastCommand is a parser's last classified command: a pipeline's commands mostly
+// repeat one name, whose row is then found without hashing it.
+type lastCommand struct {
+	raw   [16]byte // the name as the client spelled it
+	n     uint8    // bytes of raw in use; 0: nothing recorded
+	name  string
+	class protocols.Class
+}
+
+// classify is Classify, through the parser's last command.
+func (p *CommandParser) classify(args [][]byte) (name string, class protocols.Class) {
+	last := &p.last
+	if len(args) > 0 && last.n > 0 && string(args[0]) == string(last.raw[:last.n]) {
+		return last.name, last.class
+	}
+	if len(args) == 0 {
+		return Classify(args)
+	}
+	spec, ok := lookup(args)
+	if !ok {
+		return "UNKNOWN", protocols.Write
+	}
+	last.n = 0
+	if !spec.subcommands && !strings.Contains(spec.name, "|") && len(args[0]) <= len(last.raw) {
+		// (A container command's row is its subcommand's: not remembered by name.)
+		last.n = uint8(copy(last.raw[:], args[0]))
+		last.name, last.class = spec.name, spec.class
+	}
+	return spec.name, spec.class
 }
 
 // upper appends the ASCII upper-case form of s to dst.

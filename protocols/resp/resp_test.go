@@ -3,11 +3,13 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/dynode/dynode-broadcaster/protocols"
+	"github.com/tidwall/redcon"
 )
 
 func TestCommandParserNext(t *testing.T) {
@@ -394,5 +396,88 @@ func TestNeed(t *testing.T) {
 	}
 	if _, _, err := s.Scan([]byte("+OK\r\n")); err != nil || s.Need() != 0 {
 		t.Fatalf("after a complete reply: err %v, Need %d", err, s.Need())
+	}
+}
+
+// BenchmarkPipelinedCommands parses bursts of 16 SETs and 16 GETs, as a session
+// decodes a pipelining client's read: the per-command cost of the parser and the
+// command table, with the names in runs ("runs") and alternating ("mixed").
+func BenchmarkPipelinedCommands(b *testing.B) {
+	set := "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$3\r\nxxx\r\n"
+	get := "*2\r\n$3\r\nget\r\n$16\r\nkey:%012d\r\n"
+	var runs, mixed []byte
+	for i := range 16 {
+		runs = fmt.Appendf(runs, set, i)
+		mixed = fmt.Appendf(fmt.Appendf(mixed, set, i), get, i)
+	}
+	for i := range 16 {
+		runs = fmt.Appendf(runs, get, i)
+	}
+	for _, bench := range []struct {
+		name  string
+		burst []byte
+	}{{"runs", runs}, {"mixed", mixed}} {
+		b.Run(bench.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bench.burst)))
+			b.ReportAllocs()
+			var p CommandParser
+			for b.Loop() {
+				for pos := 0; pos < len(bench.burst); {
+					cmd, n, err := p.Next(bench.burst[pos:])
+					if err != nil || cmd.Class == protocols.Unsupported {
+						b.Fatal(err, cmd.Name)
+					}
+					pos += n
+				}
+				p.Reset()
+			}
+		})
+	}
+}
+
+// TestParserClassifiesEachCommand: the parser's memory of its last command (a
+// pipeline's names mostly repeat) never gives one command another's row: names that
+// share a prefix, the same name in another case, container commands whose row is
+// their subcommand's, unknown commands and names too long to remember.
+func TestParserClassifiesEachCommand(t *testing.T) {
+	var p CommandParser
+	for _, c := range []struct {
+		args  []string
+		name  string
+		class protocols.Class
+	}{
+		{[]string{"GET", "k"}, "GET", protocols.Read},
+		{[]string{"GET", "k"}, "GET", protocols.Read},
+		{[]string{"GETDEL", "k"}, "GETDEL", protocols.Write},
+		{[]string{"GE"}, "UNKNOWN", protocols.Write},
+		{[]string{"get", "k"}, "GET", protocols.Read},
+		{[]string{"gEt", "k"}, "GET", protocols.Read},
+		{[]string{"CLIENT", "SETNAME", "x"}, "CLIENT|SETNAME", protocols.Local},
+		{[]string{"CLIENT", "PAUSE", "10"}, "CLIENT|PAUSE", protocols.Unsupported},
+		{[]string{"CLIENT", "SETNAME", "x"}, "CLIENT|SETNAME", protocols.Local},
+		{[]string{"ZRANGEBYSCORE", "z", "0", "1"}, "ZRANGEBYSCORE", protocols.Read},
+		{[]string{"ZREMRANGEBYSCORE", "z", "0", "1"}, "ZREMRANGEBYSCORE", protocols.Write},
+		{[]string{"ZREMRANGEBYSCORE", "z", "0", "1"}, "ZREMRANGEBYSCORE", protocols.Write},
+		{[]string{"GEORADIUSBYMEMBER_RO", "g", "m", "1", "km"}, "GEORADIUSBYMEMBER_RO", protocols.Read},
+		{[]string{"GEORADIUSBYMEMBER", "g", "m", "1", "km"}, "GEORADIUSBYMEMBER", protocols.Write},
+		{[]string{"NOSUCHCOMMAND"}, "UNKNOWN", protocols.Write},
+		{[]string{"SET", "k", "v"}, "SET", protocols.Write},
+		{[]string{"NOSUCHCOMMAND"}, "UNKNOWN", protocols.Write},
+		{[]string{"SET", "k", "v"}, "SET", protocols.Write},
+	} {
+		frame := redcon.AppendArray(nil, len(c.args))
+		for _, a := range c.args {
+			frame = redcon.AppendBulkString(frame, a)
+		}
+		cmd, _, err := p.Next(frame)
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if cmd.Name != c.name || cmd.Class != c.class {
+			t.Errorf("%q: %s, %v; want %s, %v", c.args, cmd.Name, cmd.Class, c.name, c.class)
+		}
+		if name, class := Classify(cmd.Args); name != cmd.Name || class != cmd.Class {
+			t.Errorf("%q: the parser says %s, %v, Classify %s, %v", c.args, cmd.Name, cmd.Class, name, class)
+		}
 	}
 }
