@@ -40,9 +40,11 @@
 // client's bursts takes 20 ms or more (backends in another region), such a burst
 // may take more than the usual 1,024 commands, up to 8,192, within a gateway-wide
 // bound on the commands taken beyond that (session.burstLimit).
-// The reads and writes of clients and of plain TCP backend connections are raw
-// system calls on their non-blocking sockets (rawio_unix.go): made the scheduler's
-// way, each would wake the runtime's monitor thread after an idle moment.
+// The reads and writes of clients and of plain TCP backend connections, large ones
+// and writevs included, are raw system calls on their non-blocking sockets
+// (rawio_unix.go): made the scheduler's way, each would wake the runtime's monitor
+// thread after an idle moment, and one that copies a large value for longer than the
+// monitor's tick would have its P handed to another thread.
 // A plain TCP client idle for client_dormant_after costs no goroutine either: its
 // session goes dormant (dormant.go), the gateway's own epoll instance watches the
 // connection (idlePoller, Linux), and a new goroutine takes the session up, with its
