@@ -26,38 +26,29 @@ import (
 // rawRead is read(2) on a non-blocking descriptor as a raw system call, made again
 // when a signal interrupted it (it never returns EINTR).
 func rawRead(fd uintptr, b []byte) (int, error) {
-	return rawIO(syscall.SYS_READ, fd, b)
+	return rawIO(syscall.SYS_READ, fd, unsafe.Pointer(unsafe.SliceData(b)), len(b))
 }
 
 // rawWrite is write(2) on a non-blocking descriptor as a raw system call, made again
 // when a signal interrupted it (it never returns EINTR).
 func rawWrite(fd uintptr, b []byte) (int, error) {
-	return rawIO(syscall.SYS_WRITE, fd, b)
+	return rawIO(syscall.SYS_WRITE, fd, unsafe.Pointer(unsafe.SliceData(b)), len(b))
 }
 
 // rawWritev is writev(2) of iov on a non-blocking descriptor as a raw system call,
 // made again when a signal interrupted it (it never returns EINTR).
 func rawWritev(fd uintptr, iov []syscall.Iovec) (int, error) {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case syscall.EINTR:
-		default:
-			return 0, e
-		}
-	}
+	return rawIO(syscall.SYS_WRITEV, fd, unsafe.Pointer(unsafe.SliceData(iov)), len(iov))
 }
 
-// rawIO makes the raw system call call (read or write) on fd and b until a signal
-// does not interrupt it.
-func rawIO(call, fd uintptr, b []byte) (int, error) {
+// rawIO makes the raw system call call (read, write or writev of n bytes or
+// buffers at p) on fd until a signal does not interrupt it.
+func rawIO(call, fd uintptr, p unsafe.Pointer, n int) (int, error) {
 	for {
-		n, _, e := syscall.RawSyscall(call, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		r, _, e := syscall.RawSyscall(call, fd, uintptr(p), uintptr(n))
 		switch e {
 		case 0:
-			return int(n), nil
+			return int(r), nil
 		case syscall.EINTR:
 		default:
 			return 0, e
@@ -123,23 +114,38 @@ type sockWriter struct {
 	conn net.Conn
 	raw  syscall.RawConn
 	fn   func(fd uintptr) bool // made once, not per write
-	fnv  func(fd uintptr) bool // fn for WriteBuffers
-	b    []byte
-	n    int
-	err  error
-	// vec is what WriteBuffers still has to write, iov its scratch.
+	b    []byte                // what Write writes
+	// vec, when not nil, is what WriteBuffers still has to write (instead of b);
+	// iov is its scratch.
 	vec net.Buffers
 	iov []syscall.Iovec
+	n   int
+	err error
 }
 
 func newSockWriter(conn net.Conn) *sockWriter {
 	w := &sockWriter{conn: conn, raw: rawConnOf(conn)}
 	w.fn = func(fd uintptr) bool {
-		for w.n < len(w.b) {
-			n, err := rawWrite(fd, w.b[w.n:])
+		for {
+			var n int
+			var err error
+			switch {
+			case w.vec != nil:
+				if !w.fillIovecs() {
+					return true
+				}
+				n, err = rawWritev(fd, w.iov)
+			case w.n < len(w.b):
+				n, err = rawWrite(fd, w.b[w.n:])
+			default:
+				return true
+			}
 			switch err {
 			case nil:
 				w.n += n
+				if w.vec != nil {
+					consumeBuffers(&w.vec, n)
+				}
 			case syscall.EAGAIN:
 				return false // wait until writable
 			default:
@@ -147,38 +153,24 @@ func newSockWriter(conn net.Conn) *sockWriter {
 				return true
 			}
 		}
-		return true
-	}
-	w.fnv = func(fd uintptr) bool {
-		for len(w.vec) > 0 {
-			w.iov = w.iov[:0]
-			for _, b := range w.vec {
-				if len(w.iov) == maxIovecs {
-					break
-				}
-				if len(b) > 0 {
-					w.iov = append(w.iov, syscall.Iovec{Base: unsafe.SliceData(b)})
-					w.iov[len(w.iov)-1].SetLen(len(b))
-				}
-			}
-			if len(w.iov) == 0 {
-				break
-			}
-			n, err := rawWritev(fd, w.iov)
-			switch err {
-			case nil:
-				w.n += n
-				consumeBuffers(&w.vec, n)
-			case syscall.EAGAIN:
-				return false // wait until writable
-			default:
-				w.err = err
-				return true
-			}
-		}
-		return true
 	}
 	return w
+}
+
+// fillIovecs points iov at vec's pieces (at most maxIovecs, empty ones left out) and
+// reports whether there is anything to write.
+func (w *sockWriter) fillIovecs() bool {
+	w.iov = w.iov[:0]
+	for _, b := range w.vec {
+		if len(w.iov) == maxIovecs {
+			break
+		}
+		if len(b) > 0 {
+			w.iov = append(w.iov, syscall.Iovec{Base: unsafe.SliceData(b)})
+			w.iov[len(w.iov)-1].SetLen(len(b))
+		}
+	}
+	return len(w.iov) > 0
 }
 
 // consumeBuffers drops the first n bytes of v.
@@ -202,11 +194,13 @@ func (w *sockWriter) WriteBuffers(vec net.Buffers) (int64, error) {
 	if w.raw == nil {
 		return vec.WriteTo(w.conn)
 	}
+	if vec == nil {
+		vec = net.Buffers{} // not nil: fn writes vec, not b
+	}
 	w.vec, w.n, w.err = vec, 0, nil
-	err := w.raw.Write(w.fnv)
+	err := w.raw.Write(w.fn)
 	w.vec = nil
 	clear(w.iov[:cap(w.iov)]) // keep no written buffer reachable
-
 	if err == nil && w.err != nil {
 		err = sockError("writev", w.conn, w.err)
 	}
