@@ -86,6 +86,49 @@ func TestLargeValuesIntact(t *testing.T) {
 	h.noDivergence(t)
 }
 
+// TestLargeRepliesLentIntact: a large reply at the start of a backend reader's
+// pooled buffer goes to the client in that buffer, which returns to its pool once
+// written, and the reader reads on into another. Many clients read values of 64 KiB
+// to 2 MiB at once, over and over, so that the buffers cycle through their pools
+// while other replies are in flight; each client also replaces its value with SET
+// ... GET, whose large old value every backend returns (the primary's is kept, the
+// others only compared). A buffer handed on while still in use, or used again by
+// its reader, would corrupt a reply.
+func TestLargeRepliesLentIntact(t *testing.T) {
+	h := withRedis(t, 3)
+	sizes := []int{64 << 10, 100 << 10, 256<<10 - 7, 1 << 20, 2<<20 - 100}
+	const clients, rounds = 8, 40
+	value := func(w, i int) []byte { return largeValue(uint64(w<<24|i), sizes[(w+i)%len(sizes)]) }
+	key := func(w int) string { return fmt.Sprintf("lent:%d", w) }
+	runClients(t, h, clients, func(w int, c *redis.Client) error {
+		if err := c.Set(ctx, key(w), value(w, 0), 0).Err(); err != nil {
+			return fmt.Errorf("client %d: SET: %w", w, err)
+		}
+		for i := 1; i <= rounds; i++ {
+			for range 3 {
+				if got, err := c.Get(ctx, key(w)).Bytes(); err != nil || !bytes.Equal(got, value(w, i-1)) {
+					return fmt.Errorf("client %d round %d: GET returned %d bytes that differ from the %d written (err %v)", w, i, len(got), len(value(w, i-1)), err)
+				}
+			}
+			old, err := c.SetArgs(ctx, key(w), value(w, i), redis.SetArgs{Get: true}).Bytes()
+			if err != nil || !bytes.Equal(old, value(w, i-1)) {
+				return fmt.Errorf("client %d round %d: SET ... GET returned %d bytes that differ from the %d before (err %v)", w, i, len(old), len(value(w, i-1)), err)
+			}
+		}
+		return nil
+	})
+	h.drained(t)
+	h.eachBackend(t, 0, func(b int, c *redis.Client) {
+		for w := range clients {
+			if got, err := c.Get(ctx, key(w)).Bytes(); err != nil || !bytes.Equal(got, value(w, rounds)) {
+				t.Fatalf("backend %d: %s holds %d bytes that differ from the last value written (err %v)", b, key(w), len(got), err)
+			}
+		}
+	})
+	h.converged(t)
+	h.noDivergence(t)
+}
+
 // TestMidValuesIntact writes and reads values around the size of a client's read
 // buffer (1 KiB to 40 KiB, unpipelined: a command that fits the parked reader's
 // buffer, one that outgrows it; replies that grow a backend's read buffer) from
