@@ -17,6 +17,15 @@ HZ=$(getconf CLK_TCK)
 # us_per_op TICKS OPS: CPU microseconds per operation.
 us_per_op() { awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN{printf "%.2f", t/hz*1e6/n}'; }
 
+# rotated ROUND INDEX...: the indexes rotated by ROUND, the order in which a round of
+# interleaved measurements takes its targets (so no target always runs first, or
+# always right after the same one).
+rotated() {
+  local round=$1; shift
+  local -a ts=("$@")
+  for ((k = 0; k < ${#ts[@]}; k++)); do echo "${ts[$(((k + round) % ${#ts[@]}))]}"; done
+}
+
 # apt_need PACKAGE COMMAND...: installs PACKAGE when one of the commands is missing.
 apt_need() {
   local pkg=$1; shift

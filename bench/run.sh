@@ -53,24 +53,39 @@ start_gateway() { # $1 = number of backends; sets GW_PORT GW_PID
   wait_port "$GW_PORT"
 }
 
-# bench NAME PORT PROXY_PID PIPELINE BACKEND_PIDS...: one line per test and round.
-results="$OUT/raw.tsv"
-: > "$results"
+# Every target runs at once. A round measures each of them in turn (the order rotates
+# from round to round), so a slow spell on this shared machine falls on every target
+# of a round rather than on one target's block of rounds; the table's ratios are
+# medians of the per-round ratios.
+declare -a TNAME TPORT TPROXY TBACKENDS
+add_target() { TNAME+=("$1"); TPORT+=("$2"); TPROXY+=("$3"); TBACKENDS+=("$4"); }
+add_target "redis (direct)" "${RPORT[0]}" - "${RPID[0]}"
+add_target "twemproxy" "$TWEM_PORT" "$TWEM_PID" "${RPID[0]}"
+for nb in 1 2 3 10; do
+  start_gateway "$nb"
+  add_target "dynode, $nb backend(s)" "$GW_PORT" "$GW_PID" "${RPID[*]:0:$nb}"
+  if [ "$nb" = 1 ]; then GW1_PORT=$GW_PORT GW1_PID=$GW_PID; fi
+done
+sleep 0.5 # the backends' handshakes
+
+# bench TARGET PIPELINE ROUND: one line per test, prefixed with the target's index
+# (the rows are put in target order at the end).
+rows="$OUT/rows.tsv"
+: > "$rows"
 bench() {
-  local name=$1 port=$2 proxy=$3 pipeline=$4; shift 4
-  local backends=("$@")
-  for round in $(seq "$ROUNDS"); do
-    for test in set get; do
-      local p0 b0 p1 b1 rps
-      p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
-      # redis-benchmark's CSV: test, rps, avg, min, p50, p95, p99, max (latencies in ms).
-      read -r rps p50 p95 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$N" -c "$CLIENTS" -P "$pipeline" --csv 2>/dev/null \
-        | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $6, $7}')
-      p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$pipeline" "$test" "$rps" \
-        "$(us_per_op $((p1 - p0)) "$N")" "$(us_per_op $((b1 - b0)) "$N")" "$p50" "$p95" "$p99" >> "$results"
-      echo "  $name -P $pipeline $test round $round: $rps ops/s" >&2
-    done
+  local t=$1 pipeline=$2 round=$3 name=${TNAME[$1]} port=${TPORT[$1]} proxy=${TPROXY[$1]}
+  local -a backends
+  read -r -a backends <<< "${TBACKENDS[$1]}"
+  for test in set get; do
+    local p0 b0 p1 b1 rps p50 p95 p99
+    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
+    # redis-benchmark's CSV: test, rps, avg, min, p50, p95, p99, max (latencies in ms).
+    read -r rps p50 p95 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$N" -c "$CLIENTS" -P "$pipeline" --csv 2>/dev/null \
+      | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $6, $7}')
+    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$pipeline" "$test" "$rps" \
+      "$(us_per_op $((p1 - p0)) "$N")" "$(us_per_op $((b1 - b0)) "$N")" "$p50" "$p95" "$p99" >> "$rows"
+    echo "  $name -P $pipeline $test round $round: $rps ops/s" >&2
   done
 }
 
@@ -94,23 +109,22 @@ busy_rss() {
 }
 
 for P in 1 16; do
-  bench "redis (direct)" "${RPORT[0]}" - "$P" "${RPID[0]}"
-  bench "twemproxy" "$TWEM_PORT" "$TWEM_PID" "$P" "${RPID[0]}"
+  for round in $(seq "$ROUNDS"); do
+    for t in $(rotated "$round" "${!TNAME[@]}"); do bench "$t" "$P" "$round"; done
+  done
 done
-for nb in 1 2 3 10; do
-  start_gateway "$nb"
-  bps=("${RPID[@]:0:$nb}")
-  for P in 1 16; do bench "dynode, $nb backend(s)" "$GW_PORT" "$GW_PID" "$P" "${bps[@]}"; done
-  if [ "$nb" = 1 ]; then
-    GW_IDLE_RSS=$(idle_rss "$GW_PORT" "$GW_PID")
-    TWEM_IDLE_RSS=$(idle_rss "$TWEM_PORT" "$TWEM_PID")
-    GW_BUSY_RSS=$(busy_rss "$GW_PORT" "$GW_PID")
-    TWEM_BUSY_RSS=$(busy_rss "$TWEM_PORT" "$TWEM_PID")
-  fi
-  kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
-done
+# raw.tsv: the rows in target order, each target's rounds in the order they ran
+# (bench/charts reads it).
+results="$OUT/raw.tsv"
+sort -s -n -k1,1 "$rows" | cut -f2- > "$results"
+GW_IDLE_RSS=$(idle_rss "$GW1_PORT" "$GW1_PID")
+TWEM_IDLE_RSS=$(idle_rss "$TWEM_PORT" "$TWEM_PID")
+GW_BUSY_RSS=$(busy_rss "$GW1_PORT" "$GW1_PID")
+TWEM_BUSY_RSS=$(busy_rss "$TWEM_PORT" "$TWEM_PID")
+for p in "${TPROXY[@]:2}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
 
-# Table: medians per (name, pipeline, test), ratios against direct and twemproxy.
+# Table: medians per (name, pipeline, test); ratios against direct and twemproxy are
+# medians of the per-round ratios.
 python3 - "$results" "$N" "$CLIENTS" "$ROUNDS" "${GW_IDLE_RSS:-?}" "${TWEM_IDLE_RSS:-?}" "${GW_BUSY_RSS:-?}" "${TWEM_BUSY_RSS:-?}" <<'PY' | tee "$OUT/results.md"
 import sys, statistics, collections, platform, os
 path, n, clients, rounds, gw_rss, twem_rss, gw_busy, twem_busy = sys.argv[1:]
@@ -123,16 +137,18 @@ for line in open(path):
     rows[key].append((float(rps), float(pcpu), float(bcpu), float(p50), float(p95), float(p99)))
 def med(key, i):
     return statistics.median(r[i] for r in rows[key])
-print(f"redis-benchmark -n {n} -c {clients}, median of {rounds} rounds; {os.cpu_count()} CPUs, loopback; CPU = user+system microseconds per operation; latency percentiles as redis-benchmark reports them (each the median of the rounds)\n")
+def ratio(key, other):  # the median of the per-round ratios of ops/s
+    return statistics.median(a[0] / b[0] for a, b in zip(rows[key], rows[other]))
+print(f"redis-benchmark -n {n} -c {clients}, median of {rounds} interleaved rounds (ratios: medians of the per-round ratios); {os.cpu_count()} CPUs, loopback; CPU = user+system microseconds per operation; latency percentiles as redis-benchmark reports them (each the median of the rounds)\n")
 print("| target | -P | test | ops/s | vs direct | vs twemproxy | proxy CPU us/op | redis CPU us/op | p50 / p95 / p99 ms |")
 print("|---|---|---|---|---|---|---|---|---|")
 for key in order:
     name, p, test = key
     rps = med(key, 0)
-    direct = med(("redis (direct)", p, test), 0)
-    twem = med(("twemproxy", p, test), 0)
+    direct = ratio(key, ("redis (direct)", p, test))
+    twem = ratio(key, ("twemproxy", p, test))
     pcpu = "-" if name.startswith("redis") else f"{med(key, 1):.2f}"
-    print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {rps/direct:.2f} | {rps/twem:.2f} | {pcpu} | {med(key, 2):.2f} | {med(key, 3):.3f} / {med(key, 4):.3f} / {med(key, 5):.3f} |")
+    print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {direct:.2f} | {twem:.2f} | {pcpu} | {med(key, 2):.2f} | {med(key, 3):.3f} / {med(key, 4):.3f} / {med(key, 5):.3f} |")
 print(f"\nRSS with 10,000 idle client connections: dynode {gw_rss} MiB, twemproxy {twem_rss} MiB")
 print(f"Peak RSS with 1,000 clients pipelining 16 SETs or GETs of 1 KiB values: dynode {gw_busy} MiB, twemproxy {twem_busy} MiB")
 PY

@@ -35,58 +35,69 @@ start_twemproxy nutcracker-values "${RPORT[0]}" redis
 # requests SIZE: how many operations a round makes for a value size.
 requests() { case $1 in 16384) echo 20000 ;; 102400) echo 5000 ;; *) echo 600 ;; esac; }
 
-results="$OUT/values.tsv"
-: > "$results"
-# bench NAME PORT PROXY_PID SIZE: one line per test and round.
-bench() {
-  local name=$1 port=$2 proxy=$3 size=$4 n
-  n=$(requests "$size")
-  for round in $(seq "$ROUNDS"); do
-    for test in set get; do
-      local p0 p1 rps p50 p99
-      p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
-      read -r rps p50 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$n" -c "$CLIENTS" -P "$PIPELINE" -d "$size" --csv 2>/dev/null \
-        | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $7}')
-      p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" "$p50" "$p99" >> "$results"
-      echo "  $name $size $test round $round: $rps ops/s" >&2
-    done
-  done
-}
+# Every target runs at once; each round measures them in turn, the order rotating
+# from round to round (as bench/run.sh does), so a slow spell falls on a whole round.
+declare -a TNAME TPORT TPROXY
+add_target() { TNAME+=("$1"); TPORT+=("$2"); TPROXY+=("$3"); }
+add_target "redis (direct)" "${RPORT[0]}" -
+add_target "twemproxy" "$TWEM_PORT" "$TWEM_PID"
 
 start_gw() { # BINARY N: sets GW_PORT GW_PID
   local servers="127.0.0.1:${RPORT[0]}"
   for ((i = 1; i < $2; i++)); do servers+=",127.0.0.1:${RPORT[$i]}"; done
   GW_PORT=$(free_port)
-  DYNODE_SERVERS="$servers" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=ERROR "$1" > "$OUT/values-gw.log" 2>&1 &
+  DYNODE_SERVERS="$servers" DYNODE_HOST=127.0.0.1 DYNODE_PORT=$GW_PORT DYNODE_LOG_LEVEL=ERROR "$1" >> "$OUT/values-gw.log" 2>&1 &
   GW_PID=$!; pids+=("$GW_PID")
   wait_port "$GW_PORT"
-  sleep 0.3
 }
-
-big="$OUT/bigvalue.tsv"
-: > "$big"
-for size in 16384 102400 1048576; do
-  bench "redis (direct)" "${RPORT[0]}" - "$size"
-  bench "twemproxy" "$TWEM_PORT" "$TWEM_PID" "$size"
-done
-printf 'redis (direct)\t%s\n' "$("$OUT/bigvalue" -addr "127.0.0.1:${RPORT[0]}")" >> "$big"
+: > "$OUT/values-gw.log"
+declare -a BIG_NAME BIG_PORT BIG_PID # the 3-backend gateways, for the 64 MiB value
 for gw in "${GATEWAYS[@]}"; do
   name=${gw%%=*} bin=${gw#*=}
   for nb in 1 3; do
     start_gw "$bin" "$nb"
-    for size in 16384 102400 1048576; do bench "$name, $nb backend(s)" "$GW_PORT" "$GW_PID" "$size"; done
-    if [ "$nb" = 3 ]; then
-      sleep 2 # let the benchmark's memory settle before the baseline
-      printf '%s, 3 backends\t%s\n' "$name" "$("$OUT/bigvalue" -addr "127.0.0.1:$GW_PORT" -pid "$GW_PID")" >> "$big"
-    fi
-    kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
+    add_target "$name, $nb backend(s)" "$GW_PORT" "$GW_PID"
+    if [ "$nb" = 3 ]; then BIG_NAME+=("$name"); BIG_PORT+=("$GW_PORT"); BIG_PID+=("$GW_PID"); fi
   done
+done
+sleep 0.3 # the backends' handshakes
+
+
+rows="$OUT/values-rows.tsv"
+: > "$rows"
+# bench TARGET SIZE ROUND: one line per test, prefixed with the target's index.
+bench() {
+  local t=$1 size=$2 round=$3 name=${TNAME[$1]} port=${TPORT[$1]} proxy=${TPROXY[$1]} n
+  n=$(requests "$size")
+  for test in set get; do
+    local p0 p1 rps p50 p99
+    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
+    read -r rps p50 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$n" -c "$CLIENTS" -P "$PIPELINE" -d "$size" --csv 2>/dev/null \
+      | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $7}')
+    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" "$p50" "$p99" >> "$rows"
+    echo "  $name $size $test round $round: $rps ops/s" >&2
+  done
+}
+
+for size in 16384 102400 1048576; do
+  for round in $(seq "$ROUNDS"); do
+    for t in $(rotated "$round" "${!TNAME[@]}"); do bench "$t" "$size" "$round"; done
+  done
+done
+results="$OUT/values.tsv" # in target order, each target's rounds in the order they ran
+sort -s -n -k1,1 "$rows" | cut -f2- > "$results"
+
+big="$OUT/bigvalue.tsv"
+printf 'redis (direct)\t%s\n' "$("$OUT/bigvalue" -addr "127.0.0.1:${RPORT[0]}")" > "$big"
+sleep 2 # let the benchmark's memory settle before the baseline
+for i in "${!BIG_NAME[@]}"; do
+  printf '%s, 3 backends\t%s\n' "${BIG_NAME[$i]}" "$("$OUT/bigvalue" -addr "127.0.0.1:${BIG_PORT[$i]}" -pid "${BIG_PID[$i]}")" >> "$big"
 done
 
 {
   python3 bench/valuetable.py "$results" "redis (direct)" \
-    "redis-benchmark -c $CLIENTS -P $PIPELINE -d SIZE, median of $ROUNDS rounds; loopback; CPU = proxy user+system microseconds per operation"
+    "redis-benchmark -c $CLIENTS -P $PIPELINE -d SIZE, median of $ROUNDS interleaved rounds (ratios: medians of the per-round ratios); loopback; CPU = proxy user+system microseconds per operation"
   python3 - "$big" <<'PY'
 import sys
 print("\nOne 64 MiB value (bench/bigvalue): SET then GET; time, and the gateway's RSS (MiB) before, at its peak during each, and 1 / 3 / 5 s after\n")
