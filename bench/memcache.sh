@@ -82,15 +82,18 @@ vrows="$OUT/memcache-values-rows.tsv"
 # the target's index.
 mcvalue() {
   local t=$1 size=$2 round=$3 name=${TNAME[$1]} port=${TPORT[$1]} proxy=${TPROXY[$1]}
+  local -a backends
+  read -r -a backends <<< "${TBACKENDS[$1]}"
   local n=20000
   [ "$size" = 102400 ] && n=5000
   [ "$size" = 1048576 ] && n=600
   for test in set get; do
-    local p0 p1 rps p50 p99
-    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
+    local p0 b0 p1 b1 rps p50 p99
+    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
     read -r rps p50 p99 < <("$OUT/mcload" -addr "127.0.0.1:$port" -test $test -size $size -clients 10 -n $n)
-    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" "$p50" "$p99" >> "$vrows"
+    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" \
+      "$(us_per_op $((b1 - b0)) "$n")" "$p50" "$p99" >> "$vrows"
     echo "  $name $size $test round $round: $rps ops/s" >&2
   done
 }
@@ -130,5 +133,5 @@ PY
 
 echo
 python3 bench/valuetable.py "$values" "memcached (direct)" \
-  "bench/mcload, 10 connections with one request in flight each, median of $ROUNDS interleaved rounds (ratios: medians of the per-round ratios); CPU = proxy user+system microseconds per operation" \
+  "bench/mcload, 10 connections with one request in flight each, median of $ROUNDS interleaved rounds (ratios: medians of the per-round ratios); CPU = user+system microseconds per operation of the proxy and of the memcached processes" \
   | tee "$OUT/memcache-values.md"

@@ -37,10 +37,10 @@ requests() { case $1 in 16384) echo 20000 ;; 102400) echo 5000 ;; *) echo 600 ;;
 
 # Every target runs at once; each round measures them in turn, the order rotating
 # from round to round (as bench/run.sh does), so a slow spell falls on a whole round.
-declare -a TNAME TPORT TPROXY
-add_target() { TNAME+=("$1"); TPORT+=("$2"); TPROXY+=("$3"); }
-add_target "redis (direct)" "${RPORT[0]}" -
-add_target "twemproxy" "$TWEM_PORT" "$TWEM_PID"
+declare -a TNAME TPORT TPROXY TBACKENDS
+add_target() { TNAME+=("$1"); TPORT+=("$2"); TPROXY+=("$3"); TBACKENDS+=("$4"); }
+add_target "redis (direct)" "${RPORT[0]}" - "${RPID[0]}"
+add_target "twemproxy" "$TWEM_PORT" "$TWEM_PID" "${RPID[0]}"
 
 start_gw() { # BINARY N: sets GW_PORT GW_PID
   local servers="127.0.0.1:${RPORT[0]}"
@@ -56,7 +56,7 @@ for gw in "${GATEWAYS[@]}"; do
   name=${gw%%=*} bin=${gw#*=}
   for nb in 1 3; do
     start_gw "$bin" "$nb"
-    add_target "$name, $nb backend(s)" "$GW_PORT" "$GW_PID"
+    add_target "$name, $nb backend(s)" "$GW_PORT" "$GW_PID" "${RPID[*]:0:$nb}"
     if [ "$nb" = 3 ]; then BIG_NAME+=("$name"); BIG_PORT+=("$GW_PORT"); BIG_PID+=("$GW_PID"); fi
   done
 done
@@ -68,14 +68,17 @@ rows="$OUT/values-rows.tsv"
 # bench TARGET SIZE ROUND: one line per test, prefixed with the target's index.
 bench() {
   local t=$1 size=$2 round=$3 name=${TNAME[$1]} port=${TPORT[$1]} proxy=${TPROXY[$1]} n
+  local -a backends
+  read -r -a backends <<< "${TBACKENDS[$1]}"
   n=$(requests "$size")
   for test in set get; do
-    local p0 p1 rps p50 p99
-    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
+    local p0 b0 p1 b1 rps p50 p99
+    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
     read -r rps p50 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$n" -c "$CLIENTS" -P "$PIPELINE" -d "$size" --csv 2>/dev/null \
       | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $7}')
-    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" "$p50" "$p99" >> "$rows"
+    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" \
+      "$(us_per_op $((b1 - b0)) "$n")" "$p50" "$p99" >> "$rows"
     echo "  $name $size $test round $round: $rps ops/s" >&2
   done
 }
@@ -97,7 +100,7 @@ done
 
 {
   python3 bench/valuetable.py "$results" "redis (direct)" \
-    "redis-benchmark -c $CLIENTS -P $PIPELINE -d SIZE, median of $ROUNDS interleaved rounds (ratios: medians of the per-round ratios); loopback; CPU = proxy user+system microseconds per operation"
+    "redis-benchmark -c $CLIENTS -P $PIPELINE -d SIZE, median of $ROUNDS interleaved rounds (ratios: medians of the per-round ratios); loopback; CPU = user+system microseconds per operation of the proxy and of the redis-servers"
   python3 - "$big" <<'PY'
 import sys
 print("\nOne 64 MiB value (bench/bigvalue): SET then GET; time, and the gateway's RSS (MiB) before, at its peak during each, and 1 / 3 / 5 s after\n")
