@@ -14,6 +14,15 @@ cpu_ticks() { # utime+stime of the given pids, in clock ticks
 }
 HZ=$(getconf CLK_TCK)
 
+# machine_ticks: the clock ticks all CPUs spent busy so far and those they had in all
+# (/proc/stat; time stolen by the hypervisor counts in neither).
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+
+# busy_pct "BUSY0 TOTAL0" "BUSY1 TOTAL1": the percentage of the CPUs' time that was
+# busy between two machine_ticks, all processes together: near 100, the machine is
+# what bounds the rate, not any one process.
+busy_pct() { echo "$1 $2" | awk '{printf "%.0f", ($4 > $2) ? 100 * ($3 - $1) / ($4 - $2) : 0}'; }
+
 # us_per_op TICKS OPS: CPU microseconds per operation.
 us_per_op() { awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN{printf "%.2f", t/hz*1e6/n}'; }
 

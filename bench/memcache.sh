@@ -88,12 +88,12 @@ mcvalue() {
   [ "$size" = 102400 ] && n=5000
   [ "$size" = 1048576 ] && n=600
   for test in set get; do
-    local p0 b0 p1 b1 rps p50 p99
-    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
+    local p0 b0 m0 p1 b1 m1 rps p50 p99
+    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}"); m0=$(machine_ticks)
     read -r rps p50 p99 < <("$OUT/mcload" -addr "127.0.0.1:$port" -test $test -size $size -clients 10 -n $n)
-    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" \
-      "$(us_per_op $((b1 - b0)) "$n")" "$p50" "$p99" >> "$vrows"
+    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}"); m1=$(machine_ticks)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" \
+      "$(us_per_op $((b1 - b0)) "$n")" "$p50" "$p99" "$(busy_pct "$m0" "$m1")" >> "$vrows"
     echo "  $name $size $test round $round: $rps ops/s" >&2
   done
 }

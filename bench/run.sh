@@ -77,14 +77,14 @@ bench() {
   local -a backends
   read -r -a backends <<< "${TBACKENDS[$1]}"
   for test in set get; do
-    local p0 b0 p1 b1 rps p50 p95 p99
-    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
+    local p0 b0 m0 p1 b1 m1 rps p50 p95 p99
+    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}"); m0=$(machine_ticks)
     # redis-benchmark's CSV: test, rps, avg, min, p50, p95, p99, max (latencies in ms).
     read -r rps p50 p95 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$N" -c "$CLIENTS" -P "$pipeline" --csv 2>/dev/null \
       | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $6, $7}')
-    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$pipeline" "$test" "$rps" \
-      "$(us_per_op $((p1 - p0)) "$N")" "$(us_per_op $((b1 - b0)) "$N")" "$p50" "$p95" "$p99" >> "$rows"
+    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}"); m1=$(machine_ticks)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$pipeline" "$test" "$rps" \
+      "$(us_per_op $((p1 - p0)) "$N")" "$(us_per_op $((b1 - b0)) "$N")" "$p50" "$p95" "$p99" "$(busy_pct "$m0" "$m1")" >> "$rows"
     echo "  $name -P $pipeline $test round $round: $rps ops/s" >&2
   done
 }
@@ -131,24 +131,24 @@ path, n, clients, rounds, gw_rss, twem_rss, gw_busy, twem_busy = sys.argv[1:]
 rows = collections.defaultdict(list)
 order = []
 for line in open(path):
-    name, p, test, rps, pcpu, bcpu, p50, p95, p99 = line.rstrip("\n").split("\t")
+    name, p, test, rps, pcpu, bcpu, p50, p95, p99, busy = line.rstrip("\n").split("\t")
     key = (name, int(p), test)
     if key not in rows: order.append(key)
-    rows[key].append((float(rps), float(pcpu), float(bcpu), float(p50), float(p95), float(p99)))
+    rows[key].append((float(rps), float(pcpu), float(bcpu), float(p50), float(p95), float(p99), float(busy)))
 def med(key, i):
     return statistics.median(r[i] for r in rows[key])
 def ratio(key, other):  # the median of the per-round ratios of ops/s
     return statistics.median(a[0] / b[0] for a, b in zip(rows[key], rows[other]))
-print(f"redis-benchmark -n {n} -c {clients}, median of {rounds} interleaved rounds (ratios: medians of the per-round ratios); {os.cpu_count()} CPUs, loopback; CPU = user+system microseconds per operation; latency percentiles as redis-benchmark reports them (each the median of the rounds)\n")
-print("| target | -P | test | ops/s | vs direct | vs twemproxy | proxy CPU us/op | redis CPU us/op | p50 / p95 / p99 ms |")
-print("|---|---|---|---|---|---|---|---|---|")
+print(f"redis-benchmark -n {n} -c {clients}, median of {rounds} interleaved rounds (ratios: medians of the per-round ratios); {os.cpu_count()} CPUs, loopback; CPU = user+system microseconds per operation; CPUs busy = all processes' share of the machine's CPU time; latency percentiles as redis-benchmark reports them (each the median of the rounds)\n")
+print("| target | -P | test | ops/s | vs direct | vs twemproxy | proxy CPU us/op | redis CPU us/op | CPUs busy | p50 / p95 / p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for key in order:
     name, p, test = key
     rps = med(key, 0)
     direct = ratio(key, ("redis (direct)", p, test))
     twem = ratio(key, ("twemproxy", p, test))
     pcpu = "-" if name.startswith("redis") else f"{med(key, 1):.2f}"
-    print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {direct:.2f} | {twem:.2f} | {pcpu} | {med(key, 2):.2f} | {med(key, 3):.3f} / {med(key, 4):.3f} / {med(key, 5):.3f} |")
+    print(f"| {name} | {p} | {test.upper()} | {rps:,.0f} | {direct:.2f} | {twem:.2f} | {pcpu} | {med(key, 2):.2f} | {med(key, 6):.0f} % | {med(key, 3):.3f} / {med(key, 4):.3f} / {med(key, 5):.3f} |")
 print(f"\nRSS with 10,000 idle client connections: dynode {gw_rss} MiB, twemproxy {twem_rss} MiB")
 print(f"Peak RSS with 1,000 clients pipelining 16 SETs or GETs of 1 KiB values: dynode {gw_busy} MiB, twemproxy {twem_busy} MiB")
 PY

@@ -72,13 +72,13 @@ bench() {
   read -r -a backends <<< "${TBACKENDS[$1]}"
   n=$(requests "$size")
   for test in set get; do
-    local p0 b0 p1 b1 rps p50 p99
-    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}")
+    local p0 b0 m0 p1 b1 m1 rps p50 p99
+    p0=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b0=$(cpu_ticks "${backends[@]}"); m0=$(machine_ticks)
     read -r rps p50 p99 < <(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$n" -c "$CLIENTS" -P "$PIPELINE" -d "$size" --csv 2>/dev/null \
       | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $7}')
-    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" \
-      "$(us_per_op $((b1 - b0)) "$n")" "$p50" "$p99" >> "$rows"
+    p1=$([ "$proxy" = - ] && echo 0 || cpu_ticks "$proxy"); b1=$(cpu_ticks "${backends[@]}"); m1=$(machine_ticks)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$size" "$test" "$rps" "$(us_per_op $((p1 - p0)) "$n")" \
+      "$(us_per_op $((b1 - b0)) "$n")" "$p50" "$p99" "$(busy_pct "$m0" "$m1")" >> "$rows"
     echo "  $name $size $test round $round: $rps ops/s" >&2
   done
 }

@@ -41,10 +41,11 @@ func render(in, out string) error {
 	var targets, pipelines []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// target, -P, test, ops/s, proxy CPU us/op, redis CPU us/op [, p50, p95, p99]
+		// target, -P, test, ops/s, proxy CPU us/op, redis CPU us/op [, p50, p95, p99
+		// [, CPUs busy %]]
 		fields := strings.Split(sc.Text(), "\t")
-		if len(fields) != 6 && len(fields) != 9 {
-			return fmt.Errorf("%s: line %q: want 6 or 9 fields", in, sc.Text())
+		if n := len(fields); n != 6 && n != 9 && n != 10 {
+			return fmt.Errorf("%s: line %q: want 6, 9 or 10 fields", in, sc.Text())
 		}
 		k := key{fields[0], fields[1], strings.ToUpper(fields[2])}
 		rps, err1 := strconv.ParseFloat(fields[3], 64)
