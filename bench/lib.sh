@@ -26,6 +26,12 @@ busy_pct() { echo "$1 $2" | awk '{printf "%.0f", ($4 > $2) ? 100 * ($3 - $1) / (
 # us_per_op TICKS OPS: CPU microseconds per operation.
 us_per_op() { awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN{printf "%.2f", t/hz*1e6/n}'; }
 
+# The targets of an interleaved benchmark, by index: name, port, proxy pid ("-" for
+# none) and the backend servers' pids (space-separated). add_target NAME PORT PROXY
+# BACKEND_PIDS adds one.
+declare -a TNAME TPORT TPROXY TBACKENDS
+add_target() { TNAME+=("$1"); TPORT+=("$2"); TPROXY+=("$3"); TBACKENDS+=("$4"); }
+
 # rotated ROUND INDEX...: the indexes rotated by ROUND, the order in which a round of
 # interleaved measurements takes its targets (so no target always runs first, or
 # always right after the same one).

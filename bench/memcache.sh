@@ -36,8 +36,6 @@ start_twemproxy nutcracker-mc "${MPORT[0]}"
 
 # Every target runs at once; each round measures them in turn, the order rotating
 # from round to round (as bench/run.sh does), so a slow spell falls on a whole round.
-declare -a TNAME TPORT TPROXY TBACKENDS
-add_target() { TNAME+=("$1"); TPORT+=("$2"); TPROXY+=("$3"); TBACKENDS+=("$4"); }
 add_target "memcached (direct)" "${MPORT[0]}" - "${MPID[0]}"
 add_target "twemproxy" "$TWEM_PORT" "$TWEM_PID" "${MPID[0]}"
 servers="127.0.0.1:${MPORT[0]}"

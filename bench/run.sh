@@ -57,8 +57,6 @@ start_gateway() { # $1 = number of backends; sets GW_PORT GW_PID
 # from round to round), so a slow spell on this shared machine falls on every target
 # of a round rather than on one target's block of rounds; the table's ratios are
 # medians of the per-round ratios.
-declare -a TNAME TPORT TPROXY TBACKENDS
-add_target() { TNAME+=("$1"); TPORT+=("$2"); TPROXY+=("$3"); TBACKENDS+=("$4"); }
 add_target "redis (direct)" "${RPORT[0]}" - "${RPID[0]}"
 add_target "twemproxy" "$TWEM_PORT" "$TWEM_PID" "${RPID[0]}"
 for nb in 1 2 3 10; do

@@ -37,8 +37,6 @@ requests() { case $1 in 16384) echo 20000 ;; 102400) echo 5000 ;; *) echo 600 ;;
 
 # Every target runs at once; each round measures them in turn, the order rotating
 # from round to round (as bench/run.sh does), so a slow spell falls on a whole round.
-declare -a TNAME TPORT TPROXY TBACKENDS
-add_target() { TNAME+=("$1"); TPORT+=("$2"); TPROXY+=("$3"); TBACKENDS+=("$4"); }
 add_target "redis (direct)" "${RPORT[0]}" - "${RPID[0]}"
 add_target "twemproxy" "$TWEM_PORT" "$TWEM_PID" "${RPID[0]}"
 
