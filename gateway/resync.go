@@ -260,12 +260,15 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	target.resyncing.Store(true)
 	target.mu.Unlock()
 	var tconn, sconn *sideConn
-	replicating, paused := false, false
+	replicating, paused, switching := false, false, false
 	defer func() {
 		// On failure: detach and unpause whatever was done, and let the target's held
 		// writes go (it stays out of sync until the next attempt).
 		if err != nil {
 			err = errors.Join(err, g.undoResync(target, source, tconn, sconn, replicating, paused))
+		}
+		if switching {
+			source.switching.Unlock() // after the undo's UNPAUSE
 		}
 		target.mu.Lock()
 		target.phase = phaseNone
@@ -338,6 +341,8 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	// The switch point: CLIENT PAUSE WRITE in the source's stream, and from the same
 	// instant the target holds its writes.
 	target.updateResync(func(p *ResyncProgress) { p.Step = "switching" })
+	source.switching.Lock() // one switch at a time pauses a source
+	switching = true
 	pause := max(2*time.Second, g.conf().BackendTimeout/2)
 	marker := newReplyGate()
 	frame := resp.AppendCommand(nil, [][]byte{[]byte("CLIENT"), []byte("PAUSE"), []byte(strconv.FormatInt(pause.Milliseconds(), 10)), []byte("WRITE")})
