@@ -73,16 +73,17 @@ type backend struct {
 	up        atomic.Bool        // connected (readable without mu, for the sequencer's pre-pass)
 	outOfSync atomic.Bool        // a write was lost: the data may differ from the others
 	resyncing atomic.Bool        // a resync is rebuilding it: never the reply source nor read from
+	behind    atomic.Bool        // spilling: far behind the others, so neither reply source nor read target
+	warmUntil atomic.Int64       // memcached: Unix nanoseconds until which it warms after a flush
+	queued    atomic.Int64       // bytes in out (for metrics)
+	connects  atomic.Int64       // successful connections so far
+	replies   atomic.Int64       // replies read (for ops/s in status views)
+	diverged  atomic.Int64       // divergences where it sent a reply the majority did not
+
 	// switching is held by the resync whose switch point pauses this backend as a
 	// source (CLIENT PAUSE ... CLIENT UNPAUSE): the pause is the server's, one for all
 	// clients, so another resync's UNPAUSE would end it in the middle of this switch.
 	switching sync.Mutex
-	behind    atomic.Bool  // spilling: far behind the others, so neither reply source nor read target
-	warmUntil atomic.Int64 // memcached: Unix nanoseconds until which it warms after a flush
-	queued    atomic.Int64 // bytes in out (for metrics)
-	connects  atomic.Int64 // successful connections so far
-	replies   atomic.Int64 // replies read (for ops/s in status views)
-	diverged  atomic.Int64 // divergences where it sent a reply the majority did not
 
 	mu        sync.Mutex // guards everything below, up to syncMu
 	state     BackendState
