@@ -85,12 +85,10 @@ func (l *writeLoad) check(t testing.TB, h *harness) {
 	})
 }
 
-// TestResyncRestartedBackendUnderLoad is the scenario, under load: backend 2
-// restarts empty while 20 clients write. The gateway sees a new process, flags it out
-// of sync, resyncs it by itself (auto_resync) and joins it to the global order at an
-// exact point: afterwards every backend has every acknowledged write, once.
-func TestResyncRestartedBackendUnderLoad(t *testing.T) {
-	h := withRedis(t, 3)
+// withRedisUnderLoad starts the gateway in front of n redis-servers holding 100 keys,
+// with 20 clients writing through it (startWriteLoad) for 200 ms already.
+func withRedisUnderLoad(t *testing.T, n int) (*harness, *writeLoad) {
+	h := withRedis(t, n)
 	c := h.client(t, 0)
 	for i := range 100 {
 		c.Set(ctx, "k"+strconv.Itoa(i), i, 0)
@@ -98,6 +96,15 @@ func TestResyncRestartedBackendUnderLoad(t *testing.T) {
 	h.drained(t)
 	load := startWriteLoad(t, h, 20)
 	time.Sleep(200 * time.Millisecond)
+	return h, load
+}
+
+// TestResyncRestartedBackendUnderLoad is the scenario, under load: backend 2
+// restarts empty while 20 clients write. The gateway sees a new process, flags it out
+// of sync, resyncs it by itself (auto_resync) and joins it to the global order at an
+// exact point: afterwards every backend has every acknowledged write, once.
+func TestResyncRestartedBackendUnderLoad(t *testing.T) {
+	h, load := withRedisUnderLoad(t, 3)
 	h.restartEmpty(t, 2)
 
 	seen := map[string]bool{}
@@ -301,14 +308,7 @@ func TestEvalshaAfterResync(t *testing.T) {
 // where a resync's switch failed beside two others and its held writes landed on
 // top of what it had replicated; this test did not reproduce it without the lock.)
 func TestConcurrentResyncsOneSource(t *testing.T) {
-	h := withRedis(t, 4)
-	c := h.client(t, 0)
-	for i := range 100 {
-		c.Set(ctx, "k"+strconv.Itoa(i), i, 0)
-	}
-	h.drained(t)
-	load := startWriteLoad(t, h, 20)
-	time.Sleep(200 * time.Millisecond)
+	h, load := withRedisUnderLoad(t, 4)
 	for i := 1; i <= 3; i++ {
 		h.restartEmpty(t, i)
 	}
