@@ -15,6 +15,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/dynode/dynode-broadcaster/gateway"
+	"github.com/dynode/dynode-broadcaster/internal/testserver"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -304,9 +305,8 @@ func TestEvalshaAfterResync(t *testing.T) {
 // resyncs from the one source start together. Each switch pauses the source (CLIENT
 // PAUSE WRITE, one pause for the whole server), so the switches take turns
 // (backend.switching). Every backend must end in sync with every acknowledged write
-// exactly once. (The failure this guards against showed in TestDiscoveryFileChurn,
-// where a resync's switch failed beside two others and its held writes landed on
-// top of what it had replicated; this test did not reproduce it without the lock.)
+// exactly once. (TestResyncSwitchesTakeTurns replays the race the turns prevent:
+// this test, under load, did not reproduce it without them.)
 func TestConcurrentResyncsOneSource(t *testing.T) {
 	h, load := withRedisUnderLoad(t, 4)
 	for i := 1; i <= 3; i++ {
@@ -334,4 +334,80 @@ func TestConcurrentResyncsOneSource(t *testing.T) {
 	load.check(t, h)
 	t.Logf("%d INCRs acknowledged; switch failures logged: %d", load.incrs.Load(),
 		strings.Count(h.logs.String(), "passed the switch point"))
+}
+
+// TestResyncSwitchesTakeTurns replays the race TestConcurrentResyncsOneSource only
+// makes likely. A switch pauses the source with CLIENT PAUSE WRITE, the whole
+// server's pause, and reads the source's replication offset as its switch point.
+// Backend 1 answers through 250 ms of latency each way, so its switch (a few round
+// trips to it while the source is paused) lasts over a second. Backend 2's resync is
+// asked for once backend 1's switch has begun, with no write in between: its pause
+// follows backend 1's in the source's stream, and it is quick. Were the switches not
+// to take turns (backend.switching), backend 2's CLIENT UNPAUSE would end backend 1's
+// pause too; the writes that follow would reach backend 1 by replication while it
+// still follows the source, and again as its held writes. Both resyncs must succeed
+// at their first attempt, and every backend must hold each acknowledged INCR once.
+func TestResyncSwitchesTakeTurns(t *testing.T) {
+	backends := startRedisBackends(t, 3)
+	far := testserver.StartProxy(t, backends[1].Addr)
+	h := startGateway(t, []string{backends[0].Addr, far.Addr, backends[2].Addr}, "auto_resync=false", "connect_timeout=5")
+	h.backends = backends
+	c := h.client(t, 0)
+	for i := range 100 {
+		c.Set(ctx, "k"+strconv.Itoa(i), i, 0)
+	}
+	h.drained(t)
+	for _, stream := range []string{"upstream", "downstream"} {
+		far.AddToxic(fmt.Sprintf(`{"name":%q,"type":"latency","stream":%q,"attributes":{"latency":250}}`, stream, stream))
+	}
+	step := func(i int) string {
+		if p := h.gw.Backends()[i].Resync; p != nil {
+			return p.Step
+		}
+		return ""
+	}
+	waitStep := func(i int, want ...string) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !slices.Contains(want, step(i)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("backend %d: resync step %v not reached after 30s: %+v", i, want, h.gw.Backends()[i])
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	if err := h.gw.Resync(far.Addr); err != nil {
+		t.Fatal(err)
+	}
+	waitStep(1, "switching", "done", "failed")
+	if s := step(1); s != "switching" {
+		t.Fatalf("backend 1's resync ended (%s) before backend 2's began", s)
+	}
+	if err := h.gw.Resync(backends[2].Addr); err != nil {
+		t.Fatal(err)
+	}
+	// Backend 2's resync is over (without turns), or waits for backend 1's switch.
+	waitStep(2, "switching", "done", "failed")
+	const incrs = 20
+	for range incrs {
+		if err := c.Incr(ctx, "counter").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStep(1, "done", "failed")
+	waitStep(2, "done", "failed")
+	for _, stream := range []string{"upstream", "downstream"} {
+		far.RemoveToxic(stream)
+	}
+	for i := 1; i <= 2; i++ {
+		if st := h.gw.Backends()[i]; st.State != "up" || st.OutOfSync || st.Resync.Error != "" {
+			t.Errorf("backend %d after its resync: %+v, resync %+v", i, st, *st.Resync)
+		}
+	}
+	h.eachBackend(t, 0, func(i int, c *redis.Client) {
+		if n, _ := c.Get(ctx, "counter").Int(); n != incrs {
+			t.Errorf("backend %d: counter = %d after %d acknowledged INCRs", i, n, incrs)
+		}
+	})
+	h.converged(t)
 }
