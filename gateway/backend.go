@@ -126,6 +126,9 @@ type backend struct {
 	// progressAt is when the backend last made progress while commands were in flight:
 	// the first write after idling, or the last reply read.
 	progressAt time.Time
+	// pausedUntil is when the CLIENT PAUSE of a resync's switch (this backend its
+	// source) ends at the latest; the time it spends paused is not a hang (stalled).
+	pausedUntil time.Time
 
 	syncMu     sync.Mutex      // guards syncReason, syncSince, lostInResync and resync
 	syncReason string          // why it is out of sync
@@ -1022,7 +1025,12 @@ func (be *backend) stalled(conn net.Conn, timeout time.Duration) (next time.Time
 	if be.conn != conn || be.inflight == 0 {
 		return now.Add(timeout), false
 	}
-	next = be.progressAt.Add(timeout)
+	// The gateway's own pause of a source holds its writes: count from its end.
+	since := be.progressAt
+	if be.pausedUntil.After(since) {
+		since = be.pausedUntil
+	}
+	next = since.Add(timeout)
 	return next, !now.Before(next)
 }
 

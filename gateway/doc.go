@@ -21,7 +21,9 @@
 // up. An out-of-sync backend is resynced (resync.go): Redis by REPLICAOF from an
 // in-sync backend (directly, or through a relay in the gateway: relay.go), joined to
 // the global order at a CLIENT PAUSE placed in the source's stream (one such switch
-// at a time per source: the pause is the whole server's); memcached by a
+// at a time per source: the pause is the whole server's; refused up front when the
+// target is too far to switch within the pause, and never taken for a hung source);
+// memcached by a
 // flush at a point of the order, then warming.
 // With backlog_dir, down backends' backlogs and every backend's identity and sync
 // state are kept on disk (durable.go, package backlog) across gateway restarts, and

@@ -27,7 +27,10 @@ import (
 // there. The gateway waits until the target's replication offset equals the
 // source's, detaches it (REPLICAOF NO ONE), checks that the source's offset did not
 // move meanwhile (so no later write reached the target twice), then releases the
-// target's held writes and unpauses the source. The pause lasts a few round trips.
+// target's held writes and unpauses the source. The pause lasts a few round trips to
+// the target, so a target too far for them to fit in the pause is refused before the
+// source is paused; the source's replies held by the pause do not count towards its
+// backend_timeout (backend.pausedUntil). A failed switch unpauses the source first.
 // Copying by REPLICAOF needs the target to reach the source: at its address in
 // servers, or, when the backends cannot reach each other (cross-region), through a
 // relay in the gateway, which reaches both (relay.go; resync_via).
@@ -338,12 +341,25 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 		return err
 	}
 
+	// A switch makes a few round trips to the target while every client's writes
+	// wait (catching up, REPLICAOF NO ONE, a SCRIPT LOAD per script): refuse one that
+	// cannot end within the pause, before pausing the source.
+	pause := max(2*time.Second, g.conf().BackendTimeout/2)
+	rttStart := time.Now()
+	if _, err := tconn.do("PING"); err != nil {
+		return err
+	}
+	rtt := time.Since(rttStart)
+	if need := time.Duration(2+len(g.scripts.all())) * rtt; need > pause*3/4 {
+		return fmt.Errorf("a round trip to the backend takes %v: too long for a switch within the source's pause of %v (backend_timeout/2, at least 2s)",
+			rtt.Round(time.Millisecond), pause)
+	}
+
 	// The switch point: CLIENT PAUSE WRITE in the source's stream, and from the same
 	// instant the target holds its writes.
 	target.updateResync(func(p *ResyncProgress) { p.Step = "switching" })
 	source.switching.Lock() // one switch at a time pauses a source
 	switching = true
-	pause := max(2*time.Second, g.conf().BackendTimeout/2)
 	marker := newReplyGate()
 	frame := resp.AppendCommand(nil, [][]byte{[]byte("CLIENT"), []byte("PAUSE"), []byte(strconv.FormatInt(pause.Milliseconds(), 10)), []byte("WRITE")})
 	pausedAt := time.Now()
@@ -352,6 +368,7 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	sourceUp := source.state == StateUp && source.preferred()
 	if sourceUp {
 		source.appendLocked(frame, nil, source.db, pending{gate: marker, authority: true})
+		source.pausedUntil = pausedAt.Add(pause)
 	}
 	source.mu.Unlock()
 	if sourceUp {
@@ -413,6 +430,8 @@ func (g *Gateway) resyncRedis(ctx context.Context, target, source *backend) (err
 	paused = false
 	if _, err := sconn.do("CLIENT", "UNPAUSE"); err != nil {
 		source.log.Warn("CLIENT UNPAUSE failed: the source resumes writes when its pause ends", "err", err, "pause", pause)
+	} else {
+		source.unpaused()
 	}
 	return nil
 }
@@ -471,6 +490,20 @@ func (g *Gateway) undoResync(target, source *backend, tconn, sconn *sideConn, re
 	ctx, cancel := context.WithTimeout(context.Background(), 2*g.conf().ConnectTimeout)
 	defer cancel()
 	var errs []error
+	// The source first: its pause holds every client's writes, and the target is
+	// out of sync whatever it replicates meanwhile.
+	if paused {
+		if sconn == nil || sconn.broken {
+			sconn.close()
+			sconn, _ = g.dialSide(ctx, source)
+		}
+		if _, err := sconn.do("CLIENT", "UNPAUSE"); err != nil {
+			errs = append(errs, fmt.Errorf("CLIENT UNPAUSE on %s: %w", source.addr, err))
+		} else {
+			source.unpaused()
+		}
+		sconn.close()
+	}
 	if replicating {
 		if tconn == nil || tconn.broken {
 			tconn.close()
@@ -481,17 +514,17 @@ func (g *Gateway) undoResync(target, source *backend, tconn, sconn *sideConn, re
 		}
 		tconn.close()
 	}
-	if paused {
-		if sconn == nil || sconn.broken {
-			sconn.close()
-			sconn, _ = g.dialSide(ctx, source)
-		}
-		if _, err := sconn.do("CLIENT", "UNPAUSE"); err != nil {
-			errs = append(errs, fmt.Errorf("CLIENT UNPAUSE on %s: %w", source.addr, err))
-		}
-		sconn.close()
-	}
 	return errors.Join(errs...)
+}
+
+// unpaused records that a switch's CLIENT UNPAUSE ended the backend's pause: its
+// commands in flight have backend_timeout from now on (stalled).
+func (be *backend) unpaused() {
+	be.mu.Lock()
+	if now := time.Now(); be.pausedUntil.After(now) {
+		be.pausedUntil = now
+	}
+	be.mu.Unlock()
 }
 
 // waitFor polls cond every millisecond or so until it is true, fails, or timeout

@@ -411,3 +411,145 @@ func TestResyncSwitchesTakeTurns(t *testing.T) {
 	})
 	h.converged(t)
 }
+
+// farTarget starts a gateway in front of two redis-servers, backend 1 behind a
+// toxiproxy with ms of latency each way, and one client INCRing "counter" through it
+// until stop; acked counts the INCRs acknowledged.
+func farTarget(t *testing.T, ms int) (h *harness, far *slowLink, acked *atomic.Int64, stop func()) {
+	backends := startRedisBackends(t, 2)
+	far = &slowLink{Proxy: testserver.StartProxy(t, backends[1].Addr)}
+	far.setLatency(ms)
+	h = startGateway(t, []string{backends[0].Addr, far.Addr}, "auto_resync=false", "connect_timeout=10")
+	h.backends = backends
+	acked = new(atomic.Int64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1, MaxRetries: -1, ReadTimeout: 10 * time.Second})
+		defer c.Close()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if c.Incr(ctx, "counter").Err() == nil {
+				acked.Add(1)
+			}
+		}
+	})
+	return h, far, acked, func() { close(done); wg.Wait() }
+}
+
+// slowLink is a toxiproxy whose latency the test changes.
+type slowLink struct {
+	*testserver.Proxy
+	ms int // latency each way now
+}
+
+// setLatency gives the link ms of latency each way (0: none).
+func (l *slowLink) setLatency(ms int) {
+	for _, stream := range []string{"upstream", "downstream"} {
+		if l.ms > 0 {
+			l.RemoveToxic(stream)
+		}
+		if ms > 0 {
+			l.AddToxic(fmt.Sprintf(`{"name":%q,"type":"latency","stream":%q,"attributes":{"latency":%d}}`, stream, stream, ms))
+		}
+	}
+	l.ms = ms
+}
+
+// resyncEnded waits until backend i's resync is done or failed and returns it.
+func resyncEnded(t *testing.T, h *harness, i int) gateway.ResyncProgress {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if p := h.gw.Backends()[i].Resync; p != nil && (p.Step == "done" || p.Step == "failed") {
+			return *p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d: resync not over after 30s: %+v", i, h.gw.Backends()[i])
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// sourceSpared checks that backend 0, a resync's source, kept its connection and
+// every acknowledged write through it.
+func sourceSpared(t *testing.T, h *harness, acked int64) {
+	t.Helper()
+	if st := h.gw.Backends()[0]; st.State != "up" || st.OutOfSync || st.Connects != 1 || st.LostWrites != 0 {
+		t.Errorf("the source after the failed resync: %+v", st)
+	}
+	if n, _ := h.backends[0].Client(0).Get(ctx, "counter").Int64(); n != acked {
+		t.Errorf("the source's counter = %d, acknowledged INCRs = %d", n, acked)
+	}
+}
+
+// pauses is how many CLIENT PAUSE backend 0 has run.
+func pauses(t *testing.T, h *harness) int {
+	t.Helper()
+	stats, err := h.backends[0].Client(0).Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, found := strings.Cut(stats, "cmdstat_client|pause:calls=")
+	if !found {
+		return 0
+	}
+	n, _ := strconv.Atoi(after[:strings.IndexByte(after, ',')])
+	return n
+}
+
+// TestSwitchTooFarIsRefused: a target 1.1 s away (a round trip) cannot be switched
+// within the source's 2 s pause (it takes two round trips or more), so the resync
+// fails before it pauses the source, and says why.
+func TestSwitchTooFarIsRefused(t *testing.T) {
+	h, _, acked, stop := farTarget(t, 550)
+	if err := h.gw.Resync(h.gw.Backends()[1].Addr); err != nil {
+		t.Fatal(err)
+	}
+	p := resyncEnded(t, h, 1)
+	stop()
+	if p.Step != "failed" || !strings.Contains(p.Error, "too long for a switch") {
+		t.Fatalf("resync of a far backend: %+v", p)
+	}
+	if n := pauses(t, h); n != 0 {
+		t.Errorf("the source got %d CLIENT PAUSE", n)
+	}
+	h.drained(t)
+	sourceSpared(t, h, acked.Load())
+}
+
+// TestFailedSwitchSparesTheSource: the link to the target slows to 1.2 s each way
+// once its switch has paused the source, so the switch fails after the pause. The
+// source's writes waited on the gateway's own CLIENT PAUSE, not on a hung server: it
+// must keep its connection and stay in sync (before, backend_timeout reset it, and
+// the write in flight made it out of sync too), and it is unpaused first.
+func TestFailedSwitchSparesTheSource(t *testing.T) {
+	h, far, acked, stop := farTarget(t, 100)
+	if err := h.gw.Resync(h.gw.Backends()[1].Addr); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if p := h.gw.Backends()[1].Resync; p != nil && p.Step != "draining" && p.Step != "copying" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no switch after 30s: %+v", h.gw.Backends()[1])
+		}
+		time.Sleep(time.Millisecond)
+	}
+	far.setLatency(1200)
+	p := resyncEnded(t, h, 1)
+	stop()
+	far.setLatency(0)
+	if p.Step != "failed" || pauses(t, h) != 1 {
+		t.Fatalf("the switch did not fail after pausing the source (the test's premise): %+v, %d CLIENT PAUSE", p, pauses(t, h))
+	}
+	h.drained(t)
+	sourceSpared(t, h, acked.Load())
+	t.Logf("resync: %+v; %d INCRs acknowledged", p, acked.Load())
+}
