@@ -413,32 +413,15 @@ func TestResyncSwitchesTakeTurns(t *testing.T) {
 }
 
 // farTarget starts a gateway in front of two redis-servers, backend 1 behind a
-// toxiproxy with ms of latency each way, and one client INCRing "counter" through it
-// until stop; acked counts the INCRs acknowledged.
-func farTarget(t *testing.T, ms int) (h *harness, far *slowLink, acked *atomic.Int64, stop func()) {
+// toxiproxy with ms of latency each way, and one client writing through it
+// (startWriteLoad).
+func farTarget(t *testing.T, ms int) (*harness, *slowLink, *writeLoad) {
 	backends := startRedisBackends(t, 2)
-	far = &slowLink{Proxy: testserver.StartProxy(t, backends[1].Addr)}
+	far := &slowLink{Proxy: testserver.StartProxy(t, backends[1].Addr)}
 	far.setLatency(ms)
-	h = startGateway(t, []string{backends[0].Addr, far.Addr}, "auto_resync=false", "connect_timeout=10")
+	h := startGateway(t, []string{backends[0].Addr, far.Addr}, "auto_resync=false", "connect_timeout=10")
 	h.backends = backends
-	acked = new(atomic.Int64)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		c := redis.NewClient(&redis.Options{Addr: h.addr, Protocol: 2, PoolSize: 1, MaxRetries: -1, ReadTimeout: 10 * time.Second})
-		defer c.Close()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if c.Incr(ctx, "counter").Err() == nil {
-				acked.Add(1)
-			}
-		}
-	})
-	return h, far, acked, func() { close(done); wg.Wait() }
+	return h, far, startWriteLoad(t, h, 1)
 }
 
 // slowLink is a toxiproxy whose latency the test changes.
@@ -506,12 +489,12 @@ func pauses(t *testing.T, h *harness) int {
 // within the source's 2 s pause (it takes two round trips or more), so the resync
 // fails before it pauses the source, and says why.
 func TestSwitchTooFarIsRefused(t *testing.T) {
-	h, _, acked, stop := farTarget(t, 550)
+	h, _, load := farTarget(t, 550)
 	if err := h.gw.Resync(h.gw.Backends()[1].Addr); err != nil {
 		t.Fatal(err)
 	}
 	p := resyncEnded(t, h, 1)
-	stop()
+	load.finish()
 	if p.Step != "failed" || !strings.Contains(p.Error, "too long for a switch") {
 		t.Fatalf("resync of a far backend: %+v", p)
 	}
@@ -519,7 +502,7 @@ func TestSwitchTooFarIsRefused(t *testing.T) {
 		t.Errorf("the source got %d CLIENT PAUSE", n)
 	}
 	h.drained(t)
-	sourceSpared(t, h, acked.Load())
+	sourceSpared(t, h, load.incrs.Load())
 }
 
 // TestFailedSwitchSparesTheSource: the link to the target slows to 1.2 s each way
@@ -528,7 +511,7 @@ func TestSwitchTooFarIsRefused(t *testing.T) {
 // must keep its connection and stay in sync (before, backend_timeout reset it, and
 // the write in flight made it out of sync too), and it is unpaused first.
 func TestFailedSwitchSparesTheSource(t *testing.T) {
-	h, far, acked, stop := farTarget(t, 100)
+	h, far, load := farTarget(t, 100)
 	if err := h.gw.Resync(h.gw.Backends()[1].Addr); err != nil {
 		t.Fatal(err)
 	}
@@ -544,12 +527,12 @@ func TestFailedSwitchSparesTheSource(t *testing.T) {
 	}
 	far.setLatency(1200)
 	p := resyncEnded(t, h, 1)
-	stop()
+	load.finish()
 	far.setLatency(0)
 	if p.Step != "failed" || pauses(t, h) != 1 {
 		t.Fatalf("the switch did not fail after pausing the source (the test's premise): %+v, %d CLIENT PAUSE", p, pauses(t, h))
 	}
 	h.drained(t)
-	sourceSpared(t, h, acked.Load())
-	t.Logf("resync: %+v; %d INCRs acknowledged", p, acked.Load())
+	sourceSpared(t, h, load.incrs.Load())
+	t.Logf("resync: %+v; %d INCRs acknowledged", p, load.incrs.Load())
 }
