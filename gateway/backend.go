@@ -846,13 +846,33 @@ func (be *backend) readLoop(conn net.Conn) {
 	var dl deadline
 	busyLogged := false
 	start := 0 // start of the first unconsumed reply in buf
+	// While solo, buf is a pooled buffer holding one large bulk reply alone, read up
+	// to its end and no further (soloEnd), and home is the reader's own buffer.
+	var home []byte
+	solo, soloEnd := false, 0
 	for {
 		dl.extend(conn, timeout)
-		if need := start + scan.need(); len(buf) == cap(buf) || need > cap(buf) {
+		need := start + scan.need()
+		if solo && len(buf) >= soloEnd {
+			solo, home = false, nil // not the end the header announced: read on as usual
+		}
+		if !solo && need > len(buf) && need-start >= soloReplyMin && need-start <= maxPooledBuf && be.gw.wire == &respWire && buf[start] == '$' {
+			// A large bulk reply (a GET's) still arriving: the rest of it goes into a
+			// buffer of its own, which its command then keeps by reference, rather
+			// than into buf, from where the collector would copy it.
+			own := append(getBigBuf(need-start), buf[start:]...)
+			home, buf, start, need = buf[:0], own, 0, need-start
+			solo, soloEnd = true, need
+		}
+		limit := cap(buf)
+		if solo {
+			limit = soloEnd
+		} else if len(buf) == cap(buf) || need > cap(buf) {
 			buf = grow(buf, start, need-start)
 			start = 0
+			limit = cap(buf)
 		}
-		n, err := rd.Read(buf[len(buf):cap(buf)])
+		n, err := rd.Read(buf[len(buf):limit])
 		buf = buf[:len(buf)+n]
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -884,9 +904,20 @@ func (be *backend) readLoop(conn net.Conn) {
 		}
 		if len(ends) > 0 {
 			var ok, lent bool
-			if popped, lent, ok = be.dispatch(conn, buf, start, ends, isErrs, popped[:0]); !ok {
+			whole := solo && len(ends) == 1 && pos == len(buf)
+			if popped, lent, ok = be.dispatch(conn, buf, start, ends, isErrs, popped[:0], whole); !ok {
 				return
 			}
+			if whole {
+				// The reply was all buf held (reads stopped at its end), and it went to
+				// its command by reference, or was copied: back to the reader's buffer.
+				if !lent {
+					putBigBuf(buf)
+				}
+				buf, home, start, solo = home, nil, 0, false
+				continue
+			}
+			solo, home = false, nil // not one whole reply after all: buf is a plain buffer
 			if lent || cap(buf) > maxReplyBuf && len(buf)-pos < replyBufSize {
 				// A huge reply went to its command by reference: buf is not this
 				// reader's any more. Or buf grew for a large reply: give it back
@@ -940,10 +971,12 @@ func (be *backend) scanReplies(scan replyScanner, buf []byte, start int, ends []
 }
 
 // dispatch pops one pending entry per reply and delivers the replies. The collector
-// copies what it keeps, except a reply larger than the pools' largest class, which
-// it keeps by reference: lent then says buf must not be reused. ps is scratch space,
+// copies what it keeps, except a reply larger than the pools' largest class, or one
+// alone in a pooled buffer of its own (solo: buf holds that one reply and nothing
+// else), which it
+// keeps by reference: lent then says buf must not be reused. ps is scratch space,
 // returned for reuse.
-func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, isErrs []bool, ps []pending) (_ []pending, lent, ok bool) {
+func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, isErrs []bool, ps []pending, solo bool) (_ []pending, lent, ok bool) {
 	be.mu.Lock()
 	if be.conn != conn {
 		be.mu.Unlock()
@@ -989,8 +1022,16 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 			reply = gatedReply(p, reply, be.gw.wire.isError)
 		}
 		if p.b != nil {
-			// A reply too large for the pools is lent, not copied: buf is given up.
+			// A reply too large for the pools is lent, not copied: buf is given up
+			// (and left to the garbage collector: the reply's capacity ends with it).
+			// So is a reply alone in its pooled buffer, which then goes back to its
+			// pool once sent.
 			l := len(reply) > maxPooledBuf
+			if l {
+				reply = reply[:len(reply):len(reply)]
+			} else if solo && p.gate == nil {
+				l = true
+			}
 			lent = lent || l
 			p.b.deliver(int(p.idx), be.index, reply, l, be.gw.noReply)
 			continue
@@ -1036,7 +1077,12 @@ func (be *backend) stalled(conn net.Conn, timeout time.Duration) (next time.Time
 
 const (
 	replyBufSize = 16 << 10 // a backend reader's buffer
-	maxReplyBuf  = 2 << 20  // a reader's buffer grown past this is dropped once empty enough
+	// soloReplyMin: a bulk reply this large is read into a pooled buffer of its own
+	// and kept by reference, not copied from the reader's buffer (readLoop). 1 MiB
+	// GETs: 11 % less of the gateway's CPU each; 100 KiB ones: no gain beyond noise
+	// (bench/RESULTS.md, fourteenth session), so smaller replies keep the shared buffer.
+	soloReplyMin = 256 << 10
+	maxReplyBuf  = 2 << 20 // a reader's buffer grown past this is dropped once empty enough
 )
 
 // grow returns a buffer with buf[start:] at its front and free room after it: room

@@ -334,10 +334,12 @@ func (b *batch) keepsBytes(c *command, backend int, reply []byte) bool {
 // keepBig copies a large reply into a pooled buffer of its own (appended to the
 // arena it would be copied again at every growth), or keeps a lent one as it is, and
 // returns its variant.off. The buffer goes back to its pool when the batch is
-// recycled, or travels on to the client's output (eachReply).
+// recycled, or travels on to the client's output (eachReply). A lent reply's
+// capacity says what goes back: a pooled buffer the reply starts (its whole
+// capacity), or nothing (capacity = length, left to the collector).
 func (b *batch) keepBig(reply []byte, lent bool) int32 {
 	if lent {
-		b.big = append(b.big, reply[:len(reply):len(reply)])
+		b.big = append(b.big, reply)
 	} else {
 		b.big = append(b.big, append(getBigBuf(len(reply)), reply...))
 	}

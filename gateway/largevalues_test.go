@@ -86,9 +86,9 @@ func TestLargeValuesIntact(t *testing.T) {
 	h.noDivergence(t)
 }
 
-// TestLargeRepliesLentIntact: a large reply at the start of a backend reader's
-// pooled buffer goes to the client in that buffer, which returns to its pool once
-// written, and the reader reads on into another. Many clients read values of 64 KiB
+// TestLargeRepliesLentIntact: a bulk reply of 256 KiB or more is read into a pooled
+// buffer of its own, up to its end and no further; that buffer goes to the client
+// and returns to its pool once written, and the reader reads on into its own. Many clients read values of 64 KiB
 // to 2 MiB at once, over and over, so that the buffers cycle through their pools
 // while other replies are in flight; each client also replaces its value with SET
 // ... GET, whose large old value every backend returns (the primary's is kept, the
