@@ -846,8 +846,8 @@ func (be *backend) readLoop(conn net.Conn) {
 	var dl deadline
 	busyLogged := false
 	start := 0 // start of the first unconsumed reply in buf
-	// While solo, buf is a pooled buffer holding one large bulk reply alone, read up
-	// to its end and no further (soloEnd), and home is the reader's own buffer.
+	// While solo, buf is a pooled buffer holding one large reply of one value alone,
+	// read up to its end and no further (soloEnd), and home is the reader's own buffer.
 	var home []byte
 	solo, soloEnd := false, 0
 	for {
@@ -856,13 +856,15 @@ func (be *backend) readLoop(conn net.Conn) {
 		if solo && len(buf) >= soloEnd {
 			solo, home = false, nil // not the end the header announced: read on as usual
 		}
-		if !solo && need > len(buf) && need-start >= soloReplyMin && need-start <= maxPooledBuf && be.gw.wire == &respWire && buf[start] == '$' {
-			// A large bulk reply (a GET's) still arriving: the rest of it goes into a
-			// buffer of its own, which its command then keeps by reference, rather
-			// than into buf, from where the collector would copy it.
-			own := append(getBigBuf(need-start), buf[start:]...)
-			home, buf, start, need = buf[:0], own, 0, need-start
-			solo, soloEnd = true, need
+		if !solo && need > len(buf) && need-start >= soloReplyMin {
+			if whole := scan.wholeLen(buf[start:]); whole >= need-start && whole <= maxPooledBuf {
+				// A large reply of one value (a GET's) still arriving: the rest of it
+				// goes into a buffer of its own, which its command then keeps by
+				// reference, rather than into buf, from where the collector would copy it.
+				own := append(getBigBuf(whole), buf[start:]...)
+				home, buf, start, need = buf[:0], own, 0, need-start
+				solo, soloEnd = true, whole
+			}
 		}
 		limit := cap(buf)
 		if solo {
@@ -1077,7 +1079,7 @@ func (be *backend) stalled(conn net.Conn, timeout time.Duration) (next time.Time
 
 const (
 	replyBufSize = 16 << 10 // a backend reader's buffer
-	// soloReplyMin: a bulk reply this large is read into a pooled buffer of its own
+	// soloReplyMin: a reply of one value this large is read into a pooled buffer of its own
 	// and kept by reference, not copied from the reader's buffer (readLoop). 1 MiB
 	// GETs: 11 % less of the gateway's CPU each; 100 KiB ones: no gain beyond noise
 	// (bench/RESULTS.md, fourteenth session), so smaller replies keep the shared buffer.

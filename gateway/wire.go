@@ -60,6 +60,12 @@ type replyScanner interface {
 	// need is, after scan found the reply incomplete, how long it is at least
 	// known to be (0: not known).
 	need() int
+	// wholeLen is, after scan found the reply at buf[0] incomplete, how long the
+	// reply is when it holds one value, as the common large reply does (a Redis
+	// bulk string, a memcached get of one key), else 0. A reader may then read the
+	// reply alone into a buffer of that length; a reply that turns out to go on is
+	// read on as usual.
+	wholeLen(buf []byte) int
 }
 
 var respWire = wire{
@@ -157,6 +163,14 @@ func (r *respScanner) scan(_ uint8, buf []byte) (int, bool, error) { return r.Sc
 
 func (r *respScanner) need() int { return r.Need() }
 
+// wholeLen: a bulk string's length is exact once its header is read.
+func (r *respScanner) wholeLen(buf []byte) int {
+	if len(buf) > 0 && buf[0] == '$' {
+		return r.Need()
+	}
+	return 0
+}
+
 type memcacheScanner struct{ needed int }
 
 func (m *memcacheScanner) scan(kind uint8, buf []byte) (int, bool, error) {
@@ -168,3 +182,17 @@ func (m *memcacheScanner) scan(kind uint8, buf []byte) (int, bool, error) {
 }
 
 func (m *memcacheScanner) need() int { return m.needed }
+
+// wholeLen: a meta get's value ends the reply; a get's is followed by END when it
+// is the only one.
+func (m *memcacheScanner) wholeLen(buf []byte) int {
+	switch {
+	case m.needed == 0:
+		return 0
+	case bytes.HasPrefix(buf, []byte("VA ")):
+		return m.needed
+	case bytes.HasPrefix(buf, []byte("VALUE ")):
+		return m.needed + len("END\r\n")
+	}
+	return 0
+}
