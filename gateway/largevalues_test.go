@@ -362,3 +362,86 @@ func TestPipelinedValuesIntact(t *testing.T) {
 		h.noDivergence(t)
 	})
 }
+
+// TestLargeMemcachedRepliesIntact reads memcached values of 100 KiB to 3 MiB through
+// 2 backends from several clients at once, pipelined: a get of one key, a get of
+// two (a reply of one value is read alone into a buffer of its own, up to the END
+// that follows it; a reply with a second value goes on past that point and must be
+// read on as usual), a meta get, and a small command between them. Each reply is
+// checked byte for byte, in order.
+func TestLargeMemcachedRepliesIntact(t *testing.T) {
+	h := withMemcached(t, 2)
+	sizes := []int{300 << 10, 1<<20 + 17, 100 << 10, 3<<20 - 3}
+	const clients, rounds = 4, 5
+	key := func(w, i int) string { return fmt.Sprintf("mcbig:%d:%d", w, i) }
+	value := func(w, i int) []byte { return largeValue(uint64(w<<20|i|1<<31), sizes[(w+i)%len(sizes)]) }
+	runConcurrently(t, clients, func(w int) error {
+		conn, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+		r := bufio.NewReader(conn)
+		expect := func(what, want string) error {
+			if line, err := r.ReadString('\n'); err != nil || line != want {
+				return fmt.Errorf("client %d: %s answered %q, want %q (%v)", w, what, line, want, err)
+			}
+			return nil
+		}
+		expectValue := func(what, header string, v []byte) error {
+			if err := expect(what, header); err != nil {
+				return err
+			}
+			got := make([]byte, len(v)+2)
+			if _, err := io.ReadFull(r, got); err != nil || !bytes.Equal(got[:len(v)], v) || string(got[len(v):]) != "\r\n" {
+				return fmt.Errorf("client %d: %s returned a value that differs from the %d bytes written (%v)", w, what, len(v), err)
+			}
+			return nil
+		}
+		if _, err := fmt.Fprintf(conn, "set n%d 0 0 1\r\n0\r\n", w); err != nil {
+			return err
+		}
+		if err := expect("set n", "STORED\r\n"); err != nil {
+			return err
+		}
+		for i := range rounds {
+			var req []byte
+			for _, k := range []int{i, i + rounds} {
+				v := value(w, k)
+				req = fmt.Appendf(req, "set %s 0 0 %d\r\n", key(w, k), len(v))
+				req = append(append(req, v...), "\r\n"...)
+			}
+			req = fmt.Appendf(req, "get %s\r\nincr n%d 1\r\nget %s %s\r\nmg %s v\r\n", key(w, i), w, key(w, i), key(w, i+rounds), key(w, i+rounds))
+			if _, err := conn.Write(req); err != nil {
+				return err
+			}
+			for range 2 {
+				if err := expect("set", "STORED\r\n"); err != nil {
+					return err
+				}
+			}
+			a, b := value(w, i), value(w, i+rounds)
+			steps := []func() error{
+				func() error { return expectValue("get", fmt.Sprintf("VALUE %s 0 %d\r\n", key(w, i), len(a)), a) },
+				func() error { return expect("get's end", "END\r\n") },
+				func() error { return expect("incr", fmt.Sprintf("%d\r\n", i+1)) },
+				func() error { return expectValue("get of two", fmt.Sprintf("VALUE %s 0 %d\r\n", key(w, i), len(a)), a) },
+				func() error {
+					return expectValue("get of two, second", fmt.Sprintf("VALUE %s 0 %d\r\n", key(w, i+rounds), len(b)), b)
+				},
+				func() error { return expect("get of two's end", "END\r\n") },
+				func() error { return expectValue("mg", fmt.Sprintf("VA %d\r\n", len(b)), b) },
+			}
+			for _, step := range steps {
+				if err := step(); err != nil {
+					return fmt.Errorf("round %d: %w", i, err)
+				}
+			}
+		}
+		return nil
+	})
+	h.drained(t)
+	h.memcachedHold(t, clients, 2*rounds, key, value)
+	h.noDivergence(t)
+}
