@@ -1079,10 +1079,10 @@ func (be *backend) stalled(conn net.Conn, timeout time.Duration) (next time.Time
 
 const (
 	replyBufSize = 16 << 10 // a backend reader's buffer
-	// soloReplyMin: a reply of one value this large is read into a pooled buffer of its own
-	// and kept by reference, not copied from the reader's buffer (readLoop). 1 MiB
-	// GETs: 11 % less of the gateway's CPU each; 100 KiB ones: no gain beyond noise
-	// (bench/RESULTS.md, fourteenth session), so smaller replies keep the shared buffer.
+	// soloReplyMin: a reply of one value this large is read into a pooled buffer of
+	// its own and kept by reference, not copied from the reader's buffer (readLoop).
+	// 1 MiB GETs: 8-19 % less of the gateway's CPU each; 100 KiB ones: no gain beyond
+	// noise (bench/RESULTS.md, fourteenth session), so smaller replies are copied.
 	soloReplyMin = 256 << 10
 	maxReplyBuf  = 2 << 20 // a reader's buffer grown past this is dropped once empty enough
 )
