@@ -973,12 +973,11 @@ func (be *backend) scanReplies(scan replyScanner, buf []byte, start int, ends []
 }
 
 // dispatch pops one pending entry per reply and delivers the replies. The collector
-// copies what it keeps, except a reply larger than the pools' largest class, or one
-// alone in a pooled buffer of its own (solo: buf holds that one reply and nothing
-// else), which it
-// keeps by reference: lent then says buf must not be reused. ps is scratch space,
-// returned for reuse.
-func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, isErrs []bool, ps []pending, solo bool) (_ []pending, lent, ok bool) {
+// copies what it keeps, except a reply larger than the pools' largest class, or a
+// reply alone in a pooled buffer of its own (whole: buf holds that one reply and
+// nothing else), which it keeps by reference: lent then says buf must not be reused.
+// ps is scratch space, returned for reuse.
+func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, isErrs []bool, ps []pending, whole bool) (_ []pending, lent, ok bool) {
 	be.mu.Lock()
 	if be.conn != conn {
 		be.mu.Unlock()
@@ -1031,7 +1030,7 @@ func (be *backend) dispatch(conn net.Conn, buf []byte, start int, ends []int, is
 			l := len(reply) > maxPooledBuf
 			if l {
 				reply = reply[:len(reply):len(reply)]
-			} else if solo && p.gate == nil {
+			} else if whole && p.gate == nil {
 				l = true
 			}
 			lent = lent || l

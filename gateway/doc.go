@@ -58,9 +58,10 @@
 // stays in its session's read buffer, which is lent to every backend queue by
 // reference (outStream, written with writev) and goes back to its pool when the last
 // backend has written it (lentBuf); a large reply is kept in a pooled buffer that
-// travels on to the client's output: a Redis bulk reply of 256 KiB or more is read
-// into that buffer directly, up to its end and no further (backend.go: readLoop),
-// a smaller one is copied there from the backend reader's buffer. Buffers from 8 KiB to 4 MiB are pooled by size
+// travels on to the client's output. A reply of one value of 256 KiB or more (a
+// Redis bulk string, a memcached get of one key) is read into that buffer directly,
+// up to its end and no further (backend.go: readLoop); a smaller one is copied there
+// from the backend reader's buffer. Buffers from 8 KiB to 4 MiB are pooled by size
 // class (bigbuf.go); larger ones are allocated exactly, and their memory is returned
 // to the system shortly after they passed (reclaimer).
 //
