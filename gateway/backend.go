@@ -846,28 +846,29 @@ func (be *backend) readLoop(conn net.Conn) {
 	var dl deadline
 	busyLogged := false
 	start := 0 // start of the first unconsumed reply in buf
-	// While solo, buf is a pooled buffer holding one large reply of one value alone,
-	// read up to its end and no further (soloEnd), and home is the reader's own buffer.
+	// While home is not nil, buf is a pooled buffer holding one large reply of one
+	// value alone, read up to its end and no further (soloEnd), and home is the
+	// reader's own buffer.
 	var home []byte
-	solo, soloEnd := false, 0
+	soloEnd := 0
 	for {
 		dl.extend(conn, timeout)
 		need := start + scan.need()
-		if solo && len(buf) >= soloEnd {
-			solo, home = false, nil // not the end the header announced: read on as usual
+		if home != nil && len(buf) >= soloEnd {
+			home = nil // not the end the header announced: read on as usual
 		}
-		if !solo && need > len(buf) && need-start >= soloReplyMin {
+		if home == nil && need > len(buf) && need-start >= soloReplyMin {
 			if whole := scan.wholeLen(buf[start:]); whole >= need-start && whole <= maxPooledBuf {
 				// A large reply of one value (a GET's) still arriving: the rest of it
 				// goes into a buffer of its own, which its command then keeps by
 				// reference, rather than into buf, from where the collector would copy it.
 				own := append(getBigBuf(whole), buf[start:]...)
 				home, buf, start, need = buf[:0], own, 0, need-start
-				solo, soloEnd = true, whole
+				soloEnd = whole
 			}
 		}
 		limit := cap(buf)
-		if solo {
+		if home != nil {
 			limit = soloEnd
 		} else if len(buf) == cap(buf) || need > cap(buf) {
 			buf = grow(buf, start, need-start)
@@ -906,7 +907,7 @@ func (be *backend) readLoop(conn net.Conn) {
 		}
 		if len(ends) > 0 {
 			var ok, lent bool
-			whole := solo && len(ends) == 1 && pos == len(buf)
+			whole := home != nil && len(ends) == 1 && pos == len(buf)
 			if popped, lent, ok = be.dispatch(conn, buf, start, ends, isErrs, popped[:0], whole); !ok {
 				return
 			}
@@ -916,10 +917,10 @@ func (be *backend) readLoop(conn net.Conn) {
 				if !lent {
 					putBigBuf(buf)
 				}
-				buf, home, start, solo = home, nil, 0, false
+				buf, home, start = home, nil, 0
 				continue
 			}
-			solo, home = false, nil // not one whole reply after all: buf is a plain buffer
+			home = nil // not one whole reply after all: buf is a plain buffer
 			if lent || cap(buf) > maxReplyBuf && len(buf)-pos < replyBufSize {
 				// A huge reply went to its command by reference: buf is not this
 				// reader's any more. Or buf grew for a large reply: give it back
